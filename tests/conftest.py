@@ -1,0 +1,7 @@
+"""Shared test set-up: the repository's `py/` is importable without installing."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "py"))

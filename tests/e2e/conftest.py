@@ -1,0 +1,137 @@
+"""Chromium against dist/ on localhost, with every request to another origin refused.
+
+The browser is Debian's Chromium launched by path (Playwright cannot download browsers
+here). A failing test leaves a screenshot and the console log under test-results/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+import build
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-results"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def start_server(root: Path) -> tuple[str, object]:
+    server = build.make_server("127.0.0.1", 0, root)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+@pytest.fixture(scope="session")
+def dist_dir() -> Path:
+    dist = Path(os.environ.get("UPSCALE_DIST", build.DIST))
+    if not (dist / "index.html").is_file():
+        pytest.fail(f"{dist} is not built: run `python build.py test`, which builds it first")
+    return dist
+
+
+@pytest.fixture(scope="session")
+def site(dist_dir: Path):
+    """Base URL of dist/ served by build.py's own server (same headers as `serve`)."""
+    os.environ.setdefault("UPSCALE_SERVE_QUIET", "1")
+    url, server = start_server(dist_dir)
+    yield url
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).is_file():
+        pytest.fail(f"no Chromium at {chromium}: run `python build.py test`, which installs it")
+    return {**browser_type_launch_args, "executable_path": chromium, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture
+def allowed_origins(site) -> set[str]:
+    """Origins a test's pages may reach; a test that adds a second server extends this."""
+    return {origin_of(site)}
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@pytest.fixture
+def foreign_requests(context, allowed_origins) -> list[str]:
+    """Every request to an origin not allowed is aborted and recorded; the test then fails."""
+    seen: list[str] = []
+
+    def foreign(url: str) -> bool:
+        return not url.startswith(("data:", "blob:")) and origin_of(url) not in allowed_origins
+
+    def record(url: str) -> None:
+        if url not in seen:
+            seen.append(url)
+
+    def guard(route):
+        if foreign(route.request.url):
+            record(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    def watch(request):
+        if foreign(request.url):
+            record(request.url)
+
+    context.route("**/*", guard)
+    context.on("request", watch)
+    return seen
+
+
+@pytest.fixture
+def console_log(page) -> list[str]:
+    lines: list[str] = []
+    page.on("console", lambda m: lines.append(f"[{m.type}] {m.text}"))
+    page.on("pageerror", lambda e: lines.append(f"[pageerror] {e}"))
+    def worker_console(worker):
+        worker.on("console", lambda m: lines.append(f"[worker {m.type}] {m.text}"))
+
+    page.on("worker", worker_console)
+    return lines
+
+
+@pytest.fixture
+def app(page, site, foreign_requests, console_log, request):
+    """A page on our own origin; at teardown, no foreign request may have happened."""
+    yield page
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        stem = re.sub(r"[^\w.-]+", "_", request.node.nodeid)
+        page.screenshot(path=str(ARTIFACTS / f"{stem}.png"), full_page=True)
+        (ARTIFACTS / f"{stem}.console.txt").write_text("\n".join(console_log) + "\n")
+    assert not foreign_requests, f"requests left the site's origin: {foreign_requests}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)

@@ -1,0 +1,59 @@
+"""The page boots a worker with Pyodide (numpy, PIL, upscale) and TF.js, from our origin only."""
+
+import re
+
+BOOT_TIMEOUT_MS = 90_000
+
+
+def test_page_reports_ready_and_backend(app, site):
+    app.goto(f"{site}/index.html")
+    status = app.locator("#status")
+    status.wait_for(state="visible")
+    app.wait_for_function(
+        "document.querySelector('#status').dataset.state !== undefined", timeout=BOOT_TIMEOUT_MS
+    )
+    assert status.text_content() == "ready", status.text_content()
+    backend = app.locator("#backend")
+    assert backend.get_attribute("data-backend") in {"webgpu", "webgl", "wasm", "cpu"}
+    # No GPU on the test machines: SwiftShader WebGL must be passed over for WASM.
+    assert re.search(r"WASM (SIMD|scalar)", backend.text_content()), backend.text_content()
+
+
+def test_worker_imports_numpy_pil_and_upscale(app, site):
+    app.goto(f"{site}/index.html")
+    app.wait_for_function("document.querySelector('#status').dataset.state === 'ready'",
+                          timeout=BOOT_TIMEOUT_MS)
+    info = app.evaluate(
+        """async () => {
+            const { Upscaler } = await import('./upscale.js');
+            const up = new Upscaler();
+            const info = await up.ready;
+            up.dispose();
+            return info;
+        }"""
+    )
+    assert info["versions"]["python"].startswith("3.12")
+    assert info["versions"]["tfjs"] == "4.22.0"
+    assert info["versions"]["numpy"].startswith("2.0")
+    assert info["versions"]["pillow"] == "10.2.0"
+    assert info["model"]["id"] == "esrgan-slim-x2"
+
+
+def test_page_is_cross_origin_isolated(app, site):
+    app.goto(f"{site}/index.html")
+    assert app.evaluate("crossOriginIsolated") is True
+
+
+def test_foreign_request_guard_catches_worker_fetch(app, site, foreign_requests):
+    """The guard itself: a worker reaching for another origin is seen (and then cleared)."""
+    app.goto(f"{site}/index.html")
+    app.evaluate(
+        """() => new Promise((resolve) => {
+            const src = "fetch('http://foreign.invalid/leak')"
+                + ".catch(() => {}).finally(() => postMessage(1))";
+            const w = new Worker(URL.createObjectURL(new Blob([src], { type: 'text/javascript' })));
+            w.onmessage = () => { w.terminate(); resolve(); };
+        })"""
+    )
+    assert foreign_requests == ["http://foreign.invalid/leak"]
+    foreign_requests.clear()

@@ -1,0 +1,13 @@
+"""The house style is checked, not hoped for: ruff over build.py, py/ and tests/."""
+
+import subprocess
+import sys
+
+import build
+
+
+def test_ruff_is_clean():
+    # ruff is a test dependency, installed next to this interpreter
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "build.py", "py", "tests"],
+                            cwd=build.ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,183 @@
+/* TF.js side of the worker: backend choice, model loading, custom layers, predict().
+ *
+ * Loaded with importScripts() after the TF.js UMD bundles; exposes one global, TfBridge,
+ * in the worker's scope only. Python never sees a tensor: it hands over uint8 RGB tiles and
+ * gets uint8 RGB tiles back.
+ */
+'use strict';
+
+const TfBridge = (() => {
+  const SOFTWARE_GL = /swiftshader|llvmpipe|softpipe|software|basic render|microsoft basic/i;
+  const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'];
+
+  let layersRegistered = false;
+
+  /** RRDN models serialise two layers TF.js does not know; define them once. */
+  function registerCustomLayers() {
+    if (layersRegistered) return;
+    const first = (inputs) => (Array.isArray(inputs) ? inputs[0] : inputs);
+
+    class MultiplyBeta extends tf.layers.Layer {
+      static className = 'MultiplyBeta';
+      constructor(config) {
+        super(config);
+        this.beta = 0.2; // the residual scaling the RRDN paper fixes; not stored in the weights
+      }
+      call(inputs) {
+        return tf.mul(first(inputs), this.beta);
+      }
+    }
+    tf.serialization.registerClass(MultiplyBeta);
+
+    for (const scale of [2, 3, 4, 8]) {
+      class PixelShuffle extends tf.layers.Layer {
+        static className = `PixelShuffle${scale}x`;
+        computeOutputShape(shape) {
+          const grow = (n) => (n == null ? n : n * scale);
+          return [shape[0], grow(shape[1]), grow(shape[2]), shape[3] / (scale * scale)];
+        }
+        call(inputs) {
+          return tf.depthToSpace(first(inputs), scale, 'NHWC');
+        }
+      }
+      tf.serialization.registerClass(PixelShuffle);
+    }
+    layersRegistered = true;
+  }
+
+  async function webgpuVerdict() {
+    if (!self.navigator || !navigator.gpu) return { ok: false, why: 'WebGPU: not available' };
+    let adapter = null;
+    try {
+      adapter = await navigator.gpu.requestAdapter();
+    } catch (error) {
+      return { ok: false, why: `WebGPU: ${error.message}` };
+    }
+    if (!adapter) return { ok: false, why: 'WebGPU: no adapter' };
+    const info = adapter.info || {};
+    if (adapter.isFallbackAdapter || info.isFallbackAdapter) {
+      return { ok: false, why: 'WebGPU: software fallback adapter' };
+    }
+    return { ok: true, why: `WebGPU: ${info.vendor || 'hardware'} ${info.architecture || ''}`.trim() };
+  }
+
+  function webglVerdict() {
+    let gl = null;
+    try {
+      gl = new OffscreenCanvas(1, 1).getContext('webgl2');
+    } catch (error) {
+      return { ok: false, why: `WebGL: ${error.message}` };
+    }
+    if (!gl) return { ok: false, why: 'WebGL: no WebGL2 context' };
+    const debug = gl.getExtension('WEBGL_debug_renderer_info');
+    const renderer = debug ? gl.getParameter(debug.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER);
+    const lose = gl.getExtension('WEBGL_lose_context');
+    if (lose) lose.loseContext();
+    if (SOFTWARE_GL.test(renderer)) {
+      return { ok: false, why: `WebGL: software renderer (${renderer}), far slower than WASM` };
+    }
+    return { ok: true, why: `WebGL: ${renderer}` };
+  }
+
+  async function tryBackend(name, wasmBase) {
+    if (name === 'wasm') {
+      tf.wasm.setWasmPaths(wasmBase);
+      if (self.crossOriginIsolated) tf.wasm.setThreadsCount(navigator.hardwareConcurrency || 1);
+    }
+    try {
+      return await tf.setBackend(name);
+    } catch (error) {
+      return false;
+    }
+  }
+
+  function wasmFlavour() {
+    const threads = tf.wasm.getThreadsCount ? tf.wasm.getThreadsCount() : 1;
+    const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
+    const mt = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') && self.crossOriginIsolated;
+    return `WASM ${simd ? 'SIMD' : 'scalar'}${mt ? `, ${threads} threads` : ', 1 thread'}`;
+  }
+
+  /**
+   * Pick and initialise a backend. `wanted` is 'auto' or one of BACKENDS; an explicit choice
+   * is honoured or fails loudly. Returns { backend, reason }.
+   */
+  async function chooseBackend(wanted, wasmBase) {
+    if (wanted !== 'auto') {
+      if (!BACKENDS.includes(wanted)) {
+        throw new Error(`unknown backend "${wanted}": use auto, ${BACKENDS.join(', ')}`);
+      }
+      if (!(await tryBackend(wanted, wasmBase))) {
+        throw new Error(`backend "${wanted}" could not be initialised in this browser`);
+      }
+      const detail = wanted === 'wasm' ? ` (${wasmFlavour()})` : '';
+      return { backend: wanted, reason: `asked for ${wanted}${detail}` };
+    }
+    const notes = [];
+    const gpu = await webgpuVerdict();
+    notes.push(gpu.why);
+    if (gpu.ok && (await tryBackend('webgpu', wasmBase))) {
+      return { backend: 'webgpu', reason: notes.join('; ') };
+    }
+    const gl = webglVerdict();
+    notes.push(gl.why);
+    if (gl.ok && (await tryBackend('webgl', wasmBase))) {
+      return { backend: 'webgl', reason: notes.join('; ') };
+    }
+    if (await tryBackend('wasm', wasmBase)) {
+      notes.push(wasmFlavour());
+      return { backend: 'wasm', reason: notes.join('; ') };
+    }
+    notes.push('WASM: failed to initialise');
+    await tryBackend('cpu', wasmBase);
+    return { backend: 'cpu', reason: notes.join('; ') };
+  }
+
+  /** A loaded model: predict() maps a uint8 RGB tile to a uint8 RGB tile `scale` times larger. */
+  class Model {
+    constructor(manifest, layersModel) {
+      this.manifest = manifest;
+      this.net = layersModel;
+      this.inScale = manifest.inputRange[1] / 255;
+      this.outScale = 255 / manifest.outputRange[1];
+    }
+
+    static async load(manifest, baseUrl) {
+      if (manifest.customLayers && manifest.customLayers.length) registerCustomLayers();
+      const net = await tf.loadLayersModel(new URL(manifest.url, baseUrl).href);
+      return new Model(manifest, net);
+    }
+
+    /** pixels: Uint8Array of height*width*3. Resolves to a Uint8Array of the upscaled tile. */
+    async predict(pixels, height, width) {
+      const result = tf.tidy(() => {
+        let x = tf.tensor4d(pixels, [1, height, width, 3], 'float32');
+        if (this.inScale !== 1) x = tf.mul(x, this.inScale);
+        let y = this.net.predict(x);
+        if (this.outScale !== 1) y = tf.mul(y, this.outScale);
+        return tf.cast(tf.round(tf.clipByValue(y, 0, 255)), 'int32');
+      });
+      try {
+        return new Uint8Array(await result.data());
+      } finally {
+        result.dispose();
+      }
+    }
+
+    /** Run one tile of the given shape so the first real tile pays no compile cost. */
+    async warmUp(size) {
+      await this.predict(new Uint8Array(size * size * 3), size, size);
+    }
+
+    dispose() {
+      this.net.dispose();
+    }
+  }
+
+  function memory() {
+    const m = tf.memory();
+    return { tensors: m.numTensors, bytes: m.numBytes };
+  }
+
+  return { chooseBackend, Model, memory, BACKENDS };
+})();

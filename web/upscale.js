@@ -1,0 +1,210 @@
+/* Upscale: super-resolution in the browser. The one module pages import.
+ *
+ *   import { Upscaler } from './upscale.js';
+ *   const up = new Upscaler({ model: 'esrgan-slim-x2', backend: 'auto' });
+ *   const info = await up.ready;                 // { backend, reason, model, timings, versions }
+ *   const out = await up.upscale(file, { onProgress, signal });   // ImageData, size x scale
+ *   up.dispose();
+ *
+ * All the work happens in a Web Worker (Pyodide + TF.js); this thread only moves buffers.
+ */
+
+const NS = 'upscale';
+const HERE = new URL('./', import.meta.url);
+
+export const DEFAULT_MODEL = 'esrgan-slim-x2';
+
+/** Thrown when an Upscaler is used after dispose() or its worker died. */
+export class UpscaleError extends Error {
+  constructor(message, { name = 'UpscaleError', code = null } = {}) {
+    super(message);
+    this.name = name;
+    this.code = code;
+  }
+}
+
+function abortError(signal) {
+  if (signal && signal.reason instanceof Error && signal.reason.name === 'AbortError') {
+    return signal.reason;
+  }
+  return new DOMException('The upscale was cancelled.', 'AbortError');
+}
+
+/** Turn whatever the caller has into a message the worker understands, plus transferables. */
+async function toPayload(input) {
+  if (input == null) throw new UpscaleError('no input: pass a Blob, File, ImageData, image, canvas or URL', { name: 'InvalidInput' });
+  if (typeof input === 'string' || input instanceof URL) {
+    let response;
+    try {
+      response = await fetch(input, { mode: 'cors', credentials: 'same-origin' });
+    } catch (error) {
+      throw new UpscaleError(
+        `could not fetch ${input}: the server is unreachable or does not allow cross-origin reads (CORS)`,
+        { name: 'FetchError' },
+      );
+    }
+    if (!response.ok) {
+      throw new UpscaleError(`could not fetch ${input}: HTTP ${response.status}`, { name: 'FetchError' });
+    }
+    return toPayload(await response.blob());
+  }
+  if (input instanceof Blob) {
+    const bytes = await input.arrayBuffer();
+    return { payload: { kind: 'encoded', bytes, name: input.name || null }, transfer: [bytes] };
+  }
+  if (typeof ImageData !== 'undefined' && input instanceof ImageData) {
+    const data = input.data.slice().buffer; // the caller keeps its ImageData intact
+    return { payload: { kind: 'rgba', data, width: input.width, height: input.height }, transfer: [data] };
+  }
+  const drawable =
+    (typeof HTMLImageElement !== 'undefined' && input instanceof HTMLImageElement) ||
+    (typeof HTMLCanvasElement !== 'undefined' && input instanceof HTMLCanvasElement) ||
+    (typeof OffscreenCanvas !== 'undefined' && input instanceof OffscreenCanvas) ||
+    (typeof ImageBitmap !== 'undefined' && input instanceof ImageBitmap);
+  if (drawable) {
+    if (input instanceof HTMLImageElement) {
+      try {
+        await input.decode();
+      } catch (error) {
+        throw new UpscaleError(`the image ${input.currentSrc || input.src} could not be decoded`, { name: 'DecodeError' });
+      }
+    }
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(input, { premultiplyAlpha: 'none', colorSpaceConversion: 'none' });
+    } catch (error) {
+      throw new UpscaleError(`could not read pixels from the ${input.constructor.name}: ${error.message}`, { name: 'DecodeError' });
+    }
+    return { payload: { kind: 'bitmap', bitmap }, transfer: [bitmap] };
+  }
+  throw new UpscaleError(
+    `unsupported input ${Object.prototype.toString.call(input)}: pass a Blob, File, ImageData, ImageBitmap, <img>, <canvas> or URL`,
+    { name: 'InvalidInput' },
+  );
+}
+
+/** One worker and the requests in flight on it. A crash rejects every one of them. */
+class Connection {
+  constructor(onCrash) {
+    this.pending = new Map();
+    this.nextId = 1;
+    this.dead = null;
+    this.worker = new Worker(new URL('worker.js', HERE), { name: 'upscale' });
+    this.worker.onmessage = (event) => this.receive(event.data);
+    this.worker.onerror = (event) => {
+      event.preventDefault();
+      this.crash(new UpscaleError(`the Upscale worker crashed: ${event.message || 'unknown error'}`, { name: 'WorkerCrashed' }));
+      onCrash();
+    };
+    this.worker.onmessageerror = () => this.crash(new UpscaleError('a message from the worker could not be read', { name: 'WorkerCrashed' }));
+  }
+
+  receive(message) {
+    if (!message || message.ns !== NS) return;
+    const entry = this.pending.get(message.id);
+    if (message.type === 'event') {
+      if (entry && entry.onEvent) entry.onEvent(message.name, message.data);
+      return;
+    }
+    if (message.type !== 'reply' || !entry) return;
+    this.pending.delete(message.id);
+    entry.cleanup();
+    if (message.ok) entry.resolve(message.value);
+    else entry.reject(new UpscaleError(message.error.message, message.error));
+  }
+
+  call(method, params = {}, { transfer = [], onEvent = null, signal = null } = {}) {
+    if (this.dead) return Promise.reject(this.dead);
+    if (signal && signal.aborted) return Promise.reject(abortError(signal));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.pending.delete(id);
+        this.worker.postMessage({ ns: NS, type: 'cancel', id });
+        reject(abortError(signal));
+      };
+      const cleanup = () => signal && signal.removeEventListener('abort', onAbort);
+      if (signal) signal.addEventListener('abort', onAbort, { once: true });
+      this.pending.set(id, { resolve, reject, onEvent, cleanup });
+      this.worker.postMessage({ ns: NS, type: 'request', id, method, params }, transfer);
+    });
+  }
+
+  crash(error) {
+    if (this.dead) return;
+    this.dead = error;
+    for (const entry of this.pending.values()) {
+      entry.cleanup();
+      entry.reject(error);
+    }
+    this.pending.clear();
+    this.worker.terminate();
+  }
+}
+
+export class Upscaler {
+  /**
+   * @param {{ model?: string, backend?: 'auto'|'webgpu'|'webgl'|'wasm'|'cpu' }} options
+   */
+  constructor({ model = DEFAULT_MODEL, backend = 'auto' } = {}) {
+    this.options = { model, backend };
+    this.disposed = false;
+    this.connection = null;
+    this.ready = this.start();
+  }
+
+  /** Start a worker and initialise it; also used to replace a worker that died. */
+  start() {
+    this.connection = new Connection(() => {
+      this.ready = null; // the next call starts a fresh worker
+    });
+    const ready = this.connection.call('init', this.options);
+    ready.catch(() => {}); // callers see the rejection through `ready`; no unhandled noise
+    return ready;
+  }
+
+  async engine() {
+    if (this.disposed) throw new UpscaleError('this Upscaler was disposed', { name: 'Disposed' });
+    if (!this.ready || this.connection.dead) this.ready = this.start();
+    await this.ready;
+    return this.connection;
+  }
+
+  /**
+   * Upscale an image. Resolves to ImageData of (width x scale) x (height x scale), alpha kept.
+   * @param input Blob | File | ImageData | ImageBitmap | HTMLImageElement | HTMLCanvasElement | string | URL
+   * @param {{ patchSize?: number, padding?: number, signal?: AbortSignal,
+   *           onProgress?: (p: { done: number, total: number, tile: object }) => void }} options
+   */
+  async upscale(input, { patchSize, padding, signal, onProgress } = {}) {
+    if (signal && signal.aborted) throw abortError(signal);
+    const connection = await this.engine();
+    const { payload, transfer } = await toPayload(input);
+    const options = {};
+    if (patchSize != null) options.patchSize = patchSize;
+    if (padding != null) options.padding = padding;
+    const onEvent = onProgress ? (name, data) => name === 'progress' && onProgress(data) : null;
+    const result = await connection.call('upscale', { input: payload, options }, { transfer, onEvent, signal });
+    return new ImageData(new Uint8ClampedArray(result.data), result.width, result.height);
+  }
+
+  /** Tensors and bytes held by TF.js, and the size of the Python heap, in the worker. */
+  async memory() {
+    const connection = await this.engine();
+    return connection.call('memory');
+  }
+
+  /** Stop the worker and free everything it holds. The Upscaler cannot be used afterwards. */
+  dispose() {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.connection) this.connection.crash(new UpscaleError('this Upscaler was disposed', { name: 'Disposed' }));
+  }
+
+  /** The model manifests this site serves. */
+  static async listModels() {
+    const response = await fetch(new URL('models/index.json', HERE));
+    if (!response.ok) throw new UpscaleError(`model catalogue: HTTP ${response.status}`);
+    return response.json();
+  }
+}

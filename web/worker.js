@@ -1,0 +1,158 @@
+/* The Upscale worker: hosts Pyodide (the image work) and TF.js (the model).
+ *
+ * Protocol (every message carries ns: 'upscale'):
+ *   page -> worker  { type: 'request', id, method, params }   one reply per request
+ *                   { type: 'cancel', id }                     stop request `id` between tiles
+ *   worker -> page  { type: 'reply', id, ok: true, value } | { type: 'reply', id, ok: false, error }
+ *                   { type: 'event', id, name: 'progress', data }
+ * Requests run one at a time in arrival order; a cancelled one rejects with AbortError.
+ */
+'use strict';
+
+importScripts(
+  'vendor/tfjs/tf.min.js',
+  'vendor/tfjs/tf-backend-wasm.min.js',
+  'vendor/tfjs/tf-backend-webgpu.min.js',
+  'vendor/pyodide/pyodide.js',
+  'tfbridge.js',
+);
+
+const NS = 'upscale';
+const BASE = new URL('./', self.location.href).href;
+
+const state = {
+  engine: null, // the Python module upscale.bridge
+  pyodide: null,
+  model: null, // TfBridge.Model
+  info: null,
+  cancelled: new Set(),
+};
+
+function post(message, transfer = []) {
+  self.postMessage({ ns: NS, ...message }, transfer);
+}
+
+/** Errors cross the boundary as plain data: { name, message, code }. */
+function describe(error) {
+  if (error && error.type && state.pyodide && error instanceof state.pyodide.ffi.PythonError) {
+    // Python errors arrive with a traceback; keep its last line, the message itself.
+    const lines = String(error.message).trim().split('\n');
+    const last = lines[lines.length - 1];
+    const message = last.includes(': ') ? last.slice(last.indexOf(': ') + 2) : last;
+    const name = error.type === 'Cancelled' ? 'AbortError' : error.type;
+    return { name, message, code: error.type };
+  }
+  return {
+    name: (error && error.name) || 'Error',
+    message: (error && error.message) || String(error),
+    code: (error && error.code) || null,
+  };
+}
+
+async function loadPython() {
+  const started = performance.now();
+  const pyodide = await loadPyodide({
+    indexURL: BASE + 'vendor/pyodide/',
+    lockFileURL: BASE + 'vendor/pyodide/pyodide-lock.json',
+    packages: ['numpy', 'pillow', 'upscale'],
+  });
+  state.pyodide = pyodide;
+  state.engine = pyodide.pyimport('upscale.bridge');
+  return performance.now() - started;
+}
+
+async function loadCatalogue() {
+  const response = await fetch(BASE + 'models/index.json');
+  if (!response.ok) throw new Error(`model catalogue: HTTP ${response.status}`);
+  return response.json();
+}
+
+const methods = {
+  async init({ model: modelId, backend = 'auto' }) {
+    const t0 = performance.now();
+    const python = loadPython();
+    const tfReady = (async () => {
+      const started = performance.now();
+      const choice = await TfBridge.chooseBackend(backend, BASE + 'vendor/tfjs/');
+      return { choice, ms: performance.now() - started };
+    })();
+    const catalogue = await loadCatalogue();
+    const manifest = catalogue.find((m) => m.id === modelId);
+    if (!manifest) {
+      const known = catalogue.map((m) => m.id).join(', ');
+      throw Object.assign(new Error(`unknown model "${modelId}"; known models: ${known}`), {
+        name: 'UnknownModel',
+      });
+    }
+    const { choice, ms: tfMs } = await tfReady;
+    const m0 = performance.now();
+    state.model = await TfBridge.Model.load(manifest, BASE);
+    const modelMs = performance.now() - m0;
+    const w0 = performance.now();
+    await state.model.warmUp(manifest.patchSize);
+    const warmupMs = performance.now() - w0;
+    const pythonMs = await python;
+    state.info = {
+      backend: choice.backend,
+      reason: choice.reason,
+      model: manifest,
+      versions: {
+        tfjs: tf.version.tfjs,
+        pyodide: state.pyodide.version,
+        ...state.engine.versions().toJs({ dict_converter: Object.fromEntries }),
+      },
+      timings: {
+        pythonMs,
+        backendMs: tfMs,
+        modelMs,
+        warmupMs,
+        totalMs: performance.now() - t0,
+      },
+    };
+    return state.info;
+  },
+
+  async memory() {
+    return { ...TfBridge.memory(), pyHeapBytes: state.pyodide ? state.pyodide._module.HEAP8.length : 0 };
+  },
+};
+
+// One request at a time, in arrival order.
+let queue = Promise.resolve();
+
+self.onmessage = (event) => {
+  const message = event.data;
+  if (!message || message.ns !== NS) return;
+  if (message.type === 'cancel') {
+    state.cancelled.add(message.id);
+    return;
+  }
+  if (message.type !== 'request') return;
+  const { id, method, params } = message;
+  queue = queue.then(async () => {
+    try {
+      if (state.cancelled.has(id)) throw Object.assign(new Error('cancelled'), { name: 'AbortError' });
+      const run = methods[method];
+      if (!run) throw new Error(`unknown method "${method}"`);
+      if (method !== 'init' && method !== 'memory' && !state.model) {
+        throw new Error('the engine is not initialised');
+      }
+      const { value, transfer } = unpack(await run(params || {}, id));
+      post({ type: 'reply', id, ok: true, value }, transfer);
+    } catch (error) {
+      post({ type: 'reply', id, ok: false, error: describe(error) });
+    } finally {
+      state.cancelled.delete(id);
+    }
+  });
+};
+
+/** A method may return { value, transfer } to hand buffers over without a copy. */
+function unpack(result) {
+  if (result && result.__transfer) return { value: result.value, transfer: result.__transfer };
+  return { value: result, transfer: [] };
+}
+
+self.addEventListener('unhandledrejection', (event) => {
+  post({ type: 'event', id: null, name: 'error', data: describe(event.reason) });
+});
