@@ -151,7 +151,8 @@ const TfBridge = (() => {
     /** pixels: Uint8Array of height*width*3. Resolves to a Uint8Array of the upscaled tile. */
     async predict(pixels, height, width) {
       const result = tf.tidy(() => {
-        let x = tf.tensor4d(pixels, [1, height, width, 3], 'float32');
+        // Copy out of the caller's buffer now: it may be a view into Pyodide's heap.
+        let x = tf.tensor4d(new Float32Array(pixels), [1, height, width, 3], 'float32');
         if (this.inScale !== 1) x = tf.mul(x, this.inScale);
         let y = this.net.predict(x);
         if (this.outScale !== 1) y = tf.mul(y, this.outScale);

@@ -67,6 +67,16 @@ async function loadCatalogue() {
   return response.json();
 }
 
+/** Pixels of a transferred ImageBitmap, read through an OffscreenCanvas. */
+function bitmapToRgba(bitmap) {
+  const { width, height } = bitmap;
+  const context = new OffscreenCanvas(width, height).getContext('2d', { willReadFrequently: true });
+  context.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  const data = context.getImageData(0, 0, width, height).data;
+  return { kind: 'rgba', data: data.buffer, width, height };
+}
+
 const methods = {
   async init({ model: modelId, backend = 'auto' }) {
     const t0 = performance.now();
@@ -110,6 +120,47 @@ const methods = {
       },
     };
     return state.info;
+  },
+
+  async upscale({ input, options = {} }, id) {
+    const manifest = state.model.manifest;
+    const source = input.kind === 'bitmap' ? bitmapToRgba(input.bitmap) : input;
+    const pyInput = {
+      kind: source.kind,
+      bytes: source.kind === 'encoded' ? new Uint8Array(source.bytes) : undefined,
+      data: source.kind === 'rgba' ? new Uint8Array(source.data) : undefined,
+      width: source.width,
+      height: source.height,
+    };
+    const settings = {
+      scale: manifest.scale,
+      patchSize: options.patchSize ?? manifest.patchSize,
+      padding: options.padding ?? manifest.padding,
+      limits: options.limits ?? {},
+    };
+    // The tile is a numpy array proxied from Python: read it in place, synchronously.
+    const predict = (tile, height, width) => {
+      const view = tile.getBuffer('u8');
+      try {
+        return state.model.predict(view.data, height, width);
+      } finally {
+        view.release();
+      }
+    };
+    const progress = (done, total, x, y, width, height) => {
+      post({ type: 'event', id, name: 'progress', data: { done, total, tile: { x, y, width, height } } });
+    };
+    const cancelled = () => state.cancelled.has(id);
+    const result = await state.engine.run(pyInput, settings, predict, progress, cancelled);
+    try {
+      const [height, width] = result.shape.toJs();
+      const view = result.getBuffer('u8');
+      const data = view.data.slice(); // the one copy out, into a transferable buffer
+      view.release();
+      return { __transfer: [data.buffer], value: { data: data.buffer, width, height } };
+    } finally {
+      result.destroy();
+    }
   },
 
   async memory() {

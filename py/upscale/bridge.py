@@ -1,4 +1,9 @@
-"""The one module that talks to JavaScript: entry points the worker calls."""
+"""The one module that talks to JavaScript: the entry points the worker calls.
+
+Pixels cross the boundary once each way: the input is copied from a JS buffer straight into
+a numpy array, each tile goes to TF.js as a zero-copy view of the wasm heap, and the result is
+handed back as a numpy array the worker copies out once.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,12 @@ import sys
 
 import numpy as np
 import PIL
+from pyodide.ffi import JsProxy
 
 from . import __version__
+from .imaging import Limits, decode
+from .pipeline import Options, upscale
+from .tiling import Region, check_integer
 
 
 def versions() -> dict[str, str]:
@@ -17,3 +26,47 @@ def versions() -> dict[str, str]:
         "pillow": PIL.__version__,
         "upscale": __version__,
     }
+
+
+def _rgba_from_js(data: JsProxy, width: int, height: int, limits: Limits, scale: int):
+    width = check_integer("width", width, 1, 1 << 16)
+    height = check_integer("height", height, 1, 1 << 16)
+    limits.check(width, height, scale)
+    pixels = np.empty((height, width, 4), np.uint8)
+    data.assign_to(pixels)  # the one copy in; raises if the byte count does not match
+    return pixels
+
+
+def _with_alpha(image: np.ndarray) -> np.ndarray:
+    """ImageData is always RGBA: give an RGB input an opaque alpha (input-sized, so cheap)."""
+    if image.shape[2] == 4:
+        return image
+    out = np.empty(image.shape[:2] + (4,), np.uint8)
+    out[..., :3] = image
+    out[..., 3] = 255
+    return out
+
+
+async def run(source: JsProxy, options: JsProxy, predict: JsProxy, progress: JsProxy,
+              cancelled: JsProxy) -> np.ndarray:
+    """Upscale what the page sent; returns an (H*s, W*s, 4) uint8 array."""
+    opts = options.to_py()
+    settings = Options(int(opts["scale"]), opts["patchSize"], opts["padding"])
+    limits = Limits(**{k: int(v) for k, v in opts.get("limits", {}).items()})
+    if source.kind == "encoded":
+        image = decode(source.bytes.to_bytes(), settings.scale, limits)
+    else:
+        image = _rgba_from_js(source.data, source.width, source.height, limits, settings.scale)
+
+    tile_out = (settings.patch_size * settings.scale,) * 2 + (3,)
+
+    async def predict_tile(tile: np.ndarray) -> np.ndarray:
+        result = await predict(tile, tile.shape[0], tile.shape[1])
+        pixels = np.empty(tile_out, np.uint8)
+        result.assign_to(pixels)
+        return pixels
+
+    def report(done: int, total: int, window: Region) -> None:
+        progress(done, total, window.x, window.y, window.width, window.height)
+
+    return await upscale(_with_alpha(image), predict_tile, settings, report, lambda: cancelled())

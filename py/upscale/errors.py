@@ -1,0 +1,64 @@
+"""Every error Upscale raises on purpose, with its message as a named constant.
+
+The worker sends `type(error).__name__` as the error's name and the message as is, so the
+page can tell a corrupt file from an oversized one without parsing text.
+"""
+
+from __future__ import annotations
+
+PATCH_TOO_SMALL = (
+    "patchSize must be more than twice the padding: got patchSize {patch_size}, padding {padding}"
+)
+BAD_INTEGER = "{name} must be a whole number between {low} and {high}: got {value!r}"
+BAD_SHAPE = "expected an image of shape (height, width, 3 or 4) in uint8: got {shape} {dtype}"
+BAD_PIXEL_COUNT = "{width}x{height} RGBA needs {want} bytes: got {got}"
+EMPTY_FILE = "the file is empty (0 bytes)"
+NOT_AN_IMAGE = "not an image this page can read (accepted: {accepted})"
+UNSUPPORTED_FORMAT = "{format} images are not supported (accepted: {accepted})"
+CORRUPT_IMAGE = "the {format} file is damaged or truncated and cannot be decoded ({detail})"
+TOO_LARGE = (
+    "{what} is {width}x{height} = {pixels:,} pixels; the limit on this device is {limit:,} pixels"
+)
+MODEL_OUTPUT = "the model returned a tile of shape {got}; expected {want}"
+CANCELLED = "the upscale was cancelled"
+
+
+class UpscaleError(Exception):
+    """Base of the errors a user can meet; the class name is the error's code."""
+
+
+class InvalidOptions(UpscaleError):
+    pass
+
+
+class InvalidImage(UpscaleError):
+    pass
+
+
+class EmptyFile(InvalidImage):
+    pass
+
+
+class NotAnImage(InvalidImage):
+    pass
+
+
+class UnsupportedFormat(InvalidImage):
+    pass
+
+
+class CorruptImage(InvalidImage):
+    pass
+
+
+class ImageTooLarge(UpscaleError):
+    pass
+
+
+class ModelOutputError(UpscaleError):
+    pass
+
+
+class Cancelled(UpscaleError):
+    def __init__(self, message: str = CANCELLED):
+        super().__init__(message)

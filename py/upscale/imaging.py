@@ -1,0 +1,113 @@
+"""Decoding with Pillow, alpha, and the size limits checked before any work starts."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import (
+    CORRUPT_IMAGE,
+    EMPTY_FILE,
+    NOT_AN_IMAGE,
+    TOO_LARGE,
+    UNSUPPORTED_FORMAT,
+    CorruptImage,
+    EmptyFile,
+    ImageTooLarge,
+    NotAnImage,
+    UnsupportedFormat,
+)
+
+# Pillow opens only these; anything else is refused before a decoder runs.
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+ACCEPTED = ", ".join(ACCEPTED_FORMATS)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Largest input and output, in pixels; checked from the header, before decoding."""
+
+    input_pixels: int = 16_777_216  # 4096 x 4096
+    output_pixels: int = 67_108_864  # 8192 x 8192: 256 MiB of RGBA
+
+    def check(self, width: int, height: int, scale: int) -> None:
+        for what, w, h, limit in (
+            ("the image", width, height, self.input_pixels),
+            ("the result", width * scale, height * scale, self.output_pixels),
+        ):
+            if w * h > limit:
+                raise ImageTooLarge(TOO_LARGE.format(what=what, width=w, height=h,
+                                                     pixels=w * h, limit=limit))
+
+
+def _known_format(data: bytes) -> str | None:
+    """Name a few formats we refuse by their signature, so the message can say which."""
+    head = data[:64].lstrip()
+    if head.startswith((b"<svg", b"<?xml")):
+        return "SVG"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[4:12] in (b"ftypavif", b"ftypheic", b"ftypheix", b"ftypmif1"):
+        return "AVIF/HEIF"
+    return None
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Read the header only: format and size are known, no pixel is decoded yet."""
+    if not data:
+        raise EmptyFile(EMPTY_FILE)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except UnidentifiedImageError:
+        known = _known_format(data)
+        if known:
+            raise UnsupportedFormat(UNSUPPORTED_FORMAT.format(format=known,
+                                                              accepted=ACCEPTED)) from None
+        raise NotAnImage(NOT_AN_IMAGE.format(accepted=ACCEPTED)) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise ImageTooLarge(str(error)) from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise CorruptImage(CORRUPT_IMAGE.format(format="image", detail=error)) from None
+
+
+def to_array(image: Image.Image) -> np.ndarray:
+    """Pixels as (H, W, 3) or, where the image has any transparency, (H, W, 4) uint8."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grey: keep the top 8 bits (Pillow's own conversion would clip at 255)
+        grey = np.asarray(image, dtype=np.uint32)
+        grey = (grey >> 8 if grey.max() > 255 else grey).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        "transparency" in image.info
+    )
+    image = image.convert("RGBA" if has_alpha else "RGB")
+    return np.asarray(image)
+
+
+def decode(data: bytes, scale: int, limits: Limits) -> np.ndarray:
+    """Decode an encoded image to RGB(A), refusing what is too large before decoding it."""
+    image = open_image(data)
+    limits.check(image.width, image.height, scale)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+            return to_array(image)
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise CorruptImage(CORRUPT_IMAGE.format(format=image.format, detail=error)) from None
+
+
+def resize_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
+    """The alpha plane `scale` times larger; fully opaque stays exactly opaque."""
+    height, width = alpha.shape
+    if alpha.min() == 255:
+        return np.full((height * scale, width * scale), 255, np.uint8)
+    plane = Image.fromarray(np.ascontiguousarray(alpha), mode="L")
+    return np.asarray(plane.resize((width * scale, height * scale), Image.Resampling.BICUBIC))

@@ -1,0 +1,126 @@
+"""The pipeline with a fake nearest-neighbour model returns exactly the NN enlargement."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from upscale.errors import (
+    PATCH_TOO_SMALL,
+    Cancelled,
+    InvalidImage,
+    InvalidOptions,
+    ModelOutputError,
+)
+from upscale.pipeline import Options, upscale
+from upscale.tiling import TilePlan
+
+
+def nearest(scale):
+    calls = []
+
+    async def predict(tile):
+        assert tile.flags.c_contiguous and tile.dtype == np.uint8
+        calls.append(tile.shape)
+        return tile.repeat(scale, axis=0).repeat(scale, axis=1)
+
+    predict.calls = calls
+    return predict
+
+
+def enlarge(image, scale):
+    return image.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def random_image(height, width, channels=3, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, channels), np.uint8)
+
+
+def run(image, scale, patch, padding, **kwargs):
+    predict = nearest(scale)
+    out = asyncio.run(upscale(image, predict, Options(scale, patch, padding), **kwargs))
+    return out, predict.calls
+
+
+SHAPES = [(1, 1), (1, 37), (37, 1), (7, 300), (32, 32), (33, 32), (32, 33), (100, 64), (65, 129)]
+
+
+@pytest.mark.parametrize(("height", "width"), SHAPES)
+@pytest.mark.parametrize(("patch", "padding"), [(32, 0), (32, 4), (32, 8), (16, 7), (48, 11)])
+@pytest.mark.parametrize("scale", [2, 3])
+def test_fake_model_gives_exact_nearest_neighbour(height, width, patch, padding, scale):
+    image = random_image(height, width, seed=height * 1000 + width)
+    out, calls = run(image, scale, patch, padding)
+    np.testing.assert_array_equal(out, enlarge(image, scale))
+    assert set(calls) == {(patch, patch, 3)}, "every tile has the same shape"
+
+
+def test_exactly_one_tile_and_one_tile_plus_one_pixel():
+    image = random_image(64, 64)
+    _, calls = run(image, 2, 64, 8)
+    assert len(calls) == 1
+    out, calls = run(random_image(65, 65), 2, 64, 8)
+    assert len(calls) == 4
+    np.testing.assert_array_equal(out, enlarge(random_image(65, 65), 2))
+
+
+def test_alpha_is_kept_and_opaque_stays_opaque():
+    rgba = random_image(20, 30, 4)
+    rgba[..., 3] = 255
+    out, _ = run(rgba, 2, 16, 4)
+    assert out.shape == (40, 60, 4)
+    assert (out[..., 3] == 255).all()
+    np.testing.assert_array_equal(out[..., :3], enlarge(rgba[..., :3], 2))
+    rgba[:10, :, 3] = 0
+    out, _ = run(rgba, 2, 16, 4)
+    assert (out[:16, :, 3] == 0).all()
+    assert (out[24:, :, 3] == 255).all()
+
+
+def test_progress_reports_every_tile_in_order():
+    seen = []
+    run(random_image(50, 70), 2, 32, 4, on_progress=lambda d, t, w: seen.append((d, t, w)))
+    total = len(TilePlan(50, 70, 32, 4, 2))
+    assert [d for d, _, _ in seen] == list(range(1, total + 1))
+    assert all(t == total for _, t, _ in seen)
+    assert all(w.y + w.height <= 50 and w.x + w.width <= 70 for _, _, w in seen)
+
+
+def test_cancel_stops_between_tiles():
+    asked = []
+
+    def cancelled():
+        asked.append(1)
+        return len(asked) > 2
+
+    with pytest.raises(Cancelled):
+        run(random_image(100, 100), 2, 32, 4, cancelled=cancelled)
+    assert len(asked) == 3
+
+
+def test_bad_model_output_is_named():
+    async def wrong(tile):
+        return tile
+
+    with pytest.raises(ModelOutputError, match="expected"):
+        asyncio.run(upscale(random_image(8, 8), wrong, Options(2, 16, 2)))
+
+
+@pytest.mark.parametrize(("patch", "padding"), [(16, 8), (10, 5), (4, 9)])
+def test_padding_must_leave_room(patch, padding):
+    with pytest.raises(InvalidOptions) as error:
+        run(random_image(8, 8), 2, patch, padding)
+    assert str(error.value) == PATCH_TOO_SMALL.format(patch_size=patch, padding=padding)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "64", True, None])
+def test_patch_size_must_be_a_positive_integer(bad):
+    with pytest.raises(InvalidOptions, match="patchSize must be a whole number"):
+        TilePlan(8, 8, bad, 0, 2)
+
+
+def test_rejects_images_that_are_not_rgb_uint8():
+    with pytest.raises(InvalidImage):
+        run(np.zeros((4, 4), np.uint8), 2, 16, 2)
+    with pytest.raises(InvalidImage):
+        run(np.zeros((4, 4, 3), np.float32), 2, 16, 2)

@@ -1,0 +1,51 @@
+"""Tile plans: constant shapes, full coverage, weights that sum to one."""
+
+import numpy as np
+import pytest
+
+from upscale.tiling import TilePlan, axis_spans, pad_up, window_starts
+
+
+@pytest.mark.parametrize("length", [1, 5, 63, 64, 65, 100, 127, 128, 129, 300, 1000])
+@pytest.mark.parametrize(("size", "padding"), [(64, 0), (64, 8), (64, 16), (64, 31), (17, 3)])
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_axis_weights_partition_unity(length, size, padding, scale):
+    spans = axis_spans(length, size, padding, scale)
+    total = np.zeros(max(length, size) * scale)
+    for span in spans:
+        assert span.weights.shape == (size * scale,)
+        assert span.start + size <= max(length, size), "windows stay inside the padded image"
+        total[span.start * scale : (span.start + size) * scale] += span.weights
+    np.testing.assert_allclose(total[: length * scale], 1.0, atol=1e-6)
+    sharing = np.zeros_like(total)
+    for span in spans:
+        sharing[span.start * scale : (span.start + size) * scale] += span.weights > 0
+    assert sharing.max() <= 2, "at most two windows share a pixel"
+
+
+def test_windows_step_regularly_and_the_last_is_flush():
+    assert window_starts(300, 64, 8) == [0, 48, 96, 144, 192, 236]
+    assert window_starts(64, 64, 8) == [0]
+    assert window_starts(10, 64, 8) == [0]
+
+
+def test_weights_vanish_at_inner_tile_borders():
+    first, second = axis_spans(200, 64, 16, 2)[:2]
+    assert first.weights[0] == 1.0, "the image border belongs to the first tile alone"
+    assert first.weights[-16:].max() == 0.0, "a tile's last pixels before a neighbour: no say"
+    assert second.weights[:16].max() == 0.0
+
+
+def test_pad_up_mirrors_and_leaves_big_images_alone():
+    image = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    assert pad_up(image, 2, 3) is image
+    padded = pad_up(image, 5, 4)
+    assert padded.shape == (5, 4)
+    np.testing.assert_array_equal(padded[:2, :3], image)
+    np.testing.assert_array_equal(padded[2], image.reshape(2, 3)[1].tolist() + [5])
+    assert (pad_up(np.full((1, 1, 3), 7, np.uint8), 64, 64) == 7).all()
+
+
+def test_overhead_counts_model_pixels():
+    assert TilePlan(128, 128, 128, 16, 2).overhead() == 1.0
+    assert TilePlan(512, 512, 128, 16, 2).overhead() == pytest.approx(25 * 128**2 / 512**2)
