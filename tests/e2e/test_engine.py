@@ -1,0 +1,196 @@
+"""The engine in Chromium: real Pyodide, real TF.js backends, the real pretrained models."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from harness import png_bytes, psnr, run_jobs, serve_bytes
+from PIL import Image
+
+import build
+
+MANIFESTS = build.load_manifests()
+WITH_REFERENCE = [m for m in MANIFESTS if "reference" in m]
+GOLDEN_DB = 45.0  # publisher's reference vs ours: same model, another tiler and backend build
+SEAM_DB = 55.0  # 64 px tiles vs one tile on a 256 px photo (UpscalerJS: ~48 dB at padding 2)
+BACKEND_DB = 40.0  # WASM vs CPU vs WebGL: float rounding differs per backend
+
+
+def package_file(manifest: dict, relative: str) -> bytes:
+    return (build.NODE_MODULES / manifest["package"] / relative).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict:
+    return build.ensure_photos()
+
+
+def photo_crop(photos, name: str, size: int, left: int = 0, top: int = 0) -> np.ndarray:
+    image = Image.open(photos[name]).convert("RGB")
+    return np.asarray(image.crop((left, top, left + size, top + size)))
+
+
+@pytest.mark.parametrize("manifest", WITH_REFERENCE, ids=[m["id"] for m in WITH_REFERENCE])
+def test_golden_parity_one_tile_and_32px_tiles(app, manifest):
+    reference = package_file(manifest, manifest["reference"]["result"])
+    expected = np.asarray(Image.open(io.BytesIO(reference)).convert("RGB"))
+    fixture_png = package_file(manifest, manifest["reference"]["fixture"])
+    fixture = serve_bytes(app, "fixture.png", fixture_png)
+    outcome = run_jobs(app, manifest["id"], [
+        {"url": fixture},
+        {"url": fixture, "options": {"patchSize": 32, "padding": 4}},
+    ])
+    one_tile, tiled = (r["image"] for r in outcome["results"])
+    assert one_tile.shape[:2] == expected.shape[:2]
+    assert psnr(one_tile[..., :3], expected) >= GOLDEN_DB
+    assert psnr(tiled[..., :3], expected) >= GOLDEN_DB
+    assert (one_tile[..., 3] == 255).all(), "the opaque fixture stays opaque"
+
+
+def test_rrdn_models_use_the_custom_layers():
+    rrdn = [m for m in MANIFESTS if m["architecture"] == "rrdn"]
+    assert {m["id"] for m in rrdn} >= {"esrgan-thick-x2", "esrgan-legacy-gans-x4"}
+    assert all(m["inputRange"] == [0, 1] and "MultiplyBeta" in m["customLayers"] for m in rrdn)
+
+
+@pytest.mark.parametrize("model", ["esrgan-slim-x8", "esrgan-medium-x8"])
+def test_8x_models_without_reference_run_and_beat_bicubic(app, photos, model):
+    original = photo_crop(photos, "astronaut.png", 256, 128, 16)
+    small = np.asarray(Image.fromarray(original).resize((32, 32), Image.Resampling.BICUBIC))
+    url = serve_bytes(app, "small.png", png_bytes(small))
+    (result,) = run_jobs(app, model, [{"url": url}])["results"]
+    assert result["image"].shape == (256, 256, 4)
+    bicubic = np.asarray(Image.fromarray(small).resize((256, 256), Image.Resampling.BICUBIC))
+    assert psnr(result["image"][..., :3], original) > psnr(bicubic, original) - 1.0
+
+
+def test_no_visible_seams_with_64px_tiles(app, photos, record_property):
+    photo = photo_crop(photos, "astronaut.png", 256, 128, 16)
+    url = serve_bytes(app, "photo.png", png_bytes(photo))
+    outcome = run_jobs(app, "esrgan-slim-x2", [
+        {"url": url, "options": {"patchSize": 256, "padding": 0}},
+        {"url": url, "options": {"patchSize": 64}},
+    ])
+    whole, tiled = (r["image"][..., :3] for r in outcome["results"])
+    seam_db = psnr(whole, tiled)
+    record_property("seam_psnr_db", round(seam_db, 2))
+    assert seam_db >= SEAM_DB, f"64 px tiles vs one tile: {seam_db:.2f} dB"
+
+
+def test_transparency_is_kept_and_opaque_stays_opaque(app, photos):
+    rgba = np.dstack([photo_crop(photos, "coffee.png", 48, 200, 100),
+                      np.zeros((48, 48), np.uint8)])
+    rgba[:, 24:, 3] = 255  # right half opaque, left half fully transparent
+    rgba[:8, 24:, 3] = 128  # and a semi-transparent strip
+    transparent = serve_bytes(app, "alpha.png", png_bytes(rgba))
+    opaque = serve_bytes(app, "opaque.png", png_bytes(rgba[..., :3]))
+    outcome = run_jobs(app, "esrgan-slim-x2", [{"url": transparent}, {"url": opaque}])
+    with_alpha, without = (r["image"] for r in outcome["results"])
+    assert (with_alpha[:, :44, 3] == 0).all(), "transparent stays transparent"
+    assert (with_alpha[20:, 52:, 3] == 255).all(), "opaque stays opaque"
+    assert abs(int(with_alpha[4, 70, 3]) - 128) <= 2, "semi-transparent keeps its level"
+    assert (without[..., 3] == 255).all()
+
+
+def test_backends_agree_on_a_small_input(app, photos):
+    photo = photo_crop(photos, "chelsea.png", 24, 200, 100)
+    url = serve_bytes(app, "small.png", png_bytes(photo))
+    outputs = {}
+    for backend in ("wasm", "cpu", "webgl"):
+        outcome = run_jobs(app, "esrgan-slim-x2", [{"url": url}], backend=backend)
+        assert outcome["info"]["backend"] == backend
+        outputs[backend] = outcome["results"][0]["image"][..., :3]
+    assert psnr(outputs["wasm"], outputs["cpu"]) >= BACKEND_DB
+    assert psnr(outputs["wasm"], outputs["webgl"]) >= BACKEND_DB
+
+
+def test_no_tensors_leak_over_ten_upscales(app, photos):
+    url = serve_bytes(app, "p.png", png_bytes(photo_crop(photos, "rocket.jpg", 40, 300, 200)))
+    outcome = run_jobs(app, "esrgan-slim-x2",
+                       [{"url": url, "options": {"patchSize": 32, "padding": 4}}] * 10)
+    assert outcome["after"]["tensors"] == outcome["before"]["tensors"]
+    assert outcome["after"]["bytes"] == outcome["before"]["bytes"]
+
+
+def test_every_input_kind_and_abort(app, photos):
+    url = serve_bytes(app, "in.png", png_bytes(photo_crop(photos, "chelsea.png", 40, 150, 60)))
+    result = app.evaluate(
+        """async (url) => {
+          const { Upscaler } = await import('./upscale.js');
+          const up = new Upscaler({ model: 'esrgan-slim-x2', backend: 'wasm' });
+          await up.ready;
+          const blob = await (await fetch(url)).blob();
+          const bitmap = await createImageBitmap(blob);
+          const canvas = document.createElement('canvas');
+          canvas.width = bitmap.width; canvas.height = bitmap.height;
+          const ctx = canvas.getContext('2d');
+          ctx.drawImage(bitmap, 0, 0);
+          const img = new Image(); img.src = url; await img.decode();
+          const inputs = { blob, url, bitmap, canvas, img,
+                           imageData: ctx.getImageData(0, 0, 40, 40) };
+          const sizes = {};
+          for (const [name, input] of Object.entries(inputs)) {
+            const out = await up.upscale(input);
+            sizes[name] = [out.width, out.height, out.data[0]];
+          }
+          const before = await up.memory();
+          const controller = new AbortController();
+          let aborted = null;
+          const big = new OffscreenCanvas(300, 300).getContext('2d').getImageData(0, 0, 300, 300);
+          const job = up.upscale(big, { patchSize: 32, padding: 4, signal: controller.signal,
+            onProgress: (p) => { if (p.done === 2) controller.abort(); } });
+          try { await job; } catch (error) { aborted = error.name; }
+          const again = await up.upscale(blob);
+          const after = await up.memory();
+          up.dispose();
+          let disposed = null;
+          try { await up.upscale(blob); } catch (error) { disposed = error.name; }
+          return { sizes, aborted, again: [again.width, again.height], before, after, disposed };
+        }""",
+        url,
+    )
+    for name, (width, height, _) in result["sizes"].items():
+        assert (width, height) == (80, 80), name
+    assert result["aborted"] == "AbortError"
+    assert result["again"] == [80, 80], "the worker stays usable after a cancel"
+    assert result["after"]["tensors"] == result["before"]["tensors"]
+    assert result["disposed"] == "Disposed"
+
+
+def test_list_models_returns_the_manifests(app, site):
+    app.goto(f"{site}/index.html")
+    listed = app.evaluate("async () => (await import('./upscale.js')).Upscaler.listModels()")
+    assert [m["id"] for m in listed] == [m["id"] for m in MANIFESTS]
+    assert json.loads(json.dumps(listed[0]))["url"].endswith("model.json")
+
+
+def test_unknown_model_and_bad_options_are_named(app, site):
+    app.goto(f"{site}/index.html")
+    result = app.evaluate(
+        """async () => {
+          const { Upscaler } = await import('./upscale.js');
+          const bad = new Upscaler({ model: 'nope' });
+          let unknown = null;
+          try { await bad.ready; } catch (error) { unknown = [error.name, error.message]; }
+          bad.dispose();
+          const up = new Upscaler({ backend: 'wasm' });
+          await up.ready;
+          const data = new ImageData(8, 8);
+          let options = null;
+          try { await up.upscale(data, { patchSize: 16, padding: 8 }); }
+          catch (error) { options = [error.name, error.message]; }
+          const ok = await up.upscale(data);
+          up.dispose();
+          return { unknown, options, ok: ok.width };
+        }"""
+    )
+    assert result["unknown"][0] == "UnknownModel"
+    assert "esrgan-slim-x2" in result["unknown"][1]
+    assert result["options"] == [
+        "InvalidOptions",
+        "patchSize must be more than twice the padding: got patchSize 16, padding 8",
+    ]
+    assert result["ok"] == 16
