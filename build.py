@@ -6,6 +6,7 @@ Standard library only: this file runs before anything is installed.
     python build.py                 assemble dist/
     python build.py serve           build, then serve dist/ with the headers WASM threads need
     python build.py test [ARGS]     build, install test dependencies and Chromium, run pytest
+    python build.py bench [--quick] build, then benchmark in Chromium (bench/REPORT.md)
 """
 
 from __future__ import annotations
@@ -503,6 +504,15 @@ def run_tests(pytest_args: list[str]) -> int:
     return subprocess.run([str(python), "-m", "pytest", *pytest_args], cwd=ROOT, env=env).returncode
 
 
+def run_bench(bench_args: list[str]) -> int:
+    build()
+    ensure_photos()
+    python = ensure_test_env()
+    env = {**os.environ, "CHROMIUM": str(find_chromium())}
+    script = ROOT / "bench" / "bench.py"
+    return subprocess.run([str(python), str(script), *bench_args], cwd=ROOT, env=env).returncode
+
+
 # --- command line ------------------------------------------------------------------------
 
 
@@ -514,14 +524,17 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--host", default="127.0.0.1")
     serve_parser.add_argument("--port", type=int, default=8000)
     commands.add_parser("test", help="build, then run pytest (extra arguments go to pytest)")
+    commands.add_parser("bench", help="build, then benchmark in Chromium ([--quick])")
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "test":
+    if rest and args.command not in ("test", "bench"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command == "serve":
             serve(args.host, args.port)
         elif args.command == "test":
             return run_tests(rest)
+        elif args.command == "bench":
+            return run_bench(rest)
         else:
             build()
     except BuildError as error:

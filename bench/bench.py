@@ -1,0 +1,193 @@
+"""Benchmarks in headless Chromium: Upscale against one whole-image `model.predict`.
+
+Run with `python build.py bench [--quick]`; writes bench/results.json and bench/REPORT.md.
+Every figure is the median of repeated runs, with min and max.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+import build  # noqa: E402
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+# In the page: time Upscale, then the limit (TF.js on this thread, one predict, same backend).
+MEASURE = """async ({ model, sizes, repeats }) => {
+  const { Upscaler } = await import('./upscale.js');
+  const photo = await createImageBitmap(await (await fetch('__bench__/photo.png')).blob());
+  const crop = (size) => {
+    const ctx = new OffscreenCanvas(size, size).getContext('2d');
+    ctx.drawImage(photo, 0, 0);
+    return ctx.getImageData(0, 0, size, size);
+  };
+  const stats = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return { median: s[Math.floor(s.length / 2)], min: s[0], max: s[s.length - 1], runs: s };
+  };
+  const t0 = performance.now();
+  const up = new Upscaler({ model, backend: 'wasm' });
+  const info = await up.ready;
+  const readyMs = performance.now() - t0;
+  const upscale = {};
+  for (const size of sizes) {
+    const image = crop(size);
+    const times = [];
+    for (let i = 0; i < repeats; i++) {
+      const start = performance.now();
+      await up.upscale(image);
+      times.push(performance.now() - start);
+    }
+    upscale[size] = stats(times);
+  }
+  up.dispose();
+
+  for (const src of ['vendor/tfjs/tf.min.js', 'vendor/tfjs/tf-backend-wasm.min.js']) {
+    await new Promise((resolve, reject) => {
+      const script = Object.assign(document.createElement('script'), { src });
+      script.onload = resolve; script.onerror = reject;
+      document.head.append(script);
+    });
+  }
+  tf.wasm.setWasmPaths(new URL('vendor/tfjs/', location.href).href);
+  await tf.setBackend('wasm');
+  const net = await tf.loadLayersModel(info.model.url);
+  const limit = {};
+  for (const size of sizes) {
+    const x = tf.tidy(() => tf.browser.fromPixels(crop(size)).toFloat().expandDims(0));
+    const run = async () => {
+      const y = net.predict(x);
+      await y.data();
+      y.dispose();
+    };
+    await run(); // warm-up: the first call for a shape pays for set-up
+    const times = [];
+    for (let i = 0; i < repeats; i++) {
+      const start = performance.now();
+      await run();
+      times.push(performance.now() - start);
+    }
+    x.dispose();
+    limit[size] = stats(times);
+  }
+  return { info: { backend: info.backend, reason: info.reason, timings: info.timings },
+           readyMs, upscale, limit, threads: tf.wasm.getThreadsCount() };
+}"""
+
+
+def serve() -> tuple[str, object]:
+    os.environ["UPSCALE_SERVE_QUIET"] = "1"
+    server = build.make_server("127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def photo_png(size: int) -> bytes:
+    import io
+
+    image = Image.open(build.ensure_photos()["astronaut.png"]).convert("RGB")
+    image = image.resize((size, size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def run(quick: bool) -> dict:
+    sizes = [128, 256] if quick else [128, 256, 512]
+    repeats = 1 if quick else 3
+    base, server = serve()
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            png = photo_png(max(sizes))
+            page.route("**/__bench__/photo.png",
+                       lambda route: route.fulfill(body=png, content_type="image/png"))
+            page.goto(f"{base}/index.html")
+            version = browser.version
+            measured = page.evaluate(MEASURE, {"model": "esrgan-slim-x2", "sizes": sizes,
+                                               "repeats": repeats})
+            browser.close()
+    finally:
+        server.shutdown()
+    return {
+        "command": "python build.py bench" + (" --quick" if quick else ""),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "browser": f"Chromium {version} (headless)",
+        "model": "esrgan-slim-x2",
+        "backend": measured["info"]["backend"],
+        "reason": measured["info"]["reason"],
+        "wasm_threads": measured["threads"],
+        "cold_start_ms": measured["readyMs"],
+        "startup": measured["info"]["timings"],
+        "upscale_ms": measured["upscale"],
+        "limit_ms": measured["limit"],
+    }
+
+
+def report(results: dict) -> str:
+    lines = [
+        "# Upscale benchmark",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Date: {results['date']}; machine: {results['machine']}; {results['browser']}  ",
+        f"Model {results['model']} on {results['backend']} ({results['reason']})",
+        "",
+        "Time to upscale a square crop of the astronaut photo (ms, median of runs, [min-max]);",
+        "'the limit' is one `model.predict` on the whole image in the same page.",
+        "",
+        "| size | Upscale | the limit | Upscale / limit |",
+        "| --- | --- | --- | --- |",
+    ]
+    for size, up in results["upscale_ms"].items():
+        limit = results["limit_ms"][size]
+        lines.append(
+            f"| {size} px | {up['median']:.0f} [{up['min']:.0f}-{up['max']:.0f}] | "
+            f"{limit['median']:.0f} [{limit['min']:.0f}-{limit['max']:.0f}] | "
+            f"{up['median'] / limit['median']:.2f} |"
+        )
+    lines += ["", f"Worker ready (Pyodide + TF.js + model + warm-up): "
+              f"{results['cold_start_ms']:.0f} ms", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    quick = "--quick" in argv
+    results = run(quick)
+    out = ROOT / "bench"
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "REPORT.md").write_text(report(results))
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
