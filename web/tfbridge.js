@@ -92,10 +92,12 @@ const TfBridge = (() => {
   }
 
   function wasmFlavour() {
-    const threads = tf.wasm.getThreadsCount ? tf.wasm.getThreadsCount() : 1;
     const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
-    const mt = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') && self.crossOriginIsolated;
-    return `WASM ${simd ? 'SIMD' : 'scalar'}${mt ? `, ${threads} threads` : ', 1 thread'}`;
+    const threaded = simd && self.crossOriginIsolated && tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT');
+    // TF.js sizes its pool itself (half the logical cores), so report what it actually runs.
+    const threads = tf.wasm.getThreadsCount();
+    const build = threaded ? 'threaded SIMD' : simd ? 'SIMD' : 'scalar';
+    return `WASM ${build}, ${threads} thread${threads === 1 ? '' : 's'}`;
   }
 
   /**

@@ -16,7 +16,9 @@ def test_page_reports_ready_and_backend(app, site):
     backend = app.locator("#backend")
     assert backend.get_attribute("data-backend") in {"webgpu", "webgl", "wasm", "cpu"}
     # No GPU on the test machines: SwiftShader WebGL must be passed over for WASM.
-    assert re.search(r"WASM (SIMD|scalar)", backend.text_content()), backend.text_content()
+    reason = backend.text_content()
+    assert re.search(r"WASM (threaded SIMD|SIMD|scalar), \d+ threads?", reason), reason
+    assert "software renderer" in reason, "the reason says why WebGL was passed over"
 
 
 def test_worker_imports_numpy_pil_and_upscale(app, site):
