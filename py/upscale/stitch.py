@@ -23,7 +23,7 @@ class Stitcher:
 
     def add(self, tile: Tile, pixels: np.ndarray, scale: int) -> None:
         """Blend the model's output for `tile` (patch*scale square) into the band."""
-        region = tile.output.scaled(scale)
+        region = tile.window.scaled(scale)
         self._advance(region.y)
         visible = region.clipped(self.height, self.width)
         weights = tile.weights()[: visible.height, : visible.width, None]

@@ -95,17 +95,13 @@ def axis_spans(length: int, size: int, padding: int, scale: int) -> list[Span]:
 
 @dataclass(frozen=True)
 class Tile:
-    """One model call: `window` of the padded-up image; `output` is where its result lands."""
+    """One model call on `window` of the padded-up image; its result lands on the window
+    scaled up, weighted by `weights()`."""
 
     index: int
-    row: int
     window: Region
     rows: Span
     cols: Span
-
-    @property
-    def output(self) -> Region:
-        return Region(self.rows.start, self.cols.start, self.rows.size, self.cols.size)
 
     def weights(self) -> np.ndarray:
         """This tile's share of each output pixel (separable: rows x columns)."""
@@ -153,10 +149,10 @@ class TilePlan:
     def __iter__(self) -> Iterator[Tile]:
         """Tiles in row-major order, the order the stitcher finishes rows in."""
         index = 0
-        for r, rows in enumerate(self.row_spans):
+        for rows in self.row_spans:
             for cols in self.col_spans:
                 window = Region(rows.start, cols.start, self.patch, self.patch)
-                yield Tile(index, r, window, rows, cols)
+                yield Tile(index, window, rows, cols)
                 index += 1
 
     @property
