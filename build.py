@@ -86,6 +86,11 @@ MIME_TYPES = {
     ".webp": "image/webp",
 }
 
+# Debian's Chromium, launched by tests and benchmarks: no sandbox as root, and none of its
+# background requests (this network refuses them).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
 # Zip entries get this timestamp so the packed wheel, and so the lock, are reproducible.
 ZIP_EPOCH = (2020, 1, 1, 0, 0, 0)
 
@@ -350,9 +355,8 @@ def dist_plan(manifests: list[dict], wheels: dict[str, Path]) -> dict[str, Path]
     return plan
 
 
-def generated_files(manifests: list[dict]) -> dict[str, bytes]:
+def generated_files(manifests: list[dict], full_lock: dict) -> dict[str, bytes]:
     """Files dist/ serves that the build writes: the packed package, the lock, the catalogue."""
-    full_lock = json.loads((PYODIDE_DIR / "pyodide-lock.json").read_text())
     wheel = pack_upscale_wheel(project_version())
     lock = served_lock(full_lock, wheel)
     catalogue = [
@@ -397,7 +401,7 @@ def build() -> Path:
     wheels = ensure_wheels(full_lock)
     manifests = load_manifests()
     plan = dist_plan(manifests, wheels)
-    generated = generated_files(manifests)
+    generated = generated_files(manifests, full_lock)
     changed = sum(copy_if_changed(src, DIST / dst) for dst, src in plan.items())
     changed += sum(write_if_changed(data, DIST / dst) for dst, data in generated.items())
     served = set(plan) | set(generated)

@@ -23,9 +23,6 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 import build  # noqa: E402
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
 # In the page: time Upscale, then the limit (TF.js on this thread, one predict, same backend).
 MEASURE = """async ({ model, sizes, repeats }) => {
   const { Upscaler } = await import('./upscale.js');
@@ -125,7 +122,7 @@ def run(quick: bool) -> dict:
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=chromium, args=build.CHROMIUM_ARGS)
             page = browser.new_page()
             png = photo_png(max(sizes))
             page.route("**/__bench__/photo.png",

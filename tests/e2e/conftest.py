@@ -18,14 +18,6 @@ import build
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-results"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 
 def start_server(root: Path) -> tuple[str, object]:
@@ -57,7 +49,7 @@ def browser_type_launch_args(browser_type_launch_args):
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not Path(chromium).is_file():
         pytest.fail(f"no Chromium at {chromium}: run `python build.py test`, which installs it")
-    return {**browser_type_launch_args, "executable_path": chromium, "args": CHROMIUM_ARGS}
+    return {**browser_type_launch_args, "executable_path": chromium, "args": build.CHROMIUM_ARGS}
 
 
 @pytest.fixture

@@ -116,7 +116,7 @@ def test_built_dist_serves_exactly_the_plan():
     lock = json.loads((build.PYODIDE_DIR / "pyodide-lock.json").read_text())
     wheels = {w.name: w.cached() for w in build.pinned_wheels(lock)}
     manifests = build.load_manifests()
-    expected = set(build.dist_plan(manifests, wheels)) | set(build.generated_files(manifests))
+    expected = set(build.dist_plan(manifests, wheels)) | set(build.generated_files(manifests, lock))
     on_disk = {p.relative_to(build.DIST).as_posix() for p in build.DIST.rglob("*") if p.is_file()}
     assert on_disk == expected
     served = json.loads((build.DIST / "vendor/pyodide/pyodide-lock.json").read_text())
