@@ -173,19 +173,43 @@ export class Upscaler {
   /**
    * Upscale an image. Resolves to ImageData of (width x scale) x (height x scale), alpha kept.
    * @param input Blob | File | ImageData | ImageBitmap | HTMLImageElement | HTMLCanvasElement | string | URL
-   * @param {{ patchSize?: number, padding?: number, signal?: AbortSignal,
-   *           onProgress?: (p: { done: number, total: number, tile: object }) => void }} options
+   * With `preview: true`, each progress event also carries `preview: { x, y, image }`: the
+   * finished tile's output pixels (ImageData, opaque, not yet blended) to paint at (x, y).
+   * @param {{ patchSize?: number, padding?: number, signal?: AbortSignal, preview?: boolean,
+   *           onProgress?: (p: { done: number, total: number, tile: object, preview?: object }) => void }} options
    */
-  async upscale(input, { patchSize, padding, signal, onProgress } = {}) {
+  async upscale(input, { patchSize, padding, signal, onProgress, preview = false } = {}) {
     if (signal && signal.aborted) throw abortError(signal);
     const connection = await this.engine();
     const { payload, transfer } = await toPayload(input);
-    const options = {};
+    const options = { preview: Boolean(preview && onProgress) };
     if (patchSize != null) options.patchSize = patchSize;
     if (padding != null) options.padding = padding;
-    const onEvent = onProgress ? (name, data) => name === 'progress' && onProgress(data) : null;
+    const onEvent = onProgress ? (name, data) => {
+      if (name !== 'progress') return;
+      const tile = data.preview;
+      if (tile) {
+        data.preview = {
+          x: tile.x, y: tile.y,
+          image: new ImageData(new Uint8ClampedArray(tile.data), tile.width, tile.height),
+        };
+      }
+      onProgress(data);
+    } : null;
     const result = await connection.call('upscale', { input: payload, options }, { transfer, onEvent, signal });
     return new ImageData(new Uint8ClampedArray(result.data), result.width, result.height);
+  }
+
+  /**
+   * Switch to another model from listModels(), keeping the worker (Python and the backend
+   * stay loaded). Resolves to the same info as `ready`; on failure the old model stays.
+   */
+  async setModel(model) {
+    const connection = await this.engine();
+    const info = await connection.call('setModel', { model });
+    this.options.model = model;
+    this.ready = Promise.resolve(info);
+    return info;
   }
 
   /** Tensors and bytes held by TF.js, and the size of the Python heap, in the worker. */

@@ -24,6 +24,7 @@ const state = {
   engine: null, // the Python module upscale.bridge
   pyodide: null,
   model: null, // TfBridge.Model
+  catalogue: [],
   info: null,
   cancelled: new Set(),
 };
@@ -67,6 +68,34 @@ async function loadCatalogue() {
   return response.json();
 }
 
+function findModel(modelId) {
+  const manifest = state.catalogue.find((m) => m.id === modelId);
+  if (!manifest) {
+    const known = state.catalogue.map((m) => m.id).join(', ');
+    throw Object.assign(new Error(`unknown model "${modelId}"; known models: ${known}`), {
+      name: 'UnknownModel',
+    });
+  }
+  return manifest;
+}
+
+/** Load and warm up `manifest`'s model, then free the one it replaces. */
+async function switchModel(manifest) {
+  const m0 = performance.now();
+  const model = await TfBridge.Model.load(manifest, BASE);
+  const modelMs = performance.now() - m0;
+  const w0 = performance.now();
+  try {
+    await model.warmUp(manifest.patchSize);
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+  if (state.model) state.model.dispose();
+  state.model = model;
+  return { modelMs, warmupMs: performance.now() - w0 };
+}
+
 /** Pixels of a transferred ImageBitmap, read through an OffscreenCanvas. */
 function bitmapToRgba(bitmap) {
   const { width, height } = bitmap;
@@ -86,21 +115,10 @@ const methods = {
       const choice = await TfBridge.chooseBackend(backend, BASE + 'vendor/tfjs/');
       return { choice, ms: performance.now() - started };
     })();
-    const catalogue = await loadCatalogue();
-    const manifest = catalogue.find((m) => m.id === modelId);
-    if (!manifest) {
-      const known = catalogue.map((m) => m.id).join(', ');
-      throw Object.assign(new Error(`unknown model "${modelId}"; known models: ${known}`), {
-        name: 'UnknownModel',
-      });
-    }
+    state.catalogue = await loadCatalogue();
+    const manifest = findModel(modelId);
     const { choice, ms: tfMs } = await tfReady;
-    const m0 = performance.now();
-    state.model = await TfBridge.Model.load(manifest, BASE);
-    const modelMs = performance.now() - m0;
-    const w0 = performance.now();
-    await state.model.warmUp(manifest.patchSize);
-    const warmupMs = performance.now() - w0;
+    const { modelMs, warmupMs } = await switchModel(manifest);
     const pythonMs = await python;
     state.info = {
       backend: choice.backend,
@@ -119,6 +137,16 @@ const methods = {
         totalMs: performance.now() - t0,
       },
     };
+    return state.info;
+  },
+
+  /** Replace the model, keeping Python and the backend; the old one stays if this fails. */
+  async setModel({ model: modelId }) {
+    const manifest = findModel(modelId);
+    if (manifest.id !== state.model.manifest.id) {
+      const { modelMs, warmupMs } = await switchModel(manifest);
+      state.info = { ...state.info, model: manifest, timings: { ...state.info.timings, modelMs, warmupMs } };
+    }
     return state.info;
   },
 
@@ -147,11 +175,25 @@ const methods = {
         view.release();
       }
     };
+    // paint() (preview only) runs just before progress() for the same tile; they go as one event.
+    let preview = null;
+    const paint = (x, y, width, height, rgba) => {
+      const view = rgba.getBuffer('u8');
+      try {
+        preview = { x, y, width, height, data: view.data.slice().buffer };
+      } finally {
+        view.release();
+      }
+    };
     const progress = (done, total, x, y, width, height) => {
-      post({ type: 'event', id, name: 'progress', data: { done, total, tile: { x, y, width, height } } });
+      const data = { done, total, tile: { x, y, width, height }, preview };
+      post({ type: 'event', id, name: 'progress', data }, preview ? [preview.data] : []);
+      preview = null;
     };
     const cancelled = () => state.cancelled.has(id);
-    const result = await state.engine.run(pyInput, settings, predict, progress, cancelled);
+    const result = await state.engine.run(
+      pyInput, settings, predict, progress, cancelled, options.preview ? paint : undefined,
+    );
     try {
       const [height, width] = result.shape.toJs();
       const view = result.getBuffer('u8');

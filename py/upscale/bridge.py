@@ -48,8 +48,12 @@ def _with_alpha(image: np.ndarray) -> np.ndarray:
 
 
 async def run(source: JsProxy, options: JsProxy, predict: JsProxy, progress: JsProxy,
-              cancelled: JsProxy) -> np.ndarray:
-    """Upscale what the page sent; returns an (H*s, W*s, 4) uint8 array."""
+              cancelled: JsProxy, paint: JsProxy | None = None) -> np.ndarray:
+    """Upscale what the page sent; returns an (H*s, W*s, 4) uint8 array.
+
+    With `paint`, each finished tile's owned output pixels go to `paint(x, y, width, height,
+    rgba)` (an opaque RGBA array the callee copies before returning) for a live preview.
+    """
     opts = options.to_py()
     settings = Options(int(opts["scale"]), opts["patchSize"], opts["padding"])
     limits = Limits(**{k: int(v) for k, v in opts.get("limits", {}).items()})
@@ -69,4 +73,8 @@ async def run(source: JsProxy, options: JsProxy, predict: JsProxy, progress: JsP
     def report(done: int, total: int, window: Region) -> None:
         progress(done, total, window.x, window.y, window.width, window.height)
 
-    return await upscale(_with_alpha(image), predict_tile, settings, report, lambda: cancelled())
+    def paint_tile(region: Region, pixels: np.ndarray) -> None:
+        paint(region.x, region.y, region.width, region.height, _with_alpha(pixels))
+
+    return await upscale(_with_alpha(image), predict_tile, settings, report, lambda: cancelled(),
+                         paint_tile if paint is not None else None)

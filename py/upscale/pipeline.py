@@ -18,6 +18,7 @@ from .tiling import Region, TilePlan, pad_up
 
 Predict = Callable[[np.ndarray], Awaitable[np.ndarray]]
 Progress = Callable[[int, int, Region], None]
+Paint = Callable[[Region, np.ndarray], None]
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,15 @@ async def upscale(
     options: Options,
     on_progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
+    on_tile: Paint | None = None,
 ) -> np.ndarray:
     """Return `image` (H, W, 3 or 4, uint8) enlarged `options.scale` times.
 
     RGB goes through the model tile by tile; an alpha plane that is not fully opaque is
     resized with Pillow. `on_progress(done, total, window)` follows every tile, `window` being
     the input pixels that tile read (clipped to the image). `cancelled()` is asked before
-    each tile; when it says yes, Cancelled is raised and nothing more runs.
+    each tile; when it says yes, Cancelled is raised and nothing more runs. `on_tile(region,
+    pixels)`, for live previews, gets the output pixels each tile owns (RGB, unblended).
     """
     if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
         raise InvalidImage(BAD_SHAPE.format(shape=image.shape, dtype=image.dtype))
@@ -58,6 +61,10 @@ async def upscale(
         if pixels.shape != want:
             raise ModelOutputError(MODEL_OUTPUT.format(got=pixels.shape, want=want))
         stitcher.add(tile, pixels, scale)
+        if on_tile is not None:
+            owned = plan.owned(tile)
+            within = owned.shifted(-tile.window.y * scale, -tile.window.x * scale)
+            on_tile(owned, pixels[within.slices()])
         if on_progress is not None:
             on_progress(tile.index + 1, total, tile.window.clipped(height, width))
     stitcher.finish()

@@ -38,6 +38,10 @@ class Region:
         """The same rectangle in an image `factor` times larger."""
         return Region(self.y * factor, self.x * factor, self.height * factor, self.width * factor)
 
+    def shifted(self, dy: int, dx: int) -> Region:
+        """The same rectangle moved by (dy, dx)."""
+        return Region(self.y + dy, self.x + dx, self.height, self.width)
+
     def clipped(self, height: int, width: int) -> Region:
         """The part of this rectangle inside an image of height x width (origin-anchored)."""
         return Region(self.y, self.x, max(0, min(self.height, height - self.y)),
@@ -155,6 +159,25 @@ class TilePlan:
                 yield Tile(index, window, rows, cols)
                 index += 1
 
+    @cached_property
+    def _row_handovers(self) -> list[int]:
+        return _handovers(self.row_spans, self.scale)
+
+    @cached_property
+    def _col_handovers(self) -> list[int]:
+        return _handovers(self.col_spans, self.scale)
+
+    def owned(self, tile: Tile) -> Region:
+        """The output pixels where `tile` has the larger share, clipped to the output.
+
+        The owned regions of all tiles cover the output exactly once, so painting each tile's
+        owned part as it finishes builds a preview of the whole image with no gaps.
+        """
+        row, col = divmod(tile.index, len(self.col_spans))
+        top, bottom = _owned_range(self._row_handovers, row, self.height * self.scale)
+        left, right = _owned_range(self._col_handovers, col, self.width * self.scale)
+        return Region(top, left, bottom - top, right - left)
+
     @property
     def padded_shape(self) -> tuple[int, int]:
         """The image size after padding up to at least one patch per axis."""
@@ -163,6 +186,24 @@ class TilePlan:
     def overhead(self) -> float:
         """Model pixels computed per image pixel (1.0 would be a single exact-size predict)."""
         return len(self) * self.patch**2 / (self.height * self.width)
+
+
+def _handovers(spans: list[Span], scale: int) -> list[int]:
+    """Output index where each window hands over to the next: the first pixel of their
+    overlap at which the later window weighs more."""
+    points = []
+    for a, b in zip(spans, spans[1:], strict=False):
+        low, high = b.start * scale, (a.start + a.size) * scale
+        ours = a.weights[low - a.start * scale : high - a.start * scale]
+        later = np.flatnonzero(b.weights[: high - low] > ours)
+        points.append(low + (int(later[0]) if later.size else high - low))
+    return points
+
+
+def _owned_range(handovers: list[int], index: int, length: int) -> tuple[int, int]:
+    start = handovers[index - 1] if index > 0 else 0
+    stop = handovers[index] if index < len(handovers) else length
+    return min(start, length), min(stop, length)
 
 
 def pad_up(image: np.ndarray, height: int, width: int) -> np.ndarray:

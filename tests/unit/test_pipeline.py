@@ -135,3 +135,18 @@ def test_rejects_images_that_are_not_rgb_uint8():
         run(np.zeros((4, 4), np.uint8), 2, 16, 2)
     with pytest.raises(InvalidImage):
         run(np.zeros((4, 4, 3), np.float32), 2, 16, 2)
+
+
+def test_on_tile_paints_every_output_pixel_once_with_model_pixels():
+    image = random_image(70, 45)
+    painted = np.zeros((140, 90, 3), np.uint8)
+    count = np.zeros((140, 90), np.int32)
+
+    def paint(region, pixels):
+        assert pixels.shape == (region.height, region.width, 3)
+        painted[region.slices()] = pixels
+        count[region.slices()] += 1
+
+    out, _ = run(image, 2, 32, 4, on_tile=paint)
+    np.testing.assert_array_equal(count, 1)
+    np.testing.assert_array_equal(painted, out)

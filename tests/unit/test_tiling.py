@@ -49,3 +49,22 @@ def test_pad_up_mirrors_and_leaves_big_images_alone():
 def test_overhead_counts_model_pixels():
     assert TilePlan(128, 128, 128, 16, 2).overhead() == 1.0
     assert TilePlan(512, 512, 128, 16, 2).overhead() == pytest.approx(25 * 128**2 / 512**2)
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (40, 300), (129, 65), (300, 300)])
+@pytest.mark.parametrize(("patch", "padding"), [(64, 0), (64, 16), (17, 3), (3, 1)])
+@pytest.mark.parametrize("scale", [1, 3])
+def test_owned_regions_cover_the_output_once(height, width, patch, padding, scale):
+    plan = TilePlan(height, width, patch, padding, scale)
+    cover = np.zeros((height * scale, width * scale), np.int32)
+    for tile in plan:
+        owned = plan.owned(tile)
+        cover[owned.slices()] += 1
+        inside = owned.shifted(-tile.window.y * scale, -tile.window.x * scale)
+        assert inside.y >= 0 and inside.x >= 0, "a tile owns only pixels it predicted"
+        assert inside.y + owned.height <= patch * scale
+        assert inside.x + owned.width <= patch * scale
+        rows, cols = inside.slices()
+        for share in (tile.rows.weights[rows], tile.cols.weights[cols]):
+            assert share.size == 0 or share.min() >= 0.5 - 1e-6, "the owner has the larger share"
+    np.testing.assert_array_equal(cover, 1)
