@@ -45,6 +45,12 @@ def site(dist_dir: Path):
 
 
 @pytest.fixture(scope="session")
+def photos() -> dict[str, Path]:
+    """The test photos (scikit-image's, pinned by sha256), by file name."""
+    return build.ensure_photos()
+
+
+@pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not Path(chromium).is_file():
@@ -53,9 +59,12 @@ def browser_type_launch_args(browser_type_launch_args):
 
 
 @pytest.fixture
-def allowed_origins(site) -> set[str]:
-    """Origins a test's pages may reach; a test that adds a second server extends this."""
-    return {origin_of(site)}
+def allowed_origins(site, request) -> set[str]:
+    """Origins a test's pages may reach: the site, and a test's `other_origin` server."""
+    origins = {origin_of(site)}
+    if "other_origin" in request.fixturenames:
+        origins.add(origin_of(request.getfixturevalue("other_origin")))
+    return origins
 
 
 def origin_of(url: str) -> str:

@@ -46,6 +46,13 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def photo_crop(photos, name: str, size: int, left: int = 0, top: int = 0,
+               height: int | None = None) -> np.ndarray:
+    """A size x (height or size) RGB crop of one of build.ensure_photos()'s photos."""
+    image = Image.open(photos[name]).convert("RGB")
+    return np.asarray(image.crop((left, top, left + size, top + (height or size))))
+
+
 def serve_bytes(page, path: str, data: bytes, content_type: str = "image/png") -> str:
     """Make `data` available to the page at a same-origin URL."""
     page.route(f"**/__test__/{path}", lambda route: route.fulfill(body=data,

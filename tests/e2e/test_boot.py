@@ -7,23 +7,22 @@ BOOT_TIMEOUT_MS = 90_000
 
 def test_page_reports_ready_and_backend(app, site):
     app.goto(f"{site}/index.html")
-    status = app.locator("#status")
-    status.wait_for(state="visible")
     app.wait_for_function(
-        "document.querySelector('#status').dataset.state !== undefined", timeout=BOOT_TIMEOUT_MS
+        "['ready', 'error'].includes(document.querySelector('#engine').dataset.state)",
+        timeout=BOOT_TIMEOUT_MS,
     )
-    assert status.text_content() == "ready", status.text_content()
-    backend = app.locator("#backend")
-    assert backend.get_attribute("data-backend") in {"webgpu", "webgl", "wasm", "cpu"}
+    engine = app.locator("#engine")
+    assert engine.get_attribute("data-state") == "ready", engine.text_content()
+    assert engine.get_attribute("data-backend") in {"webgpu", "webgl", "wasm", "cpu"}
     # No GPU on the test machines: SwiftShader WebGL must be passed over for WASM.
-    reason = backend.text_content()
+    reason = app.locator("#engine-reason").text_content()
     assert re.search(r"WASM (threaded SIMD|SIMD|scalar), \d+ threads?", reason), reason
     assert "software renderer" in reason, "the reason says why WebGL was passed over"
 
 
 def test_worker_imports_numpy_pil_and_upscale(app, site):
     app.goto(f"{site}/index.html")
-    app.wait_for_function("document.querySelector('#status').dataset.state === 'ready'",
+    app.wait_for_function("document.querySelector('#engine').dataset.state === 'ready'",
                           timeout=BOOT_TIMEOUT_MS)
     info = app.evaluate(
         """async () => {

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from harness import png_bytes, psnr, run_jobs, serve_bytes
+from harness import photo_crop, png_bytes, psnr, run_jobs, serve_bytes
 from PIL import Image
 
 import build
@@ -21,16 +21,6 @@ BACKEND_DB = 40.0  # WASM vs CPU vs WebGL: float rounding differs per backend
 
 def package_file(manifest: dict, relative: str) -> bytes:
     return (build.NODE_MODULES / manifest["package"] / relative).read_bytes()
-
-
-@pytest.fixture(scope="module")
-def photos() -> dict:
-    return build.ensure_photos()
-
-
-def photo_crop(photos, name: str, size: int, left: int = 0, top: int = 0) -> np.ndarray:
-    image = Image.open(photos[name]).convert("RGB")
-    return np.asarray(image.crop((left, top, left + size, top + size)))
 
 
 @pytest.mark.parametrize("manifest", WITH_REFERENCE, ids=[m["id"] for m in WITH_REFERENCE])
