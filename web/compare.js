@@ -65,6 +65,7 @@ export class CompareView {
     }
     this.width = width;
     this.height = height;
+    this.root.style.aspectRatio = `${width} / ${height}`; // the view hugs the picture
     this.fit();
   }
 
