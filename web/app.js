@@ -180,8 +180,7 @@ function addJob(source) {
     total: 0,
     image: null, // HTMLImageElement of the original, when the browser can show it
     thumbUrl: null,
-    result: null, // ImageBitmap of the output
-    resultData: null, // ImageData of the output, for encoding
+    result: null, // ImageBitmap of the output: shown and encoded from, nothing else kept
     encoded: new Map(),
     error: null,
     model: null,
@@ -237,7 +236,7 @@ function seconds(ms) {
 }
 
 function outputSize(job) {
-  return `${job.resultData.width}×${job.resultData.height}`;
+  return `${job.result.width}×${job.result.height}`;
 }
 
 function updateJob(job) {
@@ -306,13 +305,17 @@ function removeJob(job) {
   job.parts.item.remove();
   if (job.thumbUrl) URL.revokeObjectURL(job.thumbUrl);
   if (job.result) job.result.close();
-  if (shown === job) {
-    shown = null;
-    const next = jobs.find((j) => j.state === 'done' || j.state === 'running');
-    if (next) showJob(next, false);
-    else ui.viewer.hidden = true;
-  }
+  if (shown === job) showAnother(job);
   updateQueueChrome();
+}
+
+/** The viewer leaves `job` (removed, or it failed): show the newest finished or running job. */
+function showAnother(job) {
+  shown = null;
+  const next = [...jobs].reverse().find((j) => j !== job && (j.state === 'done' || j.state === 'running'));
+  if (next) showJob(next, false);
+  else ui.viewer.hidden = true;
+  updateJob(job);
 }
 
 function clearAll() {
@@ -406,10 +409,13 @@ async function runJob(job) {
         showProgress(job, performance.now() - started);
       },
     });
-    job.ms = performance.now() - started;
-    job.resultData = output;
     job.result = await createImageBitmap(output);
+    job.ms = performance.now() - started;
     job.state = 'done';
+    if (engineRestarted) {
+      engineRestarted = false;
+      showEngine(await upscaler.ready);
+    }
   } catch (error) {
     if (error.name === 'AbortError') {
       job.state = 'cancelled';
@@ -422,12 +428,16 @@ async function runJob(job) {
     job.controller = null;
   }
   updateJob(job);
-  if (shown === job) showJob(job, shownByUser);
+  if (shown !== job) return;
+  if (job.state === 'error') showAnother(job);
+  else showJob(job, shownByUser);
 }
 
+let engineRestarted = false;
+
 function engineCrashed(error) {
+  engineRestarted = true;
   setEngine('loading', `The engine stopped (${error.message}); it restarts with the next photo.`);
-  upscaler.ready.then(showEngine, () => {});
 }
 
 /* ---------- the viewer ---------- */
@@ -460,7 +470,7 @@ function showJob(job, byUser) {
       view.reset(job.result.width, job.result.height);
     }
     view.drawAfter(job.result);
-    const input = `${job.resultData.width / job.model.scale}×${job.resultData.height / job.model.scale}`;
+    const input = `${job.result.width / job.model.scale}×${job.result.height / job.model.scale}`;
     ui.viewerMeta.textContent = `${input} → ${outputSize(job)} · ${job.model.label} · ${seconds(job.ms)}`;
     ui.download.textContent = `Download ${fileName(job)}`;
   } else if (isRunning) {

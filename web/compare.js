@@ -144,6 +144,8 @@ export class CompareView {
     this.parts.before.style.transform = transform;
     this.parts.after.style.transform = transform;
     this.root.classList.toggle('pixels', this.zoom >= PIXELATED_FROM);
+    // At fit there is nothing to pan: let a finger scroll the page past the viewer.
+    this.root.classList.toggle('zoomed', !this.fitted);
     this.parts.level.value = this.fitted ? 'fit' : `${Math.round(this.zoom * 100)}%`;
   }
 

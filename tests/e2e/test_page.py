@@ -189,16 +189,24 @@ def test_cancel_stops_the_run_and_the_next_upscale_works(app, site, photos, kitt
 def test_bad_files_each_get_their_own_message(app, site, kitten, console_log):
     open_page(app, site)
     whole = png_bytes(kitten)
+    tiff = io.BytesIO()
+    Image.fromarray(kitten).save(tiff, format="TIFF")
+    huge = io.BytesIO()  # 4100 x 4100: over the 4096 x 4096 input limit, yet a small file
+    Image.new("RGB", (4100, 4100), "white").save(huge, format="PNG")
     hand_over(app, {
         "notes.png": b"shopping list: milk, eggs, coffee\n" * 20,
         "cut.png": whole[: len(whole) // 2],
         "empty.png": b"",
+        "scan.tif": tiff.getvalue(),
+        "poster.png": huge.getvalue(),
         "fine.png": whole,
     })
     expected = {
         "notes.png": ("NotAnImage", "Not an image: Not an image this page can read"),
         "cut.png": ("CorruptImage", "Damaged file: The PNG file is damaged or truncated"),
         "empty.png": ("EmptyFile", "Empty file: The file is empty (0 bytes)."),
+        "scan.tif": ("UnsupportedFormat", "Unsupported format: TIFF images are not supported"),
+        "poster.png": ("ImageTooLarge", "the limit on this device is 16,777,216 pixels"),
     }
     for name, (code, text) in expected.items():
         wait_state(app, name, "error")
