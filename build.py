@@ -68,7 +68,10 @@ TFJS_FILES = {
 SERVE_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
-    "Cross-Origin-Resource-Policy": "same-origin",
+    # Public, static assets: a shop on another origin may load the embed, its worker and the
+    # models (CORS), also from a cross-origin isolated page (CORP).
+    "Access-Control-Allow-Origin": "*",
+    "Cross-Origin-Resource-Policy": "cross-origin",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
 }
@@ -256,6 +259,71 @@ def ensure_photos() -> dict[str, Path]:
     return ensure_pinned(items, PHOTO_CARRIER)
 
 
+# --- the demo shop's product photos ------------------------------------------------------
+
+SHOP_SMALL = 150  # px: what the shop serves to Upscale
+SHOP_LARGE = 300  # px: what it would serve without Upscale (only for the byte comparison)
+# stem -> (photo, (left, top, side)): square crops of the pinned photos. shop.html names the
+# products and prices; a unit test keeps the two lists in step.
+SHOP_PRODUCTS = {
+    "astronaut-print": ("astronaut.png", (0, 0, 512)),
+    "shuttle-model": ("astronaut.png", (322, 0, 190)),
+    "flight-helmet": ("astronaut.png", (268, 318, 194)),
+    "mission-patch": ("astronaut.png", (118, 338, 120)),
+    "flight-suit": ("astronaut.png", (10, 150, 340)),
+    "cat-portrait": ("chelsea.png", (76, 0, 300)),
+    "green-eyes-poster": ("chelsea.png", (150, 60, 220)),
+    "espresso-cup": ("coffee.png", (90, 0, 390)),
+    "espresso-spoon": ("coffee.png", (320, 100, 150)),
+    "walnut-board": ("coffee.png", (440, 220, 160)),
+    "launch-pad-print": ("rocket.jpg", (110, 0, 427)),
+    "night-launch-poster": ("rocket.jpg", (230, 40, 220)),
+    "launch-tower": ("rocket.jpg", (0, 0, 220)),
+}
+
+
+def shop_photos() -> dict[str, Path]:
+    """The shop's product photos as {dist path: file}, made once per spec and then cached.
+
+    Pillow makes them, so this runs `shop-photos` in .venv (numpy and Pillow only)."""
+    spec = json.dumps([SHOP_SMALL, SHOP_LARGE, SHOP_PRODUCTS, PHOTOS], sort_keys=True)
+    folder = cache_dir() / "shop" / hashlib.sha256(spec.encode()).hexdigest()[:16]
+    names = [f"{size}/{stem}.jpg" for stem in SHOP_PRODUCTS for size in ("small", "large")]
+    if not all((folder / name).is_file() for name in names):
+        ensure_photos()
+        python = ensure_env(test=False)
+        scratch = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(scratch, ignore_errors=True)
+        log("making the demo shop's product photos")
+        subprocess.run([str(python), str(ROOT / "build.py"), "shop-photos", str(scratch)],
+                       check=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        scratch.rename(folder)
+    return {f"shop/{name}": folder / name for name in names}
+
+
+def make_shop_photos(out: Path) -> None:
+    """Crop, resize and save each product as a small and a large JPEG (needs Pillow)."""
+    from PIL import Image
+
+    photos = ensure_photos()
+    for stem, (photo, (left, top, side)) in SHOP_PRODUCTS.items():
+        with Image.open(photos[photo]) as image:
+            crop = image.convert("RGB").crop((left, top, left + side, top + side))
+        for size, quality in (("small", 80), ("large", 90)):
+            pixels = SHOP_SMALL if size == "small" else SHOP_LARGE
+            target = out / size / f"{stem}.jpg"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            crop.resize((pixels, pixels), Image.Resampling.LANCZOS).save(
+                target, "JPEG", quality=quality, optimize=True, progressive=True)
+
+
+def embed_integrity() -> str:
+    """The Subresource Integrity value of embed.js, for the snippet a shop pastes."""
+    digest = hashlib.sha384((ROOT / "web" / "embed.js").read_bytes()).digest()
+    return "sha384-" + base64.b64encode(digest).decode()
+
+
 # --- the upscale package, packed for Pyodide ---------------------------------------------
 
 
@@ -352,6 +420,7 @@ def dist_plan(manifests: list[dict], wheels: dict[str, Path]) -> dict[str, Path]
     for path in sorted((ROOT / "web").rglob("*")):
         if path.is_file():
             plan[path.relative_to(ROOT / "web").as_posix()] = path
+    plan.update(shop_photos())
     return plan
 
 
@@ -413,7 +482,7 @@ def build() -> Path:
         elif path.is_dir() and not any(path.iterdir()):
             path.rmdir()
     log(f"dist/ ready: {len(served)} files, {changed} changed, "
-        f"{time.monotonic() - started:.2f} s")
+        f"{time.monotonic() - started:.2f} s; embed.js integrity {embed_integrity()}")
     return DIST
 
 
@@ -460,22 +529,23 @@ def venv_python() -> Path:
     return VENV / "bin" / "python"
 
 
-def ensure_test_env() -> Path:
-    """A virtualenv with the package and its test extras, refreshed when pyproject changes."""
+def ensure_env(test: bool = True) -> Path:
+    """A virtualenv with the package (numpy, Pillow) and, for `test`, its test extras;
+    refreshed when pyproject changes."""
     stamp = VENV / ".upscale-pyproject.sha256"
-    want = sha256_file(ROOT / "pyproject.toml")
-    if venv_python().is_file() and stamp.is_file() and stamp.read_text().strip() == want:
+    sha = sha256_file(ROOT / "pyproject.toml")
+    have = stamp.read_text().split() if stamp.is_file() else []
+    if venv_python().is_file() and have and have[0] == sha and (not test or "test" in have):
         return venv_python()
     if not venv_python().is_file():
         log("creating .venv")
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    log("installing test dependencies into .venv")
-    result = subprocess.run(
-        [str(venv_python()), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]"]
-    )
+    target = f"{ROOT}[test]" if test else str(ROOT)
+    log(f"installing {'the test dependencies' if test else 'numpy and Pillow'} into .venv")
+    result = subprocess.run([str(venv_python()), "-m", "pip", "install", "--quiet", "-e", target])
     if result.returncode != 0:
-        raise BuildError("pip install -e .[test] failed: is PyPI reachable? (see the output above)")
-    stamp.write_text(want + "\n")
+        raise BuildError(f"pip install -e {target} failed: is PyPI reachable? (see above)")
+    stamp.write_text(f"{sha} {'test' if test else 'base'}\n")
     return venv_python()
 
 
@@ -502,7 +572,7 @@ def find_chromium() -> Path:
 def run_tests(pytest_args: list[str]) -> int:
     build()
     ensure_photos()  # test inputs; fetched now so a failure names them before pytest starts
-    python = ensure_test_env()
+    python = ensure_env()
     chromium = find_chromium()
     env = {**os.environ, "CHROMIUM": str(chromium), "UPSCALE_DIST": str(DIST)}
     return subprocess.run([str(python), "-m", "pytest", *pytest_args], cwd=ROOT, env=env).returncode
@@ -511,7 +581,7 @@ def run_tests(pytest_args: list[str]) -> int:
 def run_bench(bench_args: list[str]) -> int:
     build()
     ensure_photos()
-    python = ensure_test_env()
+    python = ensure_env()
     env = {**os.environ, "CHROMIUM": str(find_chromium())}
     script = ROOT / "bench" / "bench.py"
     return subprocess.run([str(python), str(script), *bench_args], cwd=ROOT, env=env).returncode
@@ -529,6 +599,8 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--port", type=int, default=8000)
     commands.add_parser("test", help="build, then run pytest (extra arguments go to pytest)")
     commands.add_parser("bench", help="build, then benchmark in Chromium ([--quick])")
+    photos_parser = commands.add_parser("shop-photos", help=argparse.SUPPRESS)
+    photos_parser.add_argument("out", type=Path)
     args, rest = parser.parse_known_args(argv)
     if rest and args.command not in ("test", "bench"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -539,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_tests(rest)
         elif args.command == "bench":
             return run_bench(rest)
+        elif args.command == "shop-photos":
+            make_shop_photos(args.out)
         else:
             build()
     except BuildError as error:

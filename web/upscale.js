@@ -83,13 +83,28 @@ async function toPayload(input) {
   );
 }
 
+/**
+ * The worker, from this module's own folder. A page on another origin (a shop using the
+ * embed) may not start a worker from here directly, so it gets a blob: worker that imports
+ * ours; the assets' server then has to allow cross-origin reads (build.py serve does).
+ */
+function startWorker() {
+  const script = new URL('worker.js', HERE);
+  if (script.origin === self.location.origin) return { worker: new Worker(script, { name: 'upscale' }), url: null };
+  const boot = `self.UPSCALE_BASE = ${JSON.stringify(HERE.href)}; importScripts(${JSON.stringify(script.href)});`;
+  const url = URL.createObjectURL(new Blob([boot], { type: 'text/javascript' }));
+  return { worker: new Worker(url, { name: 'upscale' }), url };
+}
+
 /** One worker and the requests in flight on it. A crash rejects every one of them. */
 class Connection {
   constructor(onCrash) {
     this.pending = new Map();
     this.nextId = 1;
     this.dead = null;
-    this.worker = new Worker(new URL('worker.js', HERE), { name: 'upscale' });
+    const { worker, url } = startWorker();
+    this.worker = worker;
+    this.bootUrl = url; // a blob: URL to free when this worker goes
     this.worker.onmessage = (event) => this.receive(event.data);
     this.worker.onerror = (event) => {
       event.preventDefault();
@@ -139,6 +154,7 @@ class Connection {
     }
     this.pending.clear();
     this.worker.terminate();
+    if (this.bootUrl) URL.revokeObjectURL(this.bootUrl);
   }
 }
 

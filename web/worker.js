@@ -9,16 +9,19 @@
  */
 'use strict';
 
+// Where the assets live. A page on another origin cannot start this file as a worker, so it
+// starts a blob: worker that sets UPSCALE_BASE and imports this file (see upscale.js).
+const BASE = self.UPSCALE_BASE || new URL('./', self.location.href).href;
+
 importScripts(
-  'vendor/tfjs/tf.min.js',
-  'vendor/tfjs/tf-backend-wasm.min.js',
-  'vendor/tfjs/tf-backend-webgpu.min.js',
-  'vendor/pyodide/pyodide.js',
-  'tfbridge.js',
+  BASE + 'vendor/tfjs/tf.min.js',
+  BASE + 'vendor/tfjs/tf-backend-wasm.min.js',
+  BASE + 'vendor/tfjs/tf-backend-webgpu.min.js',
+  BASE + 'vendor/pyodide/pyodide.js',
+  BASE + 'tfbridge.js',
 );
 
 const NS = 'upscale';
-const BASE = new URL('./', self.location.href).href;
 
 const state = {
   engine: null, // the Python module upscale.bridge

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import zipfile
 from io import BytesIO
 
@@ -137,3 +138,16 @@ def test_serve_headers_allow_wasm_threads():
     assert build.SERVE_HEADERS["Cross-Origin-Embedder-Policy"] == "require-corp"
     assert build.MIME_TYPES[".wasm"] == "application/wasm"
     assert build.MIME_TYPES[".mjs"] == "text/javascript"
+
+
+def test_readme_snippet_carries_the_current_integrity_hash():
+    readme = (build.ROOT / "README.md").read_text()
+    assert f'integrity="{build.embed_integrity()}"' in readme, \
+        "README's shop snippet is stale: paste the hash `python3 build.py` prints"
+
+
+def test_shop_page_lists_every_product_photo_and_nothing_else():
+    page = (build.ROOT / "web" / "shop.html").read_text()
+    shown = re.findall(r'src="shop/small/([\w-]+)\.jpg"', page)
+    assert sorted(shown) == sorted(build.SHOP_PRODUCTS)
+    assert len(shown) >= 12

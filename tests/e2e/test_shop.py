@@ -1,0 +1,171 @@
+"""The storefront embed: <upscale-img> on shop.html, one shared engine, lazy, cached, and
+working when the shop and the Upscale assets are on different origins."""
+
+from __future__ import annotations
+
+import http.server
+import re
+import threading
+from functools import partial
+
+import pytest
+from playwright.sync_api import expect
+
+import build
+
+WAIT_MS = 300_000
+PRODUCTS = len(build.SHOP_PRODUCTS)
+
+# Before any page script: log every element event, and count the workers the page starts
+# (TF.js's own thread pool lives inside the engine's worker, so it is not counted here).
+WATCH = """
+window.__events = [];
+for (const name of ['upscale-start', 'upscale-progress', 'upscale-done', 'upscale-error',
+                    'upscale-skip']) {
+  document.addEventListener(name, (e) => window.__events.push(
+    { name, src: e.target.getAttribute('src'), detail: e.detail }));
+}
+window.__workers = 0;
+const RealWorker = window.Worker;
+window.Worker = class extends RealWorker {
+  constructor(...args) { super(...args); window.__workers += 1; }
+};
+"""
+
+# Elements whose box meets the viewport grown by `margin` px.
+NEAR = """(margin) => [...document.querySelectorAll('upscale-img')].filter((el) => {
+  const b = el.getBoundingClientRect();
+  return b.bottom > -margin && b.top < innerHeight + margin;
+}).map((el) => el.getAttribute('src'))"""
+
+
+def events(page, name: str) -> list[dict]:
+    return [e for e in page.evaluate("window.__events") if e["name"] == name]
+
+
+def wait_finished(page, srcs: list[str]) -> None:
+    page.wait_for_function(
+        """(srcs) => srcs.every((src) => window.__events.some(
+             (e) => e.src === src && ['upscale-done', 'upscale-error'].includes(e.name)))""",
+        arg=srcs, timeout=WAIT_MS)
+
+
+def uncaught(console_log: list[str]) -> list[str]:
+    # A 404 image logs "Failed to load resource"; that is the browser, not an uncaught error.
+    return [line for line in console_log if line.startswith("[pageerror]")
+            or (line.startswith("[error]") and "Failed to load resource" not in line)]
+
+
+@pytest.fixture
+def shop(app, site):
+    app.set_viewport_size({"width": 1280, "height": 800})
+    app.add_init_script(WATCH)
+    return app
+
+
+def test_visible_images_upscale_once_the_rest_after_scrolling_with_one_engine(
+        shop, site, console_log):
+    shop.goto(f"{site}/shop.html")
+    visible = shop.evaluate(NEAR, 0)
+    far = [src for src in shop.evaluate(NEAR, 100_000) if src not in shop.evaluate(NEAR, 400)]
+    assert visible and far, "the grid is taller than the window"
+    boxes = shop.evaluate("[...document.querySelectorAll('upscale-img')].map((e) => "
+                          "JSON.stringify(e.getBoundingClientRect()))")
+    wait_finished(shop, visible)
+    started = {e["src"] for e in events(shop, "upscale-start")}
+    assert not started & set(far), "images far below the fold waited for a scroll"
+    shop.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    every = shop.evaluate(NEAR, 100_000)
+    assert len(every) == PRODUCTS
+    wait_finished(shop, every)
+    done = [e["src"] for e in events(shop, "upscale-done")]
+    assert sorted(done) == sorted(every), "every image upscaled exactly once"
+    assert all(e["detail"]["width"] == 300 for e in events(shop, "upscale-done"))
+    assert shop.evaluate("window.__workers") == 1, "one engine for the whole page"
+    shop.evaluate("window.scrollTo(0, 0)")
+    after = shop.evaluate("[...document.querySelectorAll('upscale-img')].map((e) => "
+                          "JSON.stringify(e.getBoundingClientRect()))")
+    assert after == boxes, "swapping in the large image moved nothing"
+    image = shop.get_by_role("img", name="Astronaut portrait, giclée print")
+    expect(image).to_be_visible()
+    assert not uncaught(console_log), uncaught(console_log)
+
+
+def test_a_missing_image_falls_back_and_the_others_finish(shop, site, console_log):
+    shop.route("**/shop/small/shuttle-model.jpg", lambda route: route.fulfill(status=404))
+    shop.goto(f"{site}/shop.html")
+    visible = shop.evaluate(NEAR, 0)
+    assert "shop/small/shuttle-model.jpg" in visible
+    wait_finished(shop, visible)
+    errors = events(shop, "upscale-error")
+    assert [e["src"] for e in errors] == ["shop/small/shuttle-model.jpg"]
+    assert errors[0]["detail"]["name"] == "LoadError"
+    done = {e["src"] for e in events(shop, "upscale-done")}
+    assert done == set(visible) - {"shop/small/shuttle-model.jpg"}
+    assert not uncaught(console_log), uncaught(console_log)
+
+
+def test_second_visit_paints_from_the_cache_without_the_engine(shop, site):
+    shop.goto(f"{site}/shop.html")
+    near = shop.evaluate(NEAR, 250)  # all that the first visit starts without a scroll
+    wait_finished(shop, near)
+    shop.reload()
+    wait_finished(shop, near)
+    done = events(shop, "upscale-done")
+    assert {e["src"] for e in done} == set(near)
+    assert all(e["detail"]["fromCache"] for e in done)
+    assert shop.evaluate("window.__workers") == 0, "no engine was started"
+
+
+def test_save_data_leaves_the_originals(shop, site):
+    shop.add_init_script("Object.defineProperty(Navigator.prototype, 'connection', "
+                         "{ get: () => ({ saveData: true }) });")
+    shop.goto(f"{site}/shop.html")
+    shop.wait_for_function(f"window.__events.length === {PRODUCTS}")
+    skips = events(shop, "upscale-skip")
+    assert len(skips) == PRODUCTS and "save data" in skips[0]["detail"]["reason"]
+    assert shop.evaluate("window.__workers") == 0
+
+
+class PlainHandler(http.server.SimpleHTTPRequestHandler):
+    """A shop's own server: no isolation headers, no CORS; it only serves its pages."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def other_origin(tmp_path, dist_dir, site):
+    """The shop on its own origin, pasting README's snippet (with its integrity hash);
+    the Upscale assets stay on `site`."""
+    page = (dist_dir / "shop.html").read_text()
+    snippet = (f'<script type="module" src="{site}/embed.js" '
+               f'integrity="{build.embed_integrity()}" crossorigin="anonymous"></script>')
+    page, count = re.subn(r'<script type="module" src="embed.js"></script>', snippet, page)
+    assert count == 1
+    (tmp_path / "shop.html").write_text(page)
+    for name in ("shop.css", "favicon.svg"):
+        (tmp_path / name).write_bytes((dist_dir / name).read_bytes())
+    (tmp_path / "shop").mkdir()
+    for folder in ("small",):
+        target = tmp_path / "shop" / folder
+        target.mkdir()
+        for photo in (dist_dir / "shop" / folder).iterdir():
+            (target / photo.name).write_bytes(photo.read_bytes())
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(PlainHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_shop_and_assets_on_different_origins(shop, other_origin, console_log):
+    shop.goto(f"{other_origin}/shop.html")
+    assert shop.evaluate("crossOriginIsolated") is False, "a plain shop page, not isolated"
+    visible = shop.evaluate(NEAR, 0)
+    wait_finished(shop, visible)
+    done = {e["src"] for e in events(shop, "upscale-done")}
+    assert done == set(visible), events(shop, "upscale-error")
+    assert shop.evaluate("window.__workers") == 1
+    assert not uncaught(console_log), uncaught(console_log)
+

@@ -1,0 +1,294 @@
+/* <upscale-img>: a shop serves a small product photo; the shopper's browser paints it large.
+ *
+ *   <script type="module" src="https://assets.example/embed.js"></script>
+ *   <upscale-img src="/p/mug-150.jpg" alt="Blue mug" width="300" height="300"></upscale-img>
+ *
+ * The original shows at once, scaled to width x height (the space is reserved, so nothing
+ * shifts). Near the viewport, the element asks the page's one shared engine (one worker, one
+ * model loaded at a time, a queue with visible images first) for the enlargement, then swaps it
+ * in. Results are cached (Cache API) by image URL, model and version, so the next visit
+ * paints the large version at once without starting the engine. Any failure leaves the
+ * original in place and says why in an `upscale-error` event.
+ *
+ * Attributes: src, alt, width, height (display size, CSS px), scale (2, 3 or 4; default: what
+ * the display size and devicePixelRatio need), model (a model id; default esrgan-slim-x<scale>).
+ * Events (bubbling, composed): upscale-start, upscale-progress {done, total}, upscale-done
+ * {fromCache, ms, width, height}, upscale-error {name, message}, upscale-skip {reason}.
+ */
+import { Upscaler } from './upscale.js';
+
+const CACHE_NAME = 'upscale-img';
+const CACHE_VERSION = '1'; // part of every key: bump it to retire all cached results
+const NEAR_VIEWPORT = '200px'; // start this far before an image scrolls into view
+const SCALES = [2, 3, 4];
+const LOW_MEMORY_GB = 1; // navigator.deviceMemory at or below this: leave originals alone
+
+const STYLE = `
+:host { display: inline-block; position: relative; overflow: hidden; vertical-align: bottom; line-height: 0; }
+:host([hidden]) { display: none; }
+img { display: block; width: 100%; height: auto; }
+.large { position: absolute; inset: 0; height: 100%; object-fit: cover; opacity: 0; }
+.large.shown { opacity: 1; }
+`;
+
+/* ---------- one engine per page, shared by every element ---------- */
+
+const engine = {
+  upscaler: null,
+  queue: [], // jobs waiting: { element, model, run }
+  busy: false,
+};
+
+function inViewport(element) {
+  const box = element.getBoundingClientRect();
+  return box.bottom > 0 && box.right > 0 && box.top < innerHeight && box.left < innerWidth;
+}
+
+/** Run `job.run(upscaler)` when the engine is free; visible images go first. */
+function enqueue(job) {
+  engine.queue.push(job);
+  drain();
+}
+
+function dequeue(element) {
+  engine.queue = engine.queue.filter((job) => job.element !== element);
+}
+
+async function drain() {
+  if (engine.busy || !engine.queue.length) return;
+  engine.busy = true;
+  try {
+    while (engine.queue.length) {
+      const visible = engine.queue.findIndex((job) => inViewport(job.element));
+      const [job] = engine.queue.splice(visible >= 0 ? visible : 0, 1);
+      if (!engine.upscaler) engine.upscaler = new Upscaler({ model: job.model });
+      try {
+        if (engine.upscaler.options.model !== job.model) await engine.upscaler.setModel(job.model);
+      } catch (error) {
+        job.element.fail(error); // that model cannot load: this image keeps its original
+        continue;
+      }
+      await job.run(engine.upscaler);
+    }
+  } finally {
+    engine.busy = false;
+  }
+}
+
+/* ---------- the result cache ---------- */
+
+function cacheKey(src, model) {
+  const params = new URLSearchParams({ src, model, v: CACHE_VERSION });
+  return new Request(new URL(`/__upscale-img__/?${params}`, location.origin).href);
+}
+
+async function openCache() {
+  try {
+    return await caches.open(CACHE_NAME);
+  } catch {
+    return null; // no Cache API here (insecure context, storage blocked): just no caching
+  }
+}
+
+/* ---------- the element ---------- */
+
+let observer = null;
+
+function visibility() {
+  observer ??= new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      if (!entry.isIntersecting) continue;
+      observer.unobserve(entry.target);
+      entry.target.nearViewport();
+    }
+  }, { rootMargin: NEAR_VIEWPORT });
+  return observer;
+}
+
+function whyNot() {
+  const connection = navigator.connection;
+  if (connection && connection.saveData) return 'the browser asks to save data';
+  if (navigator.deviceMemory && navigator.deviceMemory <= LOW_MEMORY_GB) {
+    return `this device has little memory (${navigator.deviceMemory} GB)`;
+  }
+  return null;
+}
+
+class UpscaleImg extends HTMLElement {
+  static get observedAttributes() {
+    return ['src', 'alt', 'width', 'height', 'scale', 'model'];
+  }
+
+  constructor() {
+    super();
+    const root = this.attachShadow({ mode: 'open' });
+    const sheet = new CSSStyleSheet();
+    sheet.replaceSync(STYLE);
+    root.adoptedStyleSheets = [sheet];
+    this.original = document.createElement('img');
+    this.original.part = 'image';
+    this.original.decoding = 'async';
+    this.large = document.createElement('img');
+    this.large.className = 'large';
+    this.large.alt = '';
+    this.large.setAttribute('aria-hidden', 'true');
+    this.large.part = 'image large';
+    root.append(this.original, this.large);
+    this.largeUrl = null;
+    this.controller = null;
+    this.state = 'idle'; // idle | waiting | working | done | failed | skipped
+    this.live = false; // between connectedCallback and disconnectedCallback
+  }
+
+  connectedCallback() {
+    this.live = true;
+    this.render();
+    this.reset();
+  }
+
+  disconnectedCallback() {
+    this.live = false;
+    this.stop();
+  }
+
+  attributeChangedCallback(name, before, after) {
+    // Upgrades report every parsed attribute before connectedCallback: nothing to redo yet.
+    if (before === after || !this.live) return;
+    this.render();
+    if (name === 'src' || name === 'scale' || name === 'model') this.reset();
+  }
+
+  render() {
+    const { original } = this;
+    if (original.getAttribute('src') !== this.getAttribute('src')) original.src = this.getAttribute('src') || '';
+    original.alt = this.getAttribute('alt') || '';
+    for (const side of ['width', 'height']) {
+      const value = this.getAttribute(side);
+      if (value) original.setAttribute(side, value);
+      else original.removeAttribute(side);
+    }
+  }
+
+  /** Forget any previous result and wait to come near the viewport again. */
+  reset() {
+    this.stop();
+    this.large.classList.remove('shown');
+    this.state = 'idle';
+    if (!this.getAttribute('src')) return;
+    const reason = whyNot();
+    if (reason) {
+      this.state = 'skipped';
+      this.emit('upscale-skip', { reason });
+      return;
+    }
+    visibility().observe(this);
+  }
+
+  stop() {
+    if (observer) observer.unobserve(this);
+    dequeue(this);
+    if (this.controller) this.controller.abort();
+    this.controller = null;
+    if (this.largeUrl) URL.revokeObjectURL(this.largeUrl);
+    this.largeUrl = null;
+    this.large.removeAttribute('src');
+  }
+
+  emit(name, detail) {
+    this.dispatchEvent(new CustomEvent(name, { detail, bubbles: true, composed: true }));
+  }
+
+  fail(error) {
+    this.state = 'failed';
+    this.emit('upscale-error', { name: error.name || 'Error', message: error.message || String(error) });
+  }
+
+  /** How much larger the picture must be to fill its box on this screen. */
+  async chooseScale() {
+    const asked = Number(this.getAttribute('scale'));
+    if (SCALES.includes(asked)) return asked;
+    await this.original.decode();
+    const natural = this.original.naturalWidth;
+    const shown = (Number(this.getAttribute('width')) || this.getBoundingClientRect().width) * (devicePixelRatio || 1);
+    const need = Math.ceil(shown / natural - 0.05);
+    if (need < 2) return 1;
+    return SCALES.find((s) => s >= need) || SCALES[SCALES.length - 1];
+  }
+
+  async nearViewport() {
+    const src = this.original.src; // absolute
+    this.state = 'waiting';
+    this.controller = new AbortController();
+    const { signal } = this.controller;
+    this.emit('upscale-start', { src });
+    let scale;
+    try {
+      scale = await this.chooseScale();
+    } catch {
+      this.fail(Object.assign(new Error(`the image ${src} could not be loaded`), { name: 'LoadError' }));
+      return;
+    }
+    if (signal.aborted) return;
+    if (scale === 1) {
+      this.state = 'skipped';
+      this.emit('upscale-skip', { reason: 'the original is already sharp at this size' });
+      return;
+    }
+    const model = this.getAttribute('model') || `esrgan-slim-x${scale}`;
+    const cache = await openCache();
+    const key = cacheKey(src, model);
+    const hit = cache && (await cache.match(key));
+    if (signal.aborted) return;
+    if (hit) {
+      await this.show(await hit.blob(), { fromCache: true, ms: 0 });
+      return;
+    }
+    enqueue({ element: this, model, run: (upscaler) => this.upscaleWith(upscaler, src, cache, key, signal) });
+  }
+
+  async upscaleWith(upscaler, src, cache, key, signal) {
+    if (signal.aborted) return;
+    this.state = 'working';
+    const started = performance.now();
+    try {
+      const response = await fetch(src, { signal });
+      if (!response.ok) throw Object.assign(new Error(`the image ${src} answered HTTP ${response.status}`), { name: 'LoadError' });
+      const output = await upscaler.upscale(await response.blob(), {
+        signal,
+        onProgress: ({ done, total }) => this.emit('upscale-progress', { done, total }),
+      });
+      const blob = await encodePng(output);
+      if (cache) await cache.put(key, new Response(blob, { headers: { 'Content-Type': 'image/png' } })).catch(() => {});
+      if (!signal.aborted) await this.show(blob, { fromCache: false, ms: performance.now() - started });
+    } catch (error) {
+      if (error.name !== 'AbortError') this.fail(error);
+    }
+  }
+
+  /** Decode the large picture first, then swap it in: no flash, no layout change. */
+  async show(blob, { fromCache, ms }) {
+    const url = URL.createObjectURL(blob);
+    this.large.src = url;
+    try {
+      await this.large.decode();
+    } catch {
+      URL.revokeObjectURL(url);
+      this.fail(Object.assign(new Error('the cached result could not be decoded'), { name: 'DecodeError' }));
+      return;
+    }
+    if (this.largeUrl) URL.revokeObjectURL(this.largeUrl);
+    this.largeUrl = url;
+    this.large.classList.add('shown');
+    this.state = 'done';
+    this.controller = null;
+    this.emit('upscale-done', { fromCache, ms, width: this.large.naturalWidth, height: this.large.naturalHeight });
+  }
+}
+
+async function encodePng(imageData) {
+  const canvas = new OffscreenCanvas(imageData.width, imageData.height);
+  canvas.getContext('2d').putImageData(imageData, 0, 0);
+  return canvas.convertToBlob({ type: 'image/png' });
+}
+
+if (!customElements.get('upscale-img')) customElements.define('upscale-img', UpscaleImg);
