@@ -396,7 +396,9 @@ async function runJob(job) {
         URL.revokeObjectURL(seen.url);
       }
     }
-    if (shown === job) prepareViewer(job);
+    if (shown === job && job.image) {
+      prepareViewer(job, job.image.naturalWidth * manifest.scale, job.image.naturalHeight * manifest.scale);
+    }
     const output = await upscaler.upscale(job.blob, {
       signal,
       preview: true,
@@ -442,13 +444,26 @@ function engineCrashed(error) {
 
 /* ---------- the viewer ---------- */
 
-function prepareViewer(job) {
-  const scale = job.model.scale;
-  if (job.image) {
-    view.reset(job.image.naturalWidth * scale, job.image.naturalHeight * scale);
-    view.drawBefore(job.image);
+let viewing = null; // { job, bicubic }: whose pictures the view's canvases hold
+
+/**
+ * Size the view for `job` and draw its bicubic enlargement. The resampling runs off the main
+ * thread (createImageBitmap with resizeQuality 'high'); the canvas only blits the result.
+ */
+async function prepareViewer(job, width, height) {
+  if (viewing && viewing.job === job) return;
+  if (viewing && viewing.bicubic) viewing.bicubic.close();
+  const mine = { job, bicubic: null };
+  viewing = mine;
+  view.reset(width, height);
+  if (!job.image) return; // the browser cannot show this file: no bicubic side
+  try {
+    mine.bicubic = await createImageBitmap(job.blob, { resizeWidth: width, resizeHeight: height, resizeQuality: 'high' });
+  } catch {
+    return;
   }
-  view.drawAfter(null);
+  if (viewing === mine) view.drawBefore(mine.bicubic);
+  else mine.bicubic.close();
 }
 
 function showJob(job, byUser) {
@@ -463,18 +478,15 @@ function showJob(job, byUser) {
   ui.progressRow.hidden = !isRunning;
   ui.download.disabled = job.state !== 'done';
   if (job.state === 'done') {
-    if (job.image) {
-      view.reset(job.result.width, job.result.height);
-      view.drawBefore(job.image);
-    } else {
-      view.reset(job.result.width, job.result.height);
-    }
+    prepareViewer(job, job.result.width, job.result.height);
     view.drawAfter(job.result);
     const input = `${job.result.width / job.model.scale}×${job.result.height / job.model.scale}`;
     ui.viewerMeta.textContent = `${input} → ${outputSize(job)} · ${job.model.label} · ${seconds(job.ms)}`;
     ui.download.textContent = `Download ${fileName(job)}`;
   } else if (isRunning) {
-    if (previous !== job) prepareViewer(job);
+    if (job.image) {
+      prepareViewer(job, job.image.naturalWidth * job.model.scale, job.image.naturalHeight * job.model.scale);
+    }
     ui.viewerMeta.textContent = job.model.label;
     ui.download.textContent = 'Download';
     showProgress(job, 0);

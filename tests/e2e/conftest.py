@@ -6,6 +6,8 @@ here). A failing test leaves a screenshot and the console log under test-results
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import re
 import threading
@@ -24,6 +26,20 @@ def start_server(root: Path) -> tuple[str, object]:
     server = build.make_server("127.0.0.1", 0, root)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+class PlainHandler(http.server.SimpleHTTPRequestHandler):
+    """Someone else's server: no isolation headers, no CORS."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def start_plain_server(root: Path) -> tuple[str, object]:
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(PlainHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}", server
 
 

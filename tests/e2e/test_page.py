@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ARTIFACTS, start_server
+from conftest import ARTIFACTS, start_plain_server
 from harness import photo_crop, png_bytes, psnr
 from PIL import Image
 from playwright.sync_api import expect
@@ -131,7 +131,7 @@ def test_paste_file_chooser_and_address_each_work(app, site, photos, console_log
 def other_origin(tmp_path, kitten):
     """A second server that sends no CORS headers (like most image hosts)."""
     (tmp_path / "kitten.png").write_bytes(png_bytes(kitten))
-    url, server = start_server(tmp_path)
+    url, server = start_plain_server(tmp_path)
     yield url
     server.shutdown()
 

@@ -3,12 +3,10 @@ working when the shop and the Upscale assets are on different origins."""
 
 from __future__ import annotations
 
-import http.server
 import re
-import threading
-from functools import partial
 
 import pytest
+from conftest import start_plain_server
 from playwright.sync_api import expect
 
 import build
@@ -127,13 +125,6 @@ def test_save_data_leaves_the_originals(shop, site):
     assert shop.evaluate("window.__workers") == 0
 
 
-class PlainHandler(http.server.SimpleHTTPRequestHandler):
-    """A shop's own server: no isolation headers, no CORS; it only serves its pages."""
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def other_origin(tmp_path, dist_dir, site):
     """The shop on its own origin, pasting README's snippet (with its integrity hash);
@@ -152,10 +143,8 @@ def other_origin(tmp_path, dist_dir, site):
         target.mkdir()
         for photo in (dist_dir / "shop" / folder).iterdir():
             (target / photo.name).write_bytes(photo.read_bytes())
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), partial(PlainHandler, directory=str(tmp_path)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    url, server = start_plain_server(tmp_path)  # a shop's own server: no CORS, no isolation
+    yield url
     server.shutdown()
 
 
@@ -169,3 +158,28 @@ def test_shop_and_assets_on_different_origins(shop, other_origin, console_log):
     assert shop.evaluate("window.__workers") == 1
     assert not uncaught(console_log), uncaught(console_log)
 
+
+
+def test_product_page_paints_its_large_photo(shop, site):
+    shop.goto(f"{site}/product.html")
+    wait_finished(shop, ["shop/small/astronaut-print.jpg"])
+    [done] = events(shop, "upscale-done")
+    assert (done["detail"]["width"], done["detail"]["height"]) == (600, 600), "scale=4"
+
+
+def test_detached_elements_stop_and_resume_when_attached_again(shop, site, console_log):
+    shop.goto(f"{site}/shop.html")
+    first = "shop/small/astronaut-print.jpg"
+    # Before the engine is up (it takes seconds), take every other product off the page.
+    removed = shop.evaluate("""() => {
+        window.__parked = [...document.querySelectorAll('.product')].slice(1);
+        window.__parked.forEach((item) => item.remove());
+        return window.__parked.map((item) => item.querySelector('upscale-img').getAttribute('src'));
+    }""")
+    wait_finished(shop, [first])
+    assert {e["src"] for e in events(shop, "upscale-done")} == {first}
+    assert not events(shop, "upscale-error"), "a detached image is stopped, not failed"
+    shop.evaluate("document.querySelector('.grid').append(window.__parked[0])")
+    wait_finished(shop, [removed[0]])
+    assert {e["src"] for e in events(shop, "upscale-done")} == {first, removed[0]}
+    assert not uncaught(console_log), uncaught(console_log)
