@@ -25,6 +25,7 @@ import tempfile
 import time
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -65,6 +66,18 @@ TFJS_FILES = {
 
 # Headers every response carries. COOP+COEP make the page cross-origin isolated, which is
 # what lets TF.js run its threaded WASM build (SharedArrayBuffer).
+# What every served page may do. Pyodide and TF.js compile WebAssembly ('wasm-unsafe-eval');
+# the page reads the user's files through blob: URLs.
+CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
+       "img-src 'self' blob: data:; connect-src 'self'; style-src 'self'")
+# The worker alone gets more, and has no DOM to protect; pages keep the strict policy:
+# 'unsafe-eval' because Pyodide's Emscripten loader evals the EM_ASM snippets of the modules
+# it links; blob: because TF.js's threaded WASM starts its thread pool from a blob: script.
+WORKER_CSP = CSP.replace("'wasm-unsafe-eval'", "'wasm-unsafe-eval' 'unsafe-eval' blob:")
+# The upscaler page fetches images from addresses the user types in: any http(s) origin,
+# and only when asked. Every other page stays at connect-src 'self'.
+UPSCALER_CSP = CSP.replace("connect-src 'self'", "connect-src 'self' https: http:")
+CSP_BY_PATH = {"/worker.js": WORKER_CSP, "/": UPSCALER_CSP, "/index.html": UPSCALER_CSP}
 SERVE_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
@@ -72,6 +85,7 @@ SERVE_HEADERS = {
     # models (CORS), also from a cross-origin isolated page (CORP).
     "Access-Control-Allow-Origin": "*",
     "Cross-Origin-Resource-Policy": "cross-origin",
+    "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
 }
@@ -493,7 +507,10 @@ class DistHandler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
 
     def end_headers(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path
         for name, value in SERVE_HEADERS.items():
+            if name == "Content-Security-Policy":
+                value = CSP_BY_PATH.get(path, value)
             self.send_header(name, value)
         super().end_headers()
 

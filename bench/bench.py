@@ -118,7 +118,7 @@ def measure_page(browser, base: str, png: bytes, size: int) -> dict:
     page.route("**/__bench__/dropped.png",
                lambda route: route.fulfill(body=png, content_type="image/png"))
     page.goto(f"{base}/index.html")
-    page.wait_for_function("document.querySelector('#engine').dataset.state === 'ready'")
+    page.wait_for_function("() => document.querySelector('#engine').dataset.state === 'ready'")
     # The file is made before watching starts, so what is measured is the page's own work
     # from the drop on (not the test harness building the File).
     page.evaluate("""async () => {
@@ -129,7 +129,7 @@ def measure_page(browser, base: str, png: bytes, size: int) -> dict:
     page.evaluate(WATCH_MAIN_THREAD)
     page.evaluate("""() => document.querySelector('#drop').dispatchEvent(
       new DragEvent('drop', { bubbles: true, cancelable: true, dataTransfer: window.__drop }))""")
-    page.wait_for_function("document.querySelector('.item')?.dataset.state === 'done'")
+    page.wait_for_function("() => document.querySelector('.item')?.dataset.state === 'done'")
     measured = page.evaluate(MAIN_THREAD_REPORT)
     page.close()
     return {"size": size, **measured}

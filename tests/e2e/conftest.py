@@ -128,10 +128,16 @@ def console_log(page) -> list[str]:
     return lines
 
 
+# Every page the suite opens reports what its Content-Security-Policy blocked.
+CSP_WATCH = """document.addEventListener('securitypolicyviolation', (e) => console.error(
+  `CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline code'}`));"""
+
+
 @pytest.fixture
 def app(page, site, foreign_requests, console_log, request):
     """An empty page on our own origin (served with the site's headers); at teardown, no
-    foreign request may have happened."""
+    foreign request may have happened and no page may have hit its CSP."""
+    page.add_init_script(CSP_WATCH)
     page.route(f"{site}/__test_blank__.html", lambda route: route.fulfill(
         body="<!doctype html><meta charset=utf-8><title>test</title>",
         content_type="text/html", headers=build.SERVE_HEADERS))
@@ -144,6 +150,8 @@ def app(page, site, foreign_requests, console_log, request):
         page.screenshot(path=str(ARTIFACTS / f"{stem}.png"), full_page=True)
         (ARTIFACTS / f"{stem}.console.txt").write_text("\n".join(console_log) + "\n")
     assert not foreign_requests, f"requests left the site's origin: {foreign_requests}"
+    violations = [line for line in console_log if "CSP violation" in line]
+    assert not violations, violations
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -8,7 +8,7 @@ BOOT_TIMEOUT_MS = 90_000
 def test_page_reports_ready_and_backend(app, site):
     app.goto(f"{site}/index.html")
     app.wait_for_function(
-        "['ready', 'error'].includes(document.querySelector('#engine').dataset.state)",
+        "() => ['ready', 'error'].includes(document.querySelector('#engine').dataset.state)",
         timeout=BOOT_TIMEOUT_MS,
     )
     engine = app.locator("#engine")
@@ -22,7 +22,7 @@ def test_page_reports_ready_and_backend(app, site):
 
 def test_worker_imports_numpy_pil_and_upscale(app, site):
     app.goto(f"{site}/index.html")
-    app.wait_for_function("document.querySelector('#engine').dataset.state === 'ready'",
+    app.wait_for_function("() => document.querySelector('#engine').dataset.state === 'ready'",
                           timeout=BOOT_TIMEOUT_MS)
     info = app.evaluate(
         """async () => {

@@ -175,7 +175,7 @@ def test_cancel_stops_the_run_and_the_next_upscale_works(app, site, photos, kitt
                                                          record_property):
     open_page(app, site)
     hand_over(app, {"big.png": png_bytes(photo_crop(photos, "astronaut.png", 320, 100, 0))})
-    app.wait_for_function("document.querySelector('#progress').value >= 1", timeout=JOB_MS)
+    app.wait_for_function("() => document.querySelector('#progress').value >= 1", timeout=JOB_MS)
     started = app.evaluate("performance.now()")
     app.click("#cancel")
     wait_state(app, "big.png", "cancelled")
@@ -272,7 +272,7 @@ def test_screenshots_idle_running_and_compare(app, site, photos, label, width, h
     open_page(app, site)
     app.screenshot(path=str(SHOTS / f"{label}-idle.png"), full_page=True)
     hand_over(app, {"astronaut.png": png_bytes(photo_crop(photos, "astronaut.png", 300, 100, 0))})
-    app.wait_for_function("document.querySelector('#progress').value >= 3", timeout=JOB_MS)
+    app.wait_for_function("() => document.querySelector('#progress').value >= 3", timeout=JOB_MS)
     app.screenshot(path=str(SHOTS / f"{label}-running.png"), full_page=True)
     wait_state(app, "astronaut.png", "done")
     app.screenshot(path=str(SHOTS / f"{label}-compare.png"), full_page=True)

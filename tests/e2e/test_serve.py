@@ -19,3 +19,57 @@ def test_mime_and_isolation_headers(site, path, mime):
         assert response.headers["Content-Type"].startswith(mime)
         assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
         assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+
+
+STRICT = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
+          "img-src 'self' blob: data:; connect-src 'self'; style-src 'self'")
+
+
+@pytest.mark.parametrize("path", ["/shop.html", "/product.html", "/upscale.js", "/embed.js"])
+def test_pages_get_the_strict_content_security_policy(site, path):
+    with urllib.request.urlopen(site + path) as response:
+        assert response.headers["Content-Security-Policy"] == STRICT
+
+
+@pytest.mark.parametrize("path", ["/", "/index.html"])
+def test_the_upscaler_page_may_also_fetch_addresses_the_user_gives(site, path):
+    with urllib.request.urlopen(site + path) as response:
+        policy = response.headers["Content-Security-Policy"]
+    assert policy == STRICT.replace("connect-src 'self'", "connect-src 'self' https: http:")
+
+
+def test_only_the_worker_may_eval(site):
+    """Pyodide evals EM_ASM snippets and TF.js starts threads from blob: scripts: worker only."""
+    with urllib.request.urlopen(site + "/worker.js") as response:
+        policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval' blob:;" in policy
+    assert "connect-src 'self'" in policy
+
+
+@pytest.mark.parametrize("name", ["index.html", "shop.html", "product.html"])
+def test_every_page_runs_under_its_policy(app, site, name, console_log):
+    """The page boots its engine (or its embeds finish) and nothing hits the CSP; the `app`
+    fixture fails the test on any violation."""
+    app.goto(f"{site}/{name}")
+    if name == "index.html":
+        app.wait_for_function(
+            "() => document.querySelector('#engine').dataset.state === 'ready'", timeout=120_000)
+    else:
+        app.wait_for_function(
+            "() => [...document.querySelectorAll('upscale-img')].slice(0, 1).every((el) => "
+            "el.state === 'done')", timeout=240_000)
+    assert not [line for line in console_log if line.startswith("[pageerror]")]
+
+
+def test_the_policy_blocks_inline_script_and_the_suite_sees_it(app, site, console_log):
+    app.goto(f"{site}/index.html")
+    app.evaluate("""() => {
+        const script = document.createElement('script');
+        script.textContent = 'window.__inline = true';
+        document.head.append(script);
+    }""")
+    app.wait_for_function("() => true")  # let the violation event be delivered
+    assert app.evaluate("window.__inline") is None
+    seen = [line for line in console_log if "CSP violation: script-src" in line]
+    assert seen, console_log
+    console_log[:] = [line for line in console_log if line not in seen]  # expected here

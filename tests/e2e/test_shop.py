@@ -119,7 +119,7 @@ def test_save_data_leaves_the_originals(shop, site):
     shop.add_init_script("Object.defineProperty(Navigator.prototype, 'connection', "
                          "{ get: () => ({ saveData: true }) });")
     shop.goto(f"{site}/shop.html")
-    shop.wait_for_function(f"window.__events.length === {PRODUCTS}")
+    shop.wait_for_function(f"() => window.__events.length === {PRODUCTS}")
     skips = events(shop, "upscale-skip")
     assert len(skips) == PRODUCTS and "save data" in skips[0]["detail"]["reason"]
     assert shop.evaluate("window.__workers") == 0
