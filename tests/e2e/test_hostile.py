@@ -1,0 +1,58 @@
+"""Strangers' files through the real worker: a result or a named error, and the very next
+upscale in the same worker works; nothing is left behind."""
+
+from __future__ import annotations
+
+import base64
+
+from harness import BOOT_TIMEOUT_MS
+
+from tests.corpus import encode, hostile_inputs, photo
+
+# One Upscaler: each hostile file, then a good one, in turn; then the worker's memory.
+EACH_THEN_GOOD = """async ({ cases, good }) => {
+  const { Upscaler } = await import('./upscale.js');
+  const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const up = new Upscaler({ backend: 'wasm' });
+  await up.ready;
+  const before = await up.memory();
+  const outcomes = {};
+  for (const [name, data] of Object.entries(cases)) {
+    let outcome;
+    try {
+      const out = await up.upscale(new Blob([bytes(data)]));
+      outcome = { width: out.width, height: out.height, alpha: out.data[3] };
+    } catch (error) {
+      outcome = { error: error.name, message: error.message };
+    }
+    const next = await up.upscale(new Blob([bytes(good)]));
+    outcome.next = [next.width, next.height];
+    outcomes[name] = outcome;
+  }
+  const after = await up.memory();
+  up.dispose();
+  return { outcomes, before, after };
+}"""
+
+
+def test_each_hostile_input_gets_a_result_or_its_error_then_the_next_works(app, record_property):
+    corpus = hostile_inputs()
+    good = encode(photo(12, 10), "PNG")
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 3)
+    got = app.evaluate(EACH_THEN_GOOD, {
+        "cases": {name: base64.b64encode(case.data).decode() for name, case in corpus.items()},
+        "good": base64.b64encode(good).decode()})
+    table = []
+    for name, case in corpus.items():
+        outcome = got["outcomes"][name]
+        table.append(f"{name}: {outcome.get('error') or (outcome['width'], outcome['height'])}")
+        assert outcome["next"] == [24, 20], f"the upscale after {name!r} failed"
+        if case.error:
+            assert outcome.get("error") == case.error, (name, outcome)
+            assert outcome["message"], name
+        else:
+            height, width = case.shape[:2]
+            assert (outcome.get("height"), outcome.get("width")) == (2 * height, 2 * width), \
+                (name, outcome)
+    record_property("outcomes", "; ".join(table))
+    assert got["after"]["tensors"] == got["before"]["tensors"], "no tensors left behind"
