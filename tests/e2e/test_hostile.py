@@ -56,3 +56,34 @@ def test_each_hostile_input_gets_a_result_or_its_error_then_the_next_works(app, 
                 (name, outcome)
     record_property("outcomes", "; ".join(table))
     assert got["after"]["tensors"] == got["before"]["tensors"], "no tensors left behind"
+
+
+SOAK = """async ({ runs, image }) => {
+  const { Upscaler } = await import('./upscale.js');
+  const bytes = Uint8Array.from(atob(image), (c) => c.charCodeAt(0));
+  const up = new Upscaler({ backend: 'wasm' });
+  await up.ready;
+  const samples = [];
+  for (let i = 0; i < runs; i++) {
+    await up.upscale(new Blob([bytes]));
+    if (i % 10 === 0 || i === runs - 1) samples.push({ run: i + 1, ...(await up.memory()) });
+  }
+  up.dispose();
+  return samples;
+}"""
+
+SOAK_RUNS = 50
+HEAP_GROWTH_LIMIT = 32 << 20  # bytes the Pyodide heap may grow over the soak, after run 1
+
+
+def test_soak_fifty_upscales_in_one_worker(app, record_property):
+    """Tensors stay flat; the wasm heap of Python may grow once to its working size, then
+    stays within a bound."""
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 3)
+    image = encode(photo(96, 80, seed=7), "PNG")
+    samples = app.evaluate(SOAK, {"runs": SOAK_RUNS, "image": base64.b64encode(image).decode()})
+    record_property("soak", samples)
+    assert len({s["tensors"] for s in samples}) == 1, samples
+    assert len({s["bytes"] for s in samples}) == 1, samples
+    growth = samples[-1]["pyHeapBytes"] - samples[0]["pyHeapBytes"]
+    assert growth <= HEAP_GROWTH_LIMIT, f"Python's heap grew {growth} bytes: {samples}"
