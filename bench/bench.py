@@ -234,7 +234,14 @@ def run(quick: bool) -> dict:
             png = photo_png(max(sizes))
             page.route("**/__bench__/photo.png",
                        lambda route: route.fulfill(body=png, content_type="image/png"))
-            page.goto(f"{base}/index.html")
+            # A bare harness page on the site's origin, isolated like the site (threads) but
+            # without its CSP: "the limit" runs TF.js on this page, threads from blob: included.
+            harness = {k: v for k, v in build.SERVE_HEADERS.items()
+                       if k != "Content-Security-Policy"}
+            page.route(f"{base}/__bench__.html", lambda route: route.fulfill(
+                body="<!doctype html><meta charset=utf-8><title>bench</title>",
+                content_type="text/html", headers=harness))
+            page.goto(f"{base}/__bench__.html")
             version = browser.version
             measured = page.evaluate(MEASURE, {"model": "esrgan-slim-x2", "sizes": sizes,
                                                "repeats": repeats})
