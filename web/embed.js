@@ -6,9 +6,9 @@
  * The original shows at once, scaled to width x height (the space is reserved, so nothing
  * shifts). Near the viewport, the element asks the page's one shared engine (one worker, one
  * model loaded at a time, a queue with visible images first) for the enlargement, then swaps it
- * in. Results are cached (Cache API) by image URL, model and version, so the next visit
- * paints the large version at once without starting the engine. Any failure leaves the
- * original in place and says why in an `upscale-error` event.
+ * in. Results are cached (Cache API) by image URL and model (package, version, path), so the
+ * next visit paints the large version at once without starting the engine. Any failure leaves
+ * the original in place and says why in an `upscale-error` event.
  *
  * Attributes: src, alt, width, height (display size, CSS px), scale (2, 3 or 4; default: what
  * the display size and devicePixelRatio need), model (a model id; default esrgan-slim-x<scale>).
@@ -77,7 +77,19 @@ async function drain() {
 
 /* ---------- the result cache ---------- */
 
-function cacheKey(src, model) {
+let catalogue = null;
+
+/** The served model manifests, fetched once per page (no engine needed for this). */
+function models() {
+  catalogue ??= Upscaler.listModels().catch((error) => {
+    catalogue = null; // try again for the next image
+    throw error;
+  });
+  return catalogue;
+}
+
+function cacheKey(src, manifest) {
+  const model = `${manifest.package}@${manifest.version}/${manifest.path}`;
   const params = new URLSearchParams({ src, model, v: CACHE_VERSION });
   return new Request(new URL(`/__upscale-img__/?${params}`, location.origin).href);
 }
@@ -235,8 +247,20 @@ class UpscaleImg extends HTMLElement {
       return;
     }
     const model = this.getAttribute('model') || `esrgan-slim-x${scale}`;
+    let manifest;
+    try {
+      manifest = (await models()).find((m) => m.id === model);
+    } catch (error) {
+      this.fail(Object.assign(new Error(`the model list could not be loaded: ${error.message}`), { name: 'LoadError' }));
+      return;
+    }
+    if (signal.aborted) return;
+    if (!manifest) {
+      this.fail(Object.assign(new Error(`unknown model "${model}"`), { name: 'UnknownModel' }));
+      return;
+    }
     const cache = await openCache();
-    const key = cacheKey(src, model);
+    const key = cacheKey(src, manifest);
     const hit = cache && (await cache.match(key));
     if (signal.aborted) return;
     if (hit) {

@@ -183,3 +183,18 @@ def test_detached_elements_stop_and_resume_when_attached_again(shop, site, conso
     wait_finished(shop, [removed[0]])
     assert {e["src"] for e in events(shop, "upscale-done")} == {first, removed[0]}
     assert not uncaught(console_log), uncaught(console_log)
+
+
+def test_an_unknown_model_falls_back_with_its_name(shop, site):
+    shop.goto(f"{site}/product.html")
+    shop.evaluate("""() => {
+        const el = document.createElement('upscale-img');
+        el.setAttribute('src', 'shop/small/mission-patch.jpg');
+        el.setAttribute('model', 'no-such-model');
+        el.setAttribute('width', '300');
+        el.setAttribute('height', '300');
+        document.querySelector('main').prepend(el);
+    }""")
+    wait_finished(shop, ["shop/small/mission-patch.jpg"])
+    [error] = events(shop, "upscale-error")
+    assert error["detail"] == {"name": "UnknownModel", "message": 'unknown model "no-such-model"'}
