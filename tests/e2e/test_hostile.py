@@ -87,3 +87,34 @@ def test_soak_fifty_upscales_in_one_worker(app, record_property):
     assert len({s["bytes"] for s in samples}) == 1, samples
     growth = samples[-1]["pyHeapBytes"] - samples[0]["pyHeapBytes"]
     assert growth <= HEAP_GROWTH_LIMIT, f"Python's heap grew {growth} bytes: {samples}"
+
+
+def test_a_worker_that_dies_rejects_what_is_pending_and_the_next_call_starts_afresh(app):
+    """An uncaught error kills the worker mid-job: the pending upscale and the one queued
+    behind it reject with WorkerCrashed, and the next upscale runs on a fresh worker."""
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
+    image = base64.b64encode(encode(photo(300, 200, seed=5), "PNG")).decode()
+    app.evaluate("""async (image) => {
+        const { Upscaler } = await import('./upscale.js');
+        const bytes = Uint8Array.from(atob(image), (c) => c.charCodeAt(0));
+        window.__up = new Upscaler({ backend: 'wasm' });
+        await window.__up.ready;
+        const settle = (p) => p.then(() => 'resolved', (e) => `${e.name}: ${e.message}`);
+        window.__first = settle(window.__up.upscale(new Blob([bytes]), {
+          onProgress: () => { window.__started = true; } }));
+        window.__second = settle(window.__up.upscale(new Blob([bytes])));
+    }""", image)
+    app.wait_for_function("() => window.__started === true")
+    [worker] = [w for w in app.workers if w.url.endswith("/worker.js")]
+    worker.evaluate("setTimeout(() => { throw new Error('simulated crash'); })")
+    first, second = app.evaluate("Promise.all([window.__first, window.__second])")
+    for outcome in (first, second):
+        assert outcome.startswith("WorkerCrashed: the Upscale worker crashed"), outcome
+        assert "simulated crash" in outcome
+    size = app.evaluate("""async (image) => {
+        const bytes = Uint8Array.from(atob(image), (c) => c.charCodeAt(0));
+        const out = await window.__up.upscale(new Blob([bytes]));
+        window.__up.dispose();
+        return [out.width, out.height];
+    }""", image)
+    assert size == [600, 400]
