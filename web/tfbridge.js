@@ -135,6 +135,23 @@ const TfBridge = (() => {
     return { backend: 'cpu', reason: notes.join('; ') };
   }
 
+  /**
+   * Call `onLost()` once if the GPU context behind the current backend goes away (a driver
+   * reset, the OS reclaiming the GPU, WEBGL_lose_context). TF.js itself would wait forever.
+   */
+  function watchGpuLoss(onLost) {
+    const backend = tf.getBackend();
+    if (backend === 'webgl') {
+      const canvas = tf.backend().gpgpu.gl.canvas;
+      canvas.addEventListener('webglcontextlost', (event) => {
+        event.preventDefault();
+        onLost('the WebGL context was lost');
+      }, { once: true });
+    } else if (backend === 'webgpu') {
+      tf.backend().device.lost.then((info) => onLost(`the WebGPU device was lost (${info.message || info.reason})`));
+    }
+  }
+
   /** A loaded model: predict() maps a uint8 RGB tile to a uint8 RGB tile `scale` times larger. */
   class Model {
     constructor(manifest, layersModel) {
@@ -142,6 +159,19 @@ const TfBridge = (() => {
       this.net = layersModel;
       this.inScale = manifest.inputRange[1] / 255;
       this.outScale = 255 / manifest.outputRange[1];
+      // Rejected by abandon(): every predict() races it, so none waits on a dead GPU.
+      this.gone = new Promise((resolve, reject) => {
+        this.reject = reject;
+      });
+      this.gone.catch(() => {});
+      this.inflight = null; // the output tensor a predict() is reading back
+    }
+
+    /** The GPU is gone: fail the predict in flight (and all later ones) with `error`. */
+    abandon(error) {
+      if (this.inflight) this.inflight.dispose(); // its texture went with the context
+      this.inflight = null;
+      this.reject(error);
     }
 
     static async load(manifest, baseUrl) {
@@ -151,7 +181,11 @@ const TfBridge = (() => {
     }
 
     /** pixels: Uint8Array of height*width*3. Resolves to a Uint8Array of the upscaled tile. */
-    async predict(pixels, height, width) {
+    predict(pixels, height, width) {
+      return Promise.race([this.run(pixels, height, width), this.gone]);
+    }
+
+    async run(pixels, height, width) {
       const result = tf.tidy(() => {
         // Copy out of the caller's buffer now: it may be a view into Pyodide's heap.
         let x = tf.tensor4d(new Float32Array(pixels), [1, height, width, 3], 'float32');
@@ -160,9 +194,11 @@ const TfBridge = (() => {
         if (this.outScale !== 1) y = tf.mul(y, this.outScale);
         return tf.cast(tf.round(tf.clipByValue(y, 0, 255)), 'int32');
       });
+      this.inflight = result;
       try {
         return new Uint8Array(await result.data());
       } finally {
+        if (this.inflight === result) this.inflight = null;
         result.dispose();
       }
     }
@@ -182,5 +218,5 @@ const TfBridge = (() => {
     return { tensors: m.numTensors, bytes: m.numBytes };
   }
 
-  return { chooseBackend, Model, memory, BACKENDS };
+  return { chooseBackend, watchGpuLoss, Model, memory, BACKENDS };
 })();

@@ -99,6 +99,32 @@ async function switchModel(manifest) {
   return { modelMs, warmupMs: performance.now() - w0 };
 }
 
+/**
+ * The GPU went away: stop the job that was waiting on it with a clear error, move the engine
+ * to WebAssembly and load the model again there; the next request waits for that.
+ */
+function gpuLost(what) {
+  const error = Object.assign(
+    new Error(`${what}; this job stopped and the engine moved to WebAssembly: run it again`),
+    { name: 'ContextLost' },
+  );
+  state.lost = error;
+  const model = state.model;
+  model.abandon(error);
+  state.recovering = (async () => {
+    const choice = await TfBridge.chooseBackend('wasm', BASE + 'vendor/tfjs/');
+    state.model = null;
+    try {
+      model.dispose();
+    } catch {
+      // its textures went with the context
+    }
+    await switchModel(model.manifest);
+    state.info = { ...state.info, backend: choice.backend, reason: `${what}; now ${choice.reason}` };
+    state.recovering = null; // on failure it stays, and every request reports why
+  })();
+}
+
 /** Pixels of a transferred ImageBitmap, read through an OffscreenCanvas. */
 function bitmapToRgba(bitmap) {
   const { width, height } = bitmap;
@@ -122,6 +148,7 @@ const methods = {
     const manifest = findModel(modelId);
     const { choice, ms: tfMs } = await tfReady;
     const { modelMs, warmupMs } = await switchModel(manifest);
+    TfBridge.watchGpuLoss(gpuLost);
     const pythonMs = await python;
     state.info = {
       backend: choice.backend,
@@ -145,6 +172,7 @@ const methods = {
 
   /** Replace the model, keeping Python and the backend; the old one stays if this fails. */
   async setModel({ model: modelId }) {
+    if (state.recovering) await state.recovering;
     const manifest = findModel(modelId);
     if (manifest.id !== state.model.manifest.id) {
       const { modelMs, warmupMs } = await switchModel(manifest);
@@ -153,58 +181,13 @@ const methods = {
     return state.info;
   },
 
-  async upscale({ input, options = {} }, id) {
-    const manifest = state.model.manifest;
-    const source = input.kind === 'bitmap' ? bitmapToRgba(input.bitmap) : input;
-    const pyInput = {
-      kind: source.kind,
-      bytes: source.kind === 'encoded' ? new Uint8Array(source.bytes) : undefined,
-      data: source.kind === 'rgba' ? new Uint8Array(source.data) : undefined,
-      width: source.width,
-      height: source.height,
-    };
-    const settings = {
-      scale: manifest.scale,
-      patchSize: options.patchSize ?? manifest.patchSize,
-      padding: options.padding ?? manifest.padding,
-      limits: options.limits ?? {},
-    };
-    // The tile is a numpy array proxied from Python: read it in place, synchronously.
-    const predict = (tile, height, width) => {
-      const view = tile.getBuffer('u8');
-      try {
-        return state.model.predict(view.data, height, width);
-      } finally {
-        view.release();
-      }
-    };
-    // paint() (preview only) runs just before progress() for the same tile; they go as one event.
-    let preview = null;
-    const paint = (x, y, width, height, rgba) => {
-      const view = rgba.getBuffer('u8');
-      try {
-        preview = { x, y, width, height, data: view.data.slice().buffer };
-      } finally {
-        view.release();
-      }
-    };
-    const progress = (done, total, x, y, width, height) => {
-      const data = { done, total, tile: { x, y, width, height }, preview };
-      post({ type: 'event', id, name: 'progress', data }, preview ? [preview.data] : []);
-      preview = null;
-    };
-    const cancelled = () => state.cancelled.has(id);
-    const result = await state.engine.run(
-      pyInput, settings, predict, progress, cancelled, options.preview ? paint : undefined,
-    );
+  async upscale(params, id) {
+    if (state.recovering) await state.recovering;
+    state.lost = null;
     try {
-      const [height, width] = result.shape.toJs();
-      const view = result.getBuffer('u8');
-      const data = view.data.slice(); // the one copy out, into a transferable buffer
-      view.release();
-      return { __transfer: [data.buffer], value: { data: data.buffer, width, height } };
-    } finally {
-      result.destroy();
+      return await upscaleNow(params, id);
+    } catch (error) {
+      throw state.lost || error; // a lost GPU surfaces as itself, not as a Python traceback
     }
   },
 
@@ -212,6 +195,62 @@ const methods = {
     return { ...TfBridge.memory(), pyHeapBytes: state.pyodide ? state.pyodide._module.HEAP8.length : 0 };
   },
 };
+
+/** One upscale on the current model: the request handler without its GPU-loss wrapper. */
+async function upscaleNow({ input, options = {} }, id) {
+  const manifest = state.model.manifest;
+  const source = input.kind === 'bitmap' ? bitmapToRgba(input.bitmap) : input;
+  const pyInput = {
+    kind: source.kind,
+    bytes: source.kind === 'encoded' ? new Uint8Array(source.bytes) : undefined,
+    data: source.kind === 'rgba' ? new Uint8Array(source.data) : undefined,
+    width: source.width,
+    height: source.height,
+  };
+  const settings = {
+    scale: manifest.scale,
+    patchSize: options.patchSize ?? manifest.patchSize,
+    padding: options.padding ?? manifest.padding,
+    limits: options.limits ?? {},
+  };
+  // The tile is a numpy array proxied from Python: read it in place, synchronously.
+  const predict = (tile, height, width) => {
+    const view = tile.getBuffer('u8');
+    try {
+      return state.model.predict(view.data, height, width);
+    } finally {
+      view.release();
+    }
+  };
+  // paint() (preview only) runs just before progress() for the same tile; they go as one event.
+  let preview = null;
+  const paint = (x, y, width, height, rgba) => {
+    const view = rgba.getBuffer('u8');
+    try {
+      preview = { x, y, width, height, data: view.data.slice().buffer };
+    } finally {
+      view.release();
+    }
+  };
+  const progress = (done, total, x, y, width, height) => {
+    const data = { done, total, tile: { x, y, width, height }, preview };
+    post({ type: 'event', id, name: 'progress', data }, preview ? [preview.data] : []);
+    preview = null;
+  };
+  const cancelled = () => state.cancelled.has(id);
+  const result = await state.engine.run(
+    pyInput, settings, predict, progress, cancelled, options.preview ? paint : undefined,
+  );
+  try {
+    const [height, width] = result.shape.toJs();
+    const view = result.getBuffer('u8');
+    const data = view.data.slice(); // the one copy out, into a transferable buffer
+    view.release();
+    return { __transfer: [data.buffer], value: { data: data.buffer, width, height } };
+  } finally {
+    result.destroy();
+  }
+}
 
 // One request at a time, in arrival order.
 let queue = Promise.resolve();
@@ -230,7 +269,7 @@ self.onmessage = (event) => {
       if (state.cancelled.has(id)) throw Object.assign(new Error('cancelled'), { name: 'AbortError' });
       const run = methods[method];
       if (!run) throw new Error(`unknown method "${method}"`);
-      if (method !== 'init' && method !== 'memory' && !state.model) {
+      if (method !== 'init' && method !== 'memory' && !state.model && !state.recovering) {
         throw new Error('the engine is not initialised');
       }
       const { value, transfer } = unpack(await run(params || {}, id));

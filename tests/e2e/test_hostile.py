@@ -118,3 +118,39 @@ def test_a_worker_that_dies_rejects_what_is_pending_and_the_next_call_starts_afr
         return [out.width, out.height];
     }""", image)
     assert size == [600, 400]
+
+
+def test_a_lost_webgl_context_fails_the_job_clearly_and_the_next_runs_on_wasm(app):
+    """WEBGL_lose_context mid-job: TF.js alone would wait forever. The job rejects with
+    ContextLost, the engine reloads the model on WASM, and the next upscale works there."""
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 3)
+    # Twenty tiles: even a real GPU is still busy with them when the context goes.
+    big = base64.b64encode(encode(photo(480, 400, seed=9), "PNG")).decode()
+    small = base64.b64encode(encode(photo(64, 48, seed=9), "PNG")).decode()
+    app.evaluate("""async ([big, small]) => {
+        const { Upscaler } = await import('./upscale.js');
+        const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        window.__bytes = bytes(small);
+        window.__up = new Upscaler({ backend: 'webgl' });
+        window.__info = await window.__up.ready;
+        window.__job = window.__up.upscale(new Blob([bytes(big)])).then(
+            () => 'resolved', (e) => `${e.name}: ${e.message}`);
+    }""", [big, small])
+    assert app.evaluate("window.__info.backend") == "webgl"
+    worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
+    lost = worker.evaluate("""() => {
+        const gl = tf.backend().gpgpu.gl;
+        gl.getExtension('WEBGL_lose_context').loseContext();
+        return gl.isContextLost();
+    }""")
+    assert lost
+    outcome = app.evaluate("window.__job")
+    assert outcome.startswith("ContextLost: the WebGL context was lost"), outcome
+    after = app.evaluate("""async () => {
+        const out = await window.__up.upscale(new Blob([window.__bytes]));
+        const memory = await window.__up.memory();
+        window.__up.dispose();
+        return { width: out.width, height: out.height, tensors: memory.tensors };
+    }""")
+    assert (after["width"], after["height"]) == (128, 96)
+    assert after["tensors"] == 24, "only the model's weights, now on WASM"
