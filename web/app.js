@@ -25,7 +25,10 @@ const ERROR_TITLES = {
   FetchError: 'Could not load',
   InvalidInput: 'Not an image',
   WorkerCrashed: 'The engine stopped',
+  ContextLost: 'The GPU was reset',
 };
+// Failures of the engine rather than of the file: trying again can work.
+const RETRYABLE = new Set(['WorkerCrashed', 'ContextLost']);
 
 const ui = {
   drop: $('drop'), file: $('file'), urlForm: $('url-form'), url: $('url'),
@@ -264,7 +267,7 @@ function updateJob(job) {
     state.append(title, sentence(job.error.message));
     state.setAttribute('role', 'alert');
   }
-  if (job.state === 'cancelled' || (job.state === 'error' && job.error.name === 'WorkerCrashed')) {
+  if (job.state === 'cancelled' || (job.state === 'error' && RETRYABLE.has(job.error.name))) {
     actions.append(button('Retry', () => retryJob(job), `Retry ${job.name}`));
   }
   if (job.state === 'running') {
