@@ -10,10 +10,9 @@ import { zipFiles } from './zip.js';
 
 const $ = (id) => document.getElementById(id);
 const SETTINGS_KEY = 'upscale:settings';
-// The engine's default limits (py/upscale/imaging.py): beyond them the page draws no preview
-// either, since decoding a bomb for the bicubic view would be the same hazard.
-const MAX_INPUT_PIXELS = 16_777_216;
-const MAX_OUTPUT_PIXELS = 67_108_864;
+// Until the engine reports this device's limits (info.limits), the engine's own defaults.
+// Beyond them the page draws no preview either: decoding a bomb for it is the same hazard.
+let limits = { inputPixels: 16_777_216, outputPixels: 67_108_864 };
 const EXTENSIONS = { 'image/png': 'png', 'image/webp': 'webp', 'image/jpeg': 'jpg' };
 const FORMAT_NAMES = { 'image/png': 'PNG', 'image/webp': 'WebP', 'image/jpeg': 'JPEG' };
 const ERROR_TITLES = {
@@ -127,6 +126,7 @@ async function startEngine() {
   try {
     const info = await upscaler.ready;
     engineReady = true;
+    if (info.limits) limits = info.limits;
     showEngine(info);
     const v = info.versions;
     ui.versions.textContent = `Pyodide ${v.pyodide} (Python ${v.python}), numpy ${v.numpy}, Pillow ${v.pillow}, TensorFlow.js ${v.tfjs}.`;
@@ -387,7 +387,7 @@ async function runJob(job) {
     if (!job.image) {
       const seen = await probe(job.blob);
       const pixels = seen ? seen.image.naturalWidth * seen.image.naturalHeight : 0;
-      if (seen && pixels <= MAX_INPUT_PIXELS && pixels * manifest.scale ** 2 <= MAX_OUTPUT_PIXELS) {
+      if (seen && pixels <= limits.inputPixels && pixels * manifest.scale ** 2 <= limits.outputPixels) {
         job.image = seen.image;
         job.thumbUrl = seen.url;
         const thumb = document.createElement('img');

@@ -28,6 +28,7 @@ const state = {
   pyodide: null,
   model: null, // TfBridge.Model
   catalogue: [],
+  limits: deviceLimits(),
   info: null,
   cancelled: new Set(),
 };
@@ -69,6 +70,20 @@ async function loadCatalogue() {
   const response = await fetch(BASE + 'models/index.json');
   if (!response.ok) throw new Error(`model catalogue: HTTP ${response.status}`);
   return response.json();
+}
+
+/**
+ * The largest images this device should take, in pixels, checked before any work starts.
+ * The output exists about three times over at 4 bytes a pixel (Python's array in the wasm heap,
+ * the copy handed to the page, the page's canvas): one copy may take a sixteenth of the
+ * device's memory (navigator.deviceMemory, which browsers cap at 8), and at most 512 MiB,
+ * well inside wasm32's 4 GB. Inputs stop at 4096 x 4096.
+ */
+function deviceLimits() {
+  const gigabytes = navigator.deviceMemory || 4; // not reported: assume a mid-range device
+  const bytes = Math.min((gigabytes * 2 ** 30) / 16, 512 * 2 ** 20);
+  const output = Math.floor(bytes / 4);
+  return { input_pixels: Math.min(4096 * 4096, output), output_pixels: output };
 }
 
 function findModel(modelId) {
@@ -154,6 +169,7 @@ const methods = {
       backend: choice.backend,
       reason: choice.reason,
       model: manifest,
+      limits: { inputPixels: state.limits.input_pixels, outputPixels: state.limits.output_pixels },
       versions: {
         tfjs: tf.version.tfjs,
         pyodide: state.pyodide.version,
@@ -211,7 +227,7 @@ async function upscaleNow({ input, options = {} }, id) {
     scale: manifest.scale,
     patchSize: options.patchSize ?? manifest.patchSize,
     padding: options.padding ?? manifest.padding,
-    limits: options.limits ?? {},
+    limits: options.limits ?? state.limits,
   };
   // The tile is a numpy array proxied from Python: read it in place, synchronously.
   const predict = (tile, height, width) => {

@@ -154,3 +154,17 @@ def test_a_lost_webgl_context_fails_the_job_clearly_and_the_next_runs_on_wasm(ap
     }""")
     assert (after["width"], after["height"]) == (128, 96)
     assert after["tensors"] == 24, "only the model's weights, now on WASM"
+
+
+def test_limits_come_from_what_the_device_reports(app):
+    app.set_default_timeout(BOOT_TIMEOUT_MS)
+    info = app.evaluate("""async () => {
+        const { Upscaler } = await import('./upscale.js');
+        window.__up = new Upscaler({ backend: 'wasm' });
+        return window.__up.ready;
+    }""")
+    worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
+    gigabytes = worker.evaluate("navigator.deviceMemory") or 4
+    output = int(min(gigabytes * 2**30 / 16, 512 * 2**20) // 4)
+    assert info["limits"] == {"inputPixels": min(4096 * 4096, output), "outputPixels": output}
+    app.evaluate("window.__up.dispose()")
