@@ -98,24 +98,56 @@ function startWorker() {
 
 /** One worker and the requests in flight on it. A crash rejects every one of them. */
 class Connection {
-  constructor(onCrash) {
+  /**
+   * A worker can also vanish without an error event (the browser reclaims it, or it closes
+   * itself): while calls are pending, it is pinged, and `stallMs` of silence counts as a crash.
+   */
+  constructor(onCrash, stallMs) {
     this.pending = new Map();
     this.nextId = 1;
     this.dead = null;
+    this.onCrash = onCrash;
+    this.stallMs = stallMs;
+    this.heard = performance.now();
+    this.spoken = false; // nothing is judged before the worker's first word: booting is busy
+    this.watch = null;
     const { worker, url } = startWorker();
     this.worker = worker;
     this.bootUrl = url; // a blob: URL to free when this worker goes
     this.worker.onmessage = (event) => this.receive(event.data);
     this.worker.onerror = (event) => {
       event.preventDefault();
-      this.crash(new UpscaleError(`the Upscale worker crashed: ${event.message || 'unknown error'}`, { name: 'WorkerCrashed' }));
-      onCrash();
+      this.die(`the Upscale worker crashed: ${event.message || 'unknown error'}`);
     };
-    this.worker.onmessageerror = () => this.crash(new UpscaleError('a message from the worker could not be read', { name: 'WorkerCrashed' }));
+    this.worker.onmessageerror = () => this.die('a message from the worker could not be read');
+  }
+
+  die(message) {
+    this.crash(new UpscaleError(message, { name: 'WorkerCrashed' }));
+    this.onCrash();
+  }
+
+  /** Ping while calls are pending; give up on a worker that stays silent for stallMs. */
+  keepWatch() {
+    if (this.watch || this.dead) return;
+    this.heard = performance.now(); // silence is counted from the first call in flight
+    this.watch = setInterval(() => {
+      if (!this.pending.size || this.dead) {
+        clearInterval(this.watch);
+        this.watch = null;
+      } else if (this.spoken && performance.now() - this.heard > this.stallMs) {
+        this.die(`the Upscale worker stopped answering (silent for ${Math.round(this.stallMs / 1000)} s)`);
+      } else {
+        this.worker.postMessage({ ns: NS, type: 'ping' });
+      }
+    }, Math.min(5000, this.stallMs / 4));
   }
 
   receive(message) {
     if (!message || message.ns !== NS) return;
+    this.heard = performance.now();
+    this.spoken = true;
+    if (message.type === 'pong') return;
     const entry = this.pending.get(message.id);
     if (message.type === 'event') {
       if (entry && entry.onEvent) entry.onEvent(message.name, message.data);
@@ -142,6 +174,7 @@ class Connection {
       if (signal) signal.addEventListener('abort', onAbort, { once: true });
       this.pending.set(id, { resolve, reject, onEvent, cleanup });
       this.worker.postMessage({ ns: NS, type: 'request', id, method, params }, transfer);
+      this.keepWatch();
     });
   }
 
@@ -153,6 +186,8 @@ class Connection {
       entry.reject(error);
     }
     this.pending.clear();
+    if (this.watch) clearInterval(this.watch);
+    this.watch = null;
     this.worker.terminate();
     if (this.bootUrl) URL.revokeObjectURL(this.bootUrl);
   }
@@ -162,8 +197,9 @@ export class Upscaler {
   /**
    * @param {{ model?: string, backend?: 'auto'|'webgpu'|'webgl'|'wasm'|'cpu' }} options
    */
-  constructor({ model = DEFAULT_MODEL, backend = 'auto' } = {}) {
+  constructor({ model = DEFAULT_MODEL, backend = 'auto', stallMs = 60_000 } = {}) {
     this.options = { model, backend };
+    this.stallMs = stallMs; // silence that counts as a dead worker while a call is pending
     this.disposed = false;
     this.connection = null;
     this.ready = this.start();
@@ -173,7 +209,7 @@ export class Upscaler {
   start() {
     this.connection = new Connection(() => {
       this.ready = null; // the next call starts a fresh worker
-    });
+    }, this.stallMs);
     const ready = this.connection.call('init', this.options);
     ready.catch(() => {}); // callers see the rejection through `ready`; no unhandled noise
     return ready;

@@ -3,6 +3,7 @@
  * Protocol (every message carries ns: 'upscale'):
  *   page -> worker  { type: 'request', id, method, params }   one reply per request
  *                   { type: 'cancel', id }                     stop request `id` between tiles
+ *                   { type: 'ping' }                           answered with { type: 'pong' }
  *   worker -> page  { type: 'reply', id, ok: true, value } | { type: 'reply', id, ok: false, error }
  *                   { type: 'event', id, name: 'progress', data }
  * Requests run one at a time in arrival order; a cancelled one rejects with AbortError.
@@ -276,6 +277,10 @@ self.onmessage = (event) => {
   if (!message || message.ns !== NS) return;
   if (message.type === 'cancel') {
     state.cancelled.add(message.id);
+    return;
+  }
+  if (message.type === 'ping') {
+    post({ type: 'pong' }); // answered between tiles: a busy worker is still a live one
     return;
   }
   if (message.type !== 'request') return;

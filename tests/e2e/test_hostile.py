@@ -168,3 +168,30 @@ def test_limits_come_from_what_the_device_reports(app):
     output = int(min(gigabytes * 2**30 / 16, 512 * 2**20) // 4)
     assert info["limits"] == {"inputPixels": min(4096 * 4096, output), "outputPixels": output}
     app.evaluate("window.__up.dispose()")
+
+
+def test_a_worker_that_vanishes_silently_is_given_up_on(app):
+    """No error event at all (the worker closes itself): the pending call rejects once the
+    worker has been silent for stallMs, and the next call starts a fresh worker."""
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
+    image = base64.b64encode(encode(photo(300, 200, seed=5), "PNG")).decode()
+    app.evaluate("""async (image) => {
+        const { Upscaler } = await import('./upscale.js');
+        window.__bytes = Uint8Array.from(atob(image), (c) => c.charCodeAt(0));
+        window.__up = new Upscaler({ backend: 'wasm', stallMs: 5000 });
+        await window.__up.ready;
+        window.__job = window.__up.upscale(new Blob([window.__bytes]), {
+          onProgress: () => { window.__started = true; } }).then(
+            () => 'resolved', (e) => `${e.name}: ${e.message}`);
+    }""", image)
+    app.wait_for_function("() => window.__started === true")
+    worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
+    worker.evaluate("setTimeout(() => close())")
+    assert app.evaluate("window.__job") == \
+        "WorkerCrashed: the Upscale worker stopped answering (silent for 5 s)"
+    size = app.evaluate("""async () => {
+        const out = await window.__up.upscale(new Blob([window.__bytes]));
+        window.__up.dispose();
+        return [out.width, out.height];
+    }""")
+    assert size == [600, 400]
