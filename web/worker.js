@@ -29,6 +29,7 @@ const state = {
   pyodide: null,
   model: null, // TfBridge.Model
   catalogue: [],
+  tile: null, // { patchSize, padding, maxPatchSize } the current model runs at on this device
   limits: deviceLimits(),
   info: null,
   cancelled: new Set(),
@@ -104,15 +105,41 @@ async function switchModel(manifest) {
   const model = await TfBridge.Model.load(manifest, BASE);
   const modelMs = performance.now() - m0;
   const w0 = performance.now();
+  let tile;
   try {
-    await model.warmUp(manifest.patchSize);
+    tile = await largestTile(model, manifest);
   } catch (error) {
     model.dispose();
     throw error;
   }
   if (state.model) state.model.dispose();
   state.model = model;
+  state.tile = tile;
   return { modelMs, warmupMs: performance.now() - w0 };
+}
+
+const TEXTURE_TOO_LARGE = /texture size .* greater than WebGL maximum/i;
+const SMALLEST_PATCH = 16;
+
+/**
+ * Warm the model up at its patch size, halving the patch while the GPU cannot hold the
+ * textures a tile needs (TF.js packs activations into textures much larger than the tile:
+ * an x8 model at 128 px asks for over 20000 x 20000). Returns the tile this device can run.
+ */
+async function largestTile(model, manifest) {
+  let patchSize = manifest.patchSize;
+  let tooLarge = null; // the smallest patch seen to fail, when one did
+  for (;;) {
+    try {
+      await model.warmUp(patchSize);
+      const padding = Math.min(manifest.padding, Math.floor(patchSize / 4));
+      return { patchSize, padding, maxPatchSize: tooLarge ? patchSize : null };
+    } catch (error) {
+      if (!TEXTURE_TOO_LARGE.test(error.message) || patchSize / 2 < SMALLEST_PATCH) throw error;
+      tooLarge = patchSize;
+      patchSize /= 2;
+    }
+  }
 }
 
 /**
@@ -136,7 +163,9 @@ function gpuLost(what) {
       // its textures went with the context
     }
     await switchModel(model.manifest);
-    state.info = { ...state.info, backend: choice.backend, reason: `${what}; now ${choice.reason}` };
+    state.info = {
+      ...state.info, backend: choice.backend, reason: `${what}; now ${choice.reason}`, tile: state.tile,
+    };
     state.recovering = null; // on failure it stays, and every request reports why
   })();
 }
@@ -171,6 +200,7 @@ const methods = {
       reason: choice.reason,
       model: manifest,
       limits: { inputPixels: state.limits.input_pixels, outputPixels: state.limits.output_pixels },
+      tile: state.tile,
       versions: {
         tfjs: tf.version.tfjs,
         pyodide: state.pyodide.version,
@@ -193,7 +223,9 @@ const methods = {
     const manifest = findModel(modelId);
     if (manifest.id !== state.model.manifest.id) {
       const { modelMs, warmupMs } = await switchModel(manifest);
-      state.info = { ...state.info, model: manifest, timings: { ...state.info.timings, modelMs, warmupMs } };
+      state.info = {
+        ...state.info, model: manifest, tile: state.tile, timings: { ...state.info.timings, modelMs, warmupMs },
+      };
     }
     return state.info;
   },
@@ -226,10 +258,16 @@ async function upscaleNow({ input, options = {} }, id) {
   };
   const settings = {
     scale: manifest.scale,
-    patchSize: options.patchSize ?? manifest.patchSize,
-    padding: options.padding ?? manifest.padding,
+    patchSize: options.patchSize ?? state.tile.patchSize,
+    padding: options.padding ?? state.tile.padding,
     limits: options.limits ?? state.limits,
   };
+  if (state.tile.maxPatchSize && settings.patchSize > state.tile.maxPatchSize) {
+    throw Object.assign(new Error(
+      `patchSize ${settings.patchSize} is more than this GPU can hold for ${manifest.id}: ` +
+      `at most ${state.tile.maxPatchSize} (its largest textures would not fit)`,
+    ), { name: 'InvalidOptions' });
+  }
   // The tile is a numpy array proxied from Python: read it in place, synchronously.
   const predict = (tile, height, width) => {
     const view = tile.getBuffer('u8');

@@ -195,3 +195,26 @@ def test_a_worker_that_vanishes_silently_is_given_up_on(app):
         return [out.width, out.height];
     }""")
     assert size == [600, 400]
+
+
+def test_tiles_shrink_to_what_the_gpu_textures_hold(app):
+    """slim-x8 at 128 px needs textures past SwiftShader's 8192: the engine halves the patch
+    until a tile fits, runs there, and refuses a patchSize above it by name."""
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
+    got = app.evaluate("""async () => {
+        const { Upscaler } = await import('./upscale.js');
+        const up = new Upscaler({ model: 'esrgan-slim-x8', backend: 'webgl' });
+        const info = await up.ready;
+        const out = await up.upscale(new ImageData(12, 10));
+        const refused = await up.upscale(new ImageData(12, 10), { patchSize: 128 }).then(
+            () => 'resolved', (e) => ({ name: e.name, message: e.message }));
+        up.dispose();
+        return { tile: info.tile, size: [out.width, out.height], refused };
+    }""")
+    tile = got["tile"]
+    assert tile["maxPatchSize"] == tile["patchSize"] < 128, tile
+    assert got["size"] == [96, 80]
+    assert got["refused"]["name"] == "InvalidOptions", got
+    assert got["refused"]["message"].startswith(
+        f"patchSize 128 is more than this GPU can hold for esrgan-slim-x8: at most "
+        f"{tile['patchSize']}"), got
