@@ -249,11 +249,10 @@ function updateJob(job) {
   name.disabled = !(job.state === 'done' || job.state === 'running');
   name.setAttribute('aria-label', `${job.name}: show in the viewer`);
   bar.hidden = job.state !== 'running';
-  bar.firstChild.style.width = `${job.total ? (100 * job.done) / job.total : 0}%`;
   actions.textContent = '';
   state.textContent = '';
   if (job.state === 'queued') state.textContent = 'Waiting…';
-  if (job.state === 'running') state.textContent = job.total ? `Upscaling: ${job.done} of ${job.total} tiles` : 'Reading…';
+  if (job.state === 'running') updateJobProgress(job);
   if (job.state === 'cancelled') state.textContent = 'Cancelled';
   if (job.state === 'done') {
     state.textContent = `×${job.model.scale} · ${outputSize(job)} · ${seconds(job.ms)}`;
@@ -275,6 +274,13 @@ function updateJob(job) {
   } else {
     actions.append(button('✕', () => removeJob(job), `Remove ${job.name}`));
   }
+}
+
+/** Per tile only the bar and its line change: the item's buttons (and keyboard focus) stay. */
+function updateJobProgress(job) {
+  const { state, bar } = job.parts;
+  bar.firstChild.style.width = `${job.total ? (100 * job.done) / job.total : 0}%`;
+  state.textContent = job.total ? `Upscaling: ${job.done} of ${job.total} tiles` : 'Reading…';
 }
 
 function sentence(text) {
@@ -408,7 +414,7 @@ async function runJob(job) {
       onProgress: ({ done, total, preview }) => {
         job.done = done;
         job.total = total;
-        updateJob(job);
+        updateJobProgress(job);
         if (shown !== job) return;
         if (preview) view.paintTile(preview.x, preview.y, preview.image);
         showProgress(job, performance.now() - started);
