@@ -74,10 +74,13 @@ CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'se
 # 'unsafe-eval' because Pyodide's Emscripten loader evals the EM_ASM snippets of the modules
 # it links; blob: because TF.js's threaded WASM starts its thread pool from a blob: script.
 WORKER_CSP = CSP.replace("'wasm-unsafe-eval'", "'wasm-unsafe-eval' 'unsafe-eval' blob:")
+# Tile workers run TF.js alone: its bundle finds the global object with Function("return this").
+TILE_WORKER_CSP = CSP.replace("'wasm-unsafe-eval'", "'wasm-unsafe-eval' 'unsafe-eval'")
 # The upscaler page fetches images from addresses the user types in: any http(s) origin,
 # and only when asked. Every other page stays at connect-src 'self'.
 UPSCALER_CSP = CSP.replace("connect-src 'self'", "connect-src 'self' https: http:")
-CSP_BY_PATH = {"/worker.js": WORKER_CSP, "/": UPSCALER_CSP, "/index.html": UPSCALER_CSP}
+CSP_BY_PATH = {"/worker.js": WORKER_CSP, "/tileworker.js": TILE_WORKER_CSP,
+               "/": UPSCALER_CSP, "/index.html": UPSCALER_CSP}
 SERVE_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",

@@ -213,9 +213,11 @@ const TfBridge = (() => {
     }
   }
 
+  /** Live tensors, and the WASM heap's size: it only grows, so it is this instance's peak. */
   function memory() {
     const m = tf.memory();
-    return { tensors: m.numTensors, bytes: m.numBytes };
+    const heapBytes = tf.getBackend() === 'wasm' ? tf.backend().wasm.HEAPU8.length : 0;
+    return { tensors: m.numTensors, bytes: m.numBytes, heapBytes };
   }
 
   return { chooseBackend, watchGpuLoss, Model, memory, BACKENDS };

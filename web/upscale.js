@@ -2,7 +2,7 @@
  *
  *   import { Upscaler } from './upscale.js';
  *   const up = new Upscaler({ model: 'esrgan-slim-x2', backend: 'auto' });
- *   const info = await up.ready;                 // { backend, reason, model, timings, versions }
+ *   const info = await up.ready;   // { backend, reason, model, tile, workers, timings, versions }
  *   const out = await up.upscale(file, { onProgress, signal });   // ImageData, size x scale
  *   up.dispose();
  *
@@ -195,10 +195,13 @@ class Connection {
 
 export class Upscaler {
   /**
-   * @param {{ model?: string, backend?: 'auto'|'webgpu'|'webgl'|'wasm'|'cpu' }} options
+   * @param {{ model?: string, backend?: 'auto'|'webgpu'|'webgl'|'wasm'|'cpu',
+   *           workers?: 'auto'|number, stallMs?: number }} options
+   * `workers`: on WebAssembly, how many tile workers (TF.js instances) share the tiles;
+   * 'auto' is one per logical core, 1 runs the model in the engine worker itself.
    */
-  constructor({ model = DEFAULT_MODEL, backend = 'auto', stallMs = 60_000 } = {}) {
-    this.options = { model, backend };
+  constructor({ model = DEFAULT_MODEL, backend = 'auto', workers = 'auto', stallMs = 60_000 } = {}) {
+    this.options = { model, backend, workers };
     this.stallMs = stallMs; // silence that counts as a dead worker while a call is pending
     this.disposed = false;
     this.connection = null;

@@ -20,6 +20,7 @@ importScripts(
   BASE + 'vendor/tfjs/tf-backend-webgpu.min.js',
   BASE + 'vendor/pyodide/pyodide.js',
   BASE + 'tfbridge.js',
+  BASE + 'tilepool.js',
 );
 
 const NS = 'upscale';
@@ -27,9 +28,13 @@ const NS = 'upscale';
 const state = {
   engine: null, // the Python module upscale.bridge
   pyodide: null,
-  model: null, // TfBridge.Model
+  model: null, // TfBridge.Model, or TilePool.PoolModel when tile workers run the model
+  pool: null, // TilePool.Pool: one TF.js WASM instance per core, when there is no GPU
+  workers: 'auto', // how many tile workers were asked for
   catalogue: [],
-  tile: null, // { patchSize, padding, maxPatchSize } the current model runs at on this device
+  // { patchSize, padding, maxPatchSize } the current model runs at on this device; patchSize
+  // 'auto' (WebAssembly): the Python tiler picks it per image, up to LARGEST_AUTO_PATCH.
+  tile: null,
   limits: deviceLimits(),
   info: null,
   cancelled: new Set(),
@@ -102,7 +107,9 @@ function findModel(modelId) {
 /** Load and warm up `manifest`'s model, then free the one it replaces. */
 async function switchModel(manifest) {
   const m0 = performance.now();
-  const model = await TfBridge.Model.load(manifest, BASE);
+  const model = state.pool
+    ? await TilePool.PoolModel.load(state.pool, manifest)
+    : await TfBridge.Model.load(manifest, BASE);
   const modelMs = performance.now() - m0;
   const w0 = performance.now();
   let tile;
@@ -120,6 +127,9 @@ async function switchModel(manifest) {
 
 const TEXTURE_TOO_LARGE = /texture size .* greater than WebGL maximum/i;
 const SMALLEST_PATCH = 16;
+// On WebAssembly a new tile shape costs nothing to set up, so each image gets the patch that
+// shares it best between the tile workers (choose_patch); this caps a tile's memory.
+const LARGEST_AUTO_PATCH = 320;
 
 /**
  * Warm the model up at its patch size, halving the patch while the GPU cannot hold the
@@ -133,6 +143,8 @@ async function largestTile(model, manifest) {
     try {
       await model.warmUp(patchSize);
       const padding = Math.min(manifest.padding, Math.floor(patchSize / 4));
+      const gpu = tf.getBackend() === 'webgl' || tf.getBackend() === 'webgpu';
+      if (!gpu) return { patchSize: 'auto', padding, maxPatchSize: null };
       return { patchSize, padding, maxPatchSize: tooLarge ? patchSize : null };
     } catch (error) {
       if (!TEXTURE_TOO_LARGE.test(error.message) || patchSize / 2 < SMALLEST_PATCH) throw error;
@@ -140,6 +152,12 @@ async function largestTile(model, manifest) {
       patchSize /= 2;
     }
   }
+}
+
+/** On WebAssembly with more than one core, the model runs in tile workers, one per core. */
+function startPool(backend) {
+  const count = TilePool.size(state.workers);
+  if (backend === 'wasm' && count > 1) state.pool = new TilePool.Pool(count, BASE);
 }
 
 /**
@@ -156,6 +174,7 @@ function gpuLost(what) {
   model.abandon(error);
   state.recovering = (async () => {
     const choice = await TfBridge.chooseBackend('wasm', BASE + 'vendor/tfjs/');
+    startPool(choice.backend);
     state.model = null;
     try {
       model.dispose();
@@ -164,7 +183,11 @@ function gpuLost(what) {
     }
     await switchModel(model.manifest);
     state.info = {
-      ...state.info, backend: choice.backend, reason: `${what}; now ${choice.reason}`, tile: state.tile,
+      ...state.info,
+      backend: choice.backend,
+      reason: `${what}; now ${choice.reason}`,
+      tile: state.tile,
+      workers: state.pool ? state.pool.size : 1,
     };
     state.recovering = null; // on failure it stays, and every request reports why
   })();
@@ -181,8 +204,10 @@ function bitmapToRgba(bitmap) {
 }
 
 const methods = {
-  async init({ model: modelId, backend = 'auto' }) {
+  async init({ model: modelId, backend = 'auto', workers = 'auto' }) {
     const t0 = performance.now();
+    TilePool.size(workers); // a bad count fails here, before anything loads
+    state.workers = workers;
     const python = loadPython();
     const tfReady = (async () => {
       const started = performance.now();
@@ -192,6 +217,7 @@ const methods = {
     state.catalogue = await loadCatalogue();
     const manifest = findModel(modelId);
     const { choice, ms: tfMs } = await tfReady;
+    startPool(choice.backend);
     const { modelMs, warmupMs } = await switchModel(manifest);
     TfBridge.watchGpuLoss(gpuLost);
     const pythonMs = await python;
@@ -201,6 +227,7 @@ const methods = {
       model: manifest,
       limits: { inputPixels: state.limits.input_pixels, outputPixels: state.limits.output_pixels },
       tile: state.tile,
+      workers: state.pool ? state.pool.size : 1,
       versions: {
         tfjs: tf.version.tfjs,
         pyodide: state.pyodide.version,
@@ -241,7 +268,14 @@ const methods = {
   },
 
   async memory() {
-    return { ...TfBridge.memory(), pyHeapBytes: state.pyodide ? state.pyodide._module.HEAP8.length : 0 };
+    const here = TfBridge.memory();
+    const pool = state.pool ? await state.pool.memory() : { tensors: 0, bytes: 0, heapBytes: 0 };
+    return {
+      tensors: here.tensors + pool.tensors, // every TF.js instance's live tensors
+      bytes: here.bytes + pool.bytes,
+      tfHeapBytes: here.heapBytes + pool.heapBytes, // their WASM heaps (each only grows)
+      pyHeapBytes: state.pyodide ? state.pyodide._module.HEAP8.length : 0,
+    };
   },
 };
 
@@ -261,6 +295,8 @@ async function upscaleNow({ input, options = {} }, id) {
     patchSize: options.patchSize ?? state.tile.patchSize,
     padding: options.padding ?? state.tile.padding,
     limits: options.limits ?? state.limits,
+    parallel: state.pool ? state.pool.size : 1, // tiles in flight at once
+    largestPatch: LARGEST_AUTO_PATCH,
   };
   if (state.tile.maxPatchSize && settings.patchSize > state.tile.maxPatchSize) {
     throw Object.assign(new Error(

@@ -55,18 +55,19 @@ async def run(source: JsProxy, options: JsProxy, predict: JsProxy, progress: JsP
     rgba)` (an opaque RGBA array the callee copies before returning) for a live preview.
     """
     opts = options.to_py()
-    settings = Options(int(opts["scale"]), opts["patchSize"], opts["padding"])
+    patch = opts["patchSize"]
+    settings = Options(int(opts["scale"]), None if patch == "auto" else patch, opts["padding"],
+                       int(opts.get("parallel", 1)), int(opts.get("largestPatch", 320)))
     limits = Limits(**{k: int(v) for k, v in opts.get("limits", {}).items()})
     if source.kind == "encoded":
         image = decode(source.bytes.to_bytes(), settings.scale, limits)
     else:
         image = _rgba_from_js(source.data, source.width, source.height, limits, settings.scale)
 
-    tile_out = (settings.patch_size * settings.scale,) * 2 + (3,)
-
     async def predict_tile(tile: np.ndarray) -> np.ndarray:
         result = await predict(tile, tile.shape[0], tile.shape[1])
-        pixels = np.empty(tile_out, np.uint8)
+        pixels = np.empty((tile.shape[0] * settings.scale, tile.shape[1] * settings.scale, 3),
+                          np.uint8)
         result.assign_to(pixels)
         return pixels
 

@@ -39,11 +39,15 @@ def test_the_upscaler_page_may_also_fetch_addresses_the_user_gives(site, path):
 
 
 def test_only_the_worker_may_eval(site):
-    """Pyodide evals EM_ASM snippets and TF.js starts threads from blob: scripts: worker only."""
+    """Pyodide evals EM_ASM snippets, TF.js starts threads from blob: scripts and finds its
+    global with Function(): the workers only."""
     with urllib.request.urlopen(site + "/worker.js") as response:
         policy = response.headers["Content-Security-Policy"]
     assert "script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval' blob:;" in policy
     assert "connect-src 'self'" in policy
+    with urllib.request.urlopen(site + "/tileworker.js") as response:
+        policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval';" in policy
 
 
 @pytest.mark.parametrize("name", ["index.html", "shop.html", "product.html"])

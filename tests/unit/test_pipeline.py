@@ -1,5 +1,8 @@
 """The pipeline with a fake nearest-neighbour model returns exactly the NN enlargement."""
 
+import asyncio
+import concurrent.futures
+
 import numpy as np
 import pytest
 
@@ -150,3 +153,57 @@ def test_on_tile_paints_every_output_pixel_once_with_model_pixels():
     out, _ = run(image, 2, 32, 4, on_tile=paint)
     np.testing.assert_array_equal(count, 1)
     np.testing.assert_array_equal(painted, out)
+
+
+def run_in_loop(coroutine):
+    """asyncio.run on a thread of its own (Playwright's loop may own this one)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+@pytest.mark.parametrize("parallel", [2, 3, 5])
+def test_parallel_tiles_overlap_and_stitch_the_same(parallel):
+    """Tiles finishing out of order (random delays) still stitch to the same image, with
+    exactly `parallel` predicts running at once."""
+    image = random_image(70, 90)
+    rng = np.random.default_rng(parallel)
+    running = {"now": 0, "most": 0}
+
+    async def predict(tile):
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+        await asyncio.sleep(float(rng.uniform(0, 0.004)))
+        running["now"] -= 1
+        return tile.repeat(2, axis=0).repeat(2, axis=1)
+
+    done = []
+    out = run_in_loop(upscale(image, predict, Options(2, 32, 4, parallel),
+                              on_progress=lambda d, t, w: done.append(d)))
+    assert np.array_equal(out, enlarge(image, 2))
+    assert running["most"] == parallel
+    assert done == list(range(1, len(TilePlan(70, 90, 32, 4, 2)) + 1))
+
+
+def test_parallel_error_and_cancel_leave_no_task_behind():
+    """A failing tile surfaces as itself; the tiles still running end quietly."""
+    image = random_image(64, 64)
+    calls = []
+
+    async def predict(tile):
+        calls.append(1)
+        number = len(calls)
+        await asyncio.sleep(0.002 * number)
+        if number == 2:
+            raise RuntimeError("tile two failed")
+        return tile.repeat(2, axis=0).repeat(2, axis=1)
+
+    async def both():
+        with pytest.raises(RuntimeError, match="tile two failed"):
+            await upscale(image, predict, Options(2, 16, 2, 3))
+        stop = iter([False, False, True])
+        with pytest.raises(Cancelled):
+            await upscale(image, predict, Options(2, 16, 2, 3), cancelled=lambda: next(stop))
+        await asyncio.sleep(0.1)  # the discarded tiles finish; nothing is left pending
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    assert run_in_loop(both()) == []

@@ -1,0 +1,158 @@
+/* TilePool: the engine worker's tile workers, one TF.js WASM instance per core.
+ *
+ * Loaded with importScripts() into the engine worker; exposes one global, TilePool. The pool
+ * hands each tile to an idle tile worker (tileworker.js); PoolModel gives a model loaded in
+ * all of them the same interface as TfBridge.Model, so the engine uses either alike.
+ */
+'use strict';
+
+const TilePool = (() => {
+  const MAX_WORKERS = 8;
+
+  /** How many tile workers this device gets: one per logical core, 1 meaning "no pool". */
+  function size(wanted) {
+    const cores = navigator.hardwareConcurrency || 1;
+    if (wanted === 'auto' || wanted == null) return Math.min(cores, MAX_WORKERS);
+    const n = Number(wanted);
+    if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) {
+      throw Object.assign(new Error(`workers must be 'auto' or 1 to ${MAX_WORKERS}, not ${wanted}`),
+        { name: 'InvalidOptions' });
+    }
+    return n;
+  }
+
+  /** A Worker running tileworker.js from `base`, also when `base` is another origin. */
+  function startWorker(base) {
+    const script = new URL('tileworker.js', base);
+    if (script.origin === self.location.origin) return new Worker(script.href);
+    const boot = `self.UPSCALE_BASE = ${JSON.stringify(base)}; importScripts(${JSON.stringify(script.href)});`;
+    return new Worker(URL.createObjectURL(new Blob([boot], { type: 'text/javascript' })));
+  }
+
+  class Member {
+    constructor(base) {
+      this.worker = startWorker(base);
+      this.pending = new Map();
+      this.nextId = 1;
+      this.busy = false;
+      this.worker.onmessage = ({ data }) => {
+        const call = this.pending.get(data.id);
+        if (!call) return;
+        this.pending.delete(data.id);
+        if (data.ok) call.resolve(data.value);
+        else call.reject(Object.assign(new Error(data.error.message), { name: data.error.name }));
+      };
+      this.worker.onerror = (event) => {
+        event.preventDefault();
+        this.fail(`a tile worker crashed: ${event.message || 'unknown error'}`);
+      };
+    }
+
+    call(type, params = {}, transfer = []) {
+      if (this.dead) return Promise.reject(this.dead);
+      const id = this.nextId++;
+      return new Promise((resolve, reject) => {
+        this.pending.set(id, { resolve, reject });
+        this.worker.postMessage({ id, type, ...params }, transfer);
+      });
+    }
+
+    fail(message) {
+      this.dead = Object.assign(new Error(message), { name: 'WorkerCrashed' });
+      for (const call of this.pending.values()) call.reject(this.dead);
+      this.pending.clear();
+      this.worker.terminate();
+    }
+  }
+
+  class Pool {
+    constructor(count, base) {
+      this.base = base;
+      this.members = Array.from({ length: count }, () => new Member(base));
+      this.waiting = []; // tiles waiting for an idle member: { run, resolve, reject }
+    }
+
+    get size() {
+      return this.members.length;
+    }
+
+    /** Run `job(member)` on the first idle member; resolves with its result. */
+    schedule(job) {
+      return new Promise((resolve, reject) => {
+        this.waiting.push({ job, resolve, reject });
+        this.drain();
+      });
+    }
+
+    drain() {
+      for (const member of this.members) {
+        if (!this.waiting.length) return;
+        if (member.busy || member.dead) continue;
+        const { job, resolve, reject } = this.waiting.shift();
+        member.busy = true;
+        job(member).then(resolve, reject).finally(() => {
+          member.busy = false;
+          this.drain();
+        });
+      }
+      if (this.waiting.length && this.members.every((m) => m.dead)) {
+        for (const { reject } of this.waiting.splice(0)) reject(this.members[0].dead);
+      }
+    }
+
+    everyMember(type, params) {
+      return Promise.all(this.members.map((member) => member.call(type, params)));
+    }
+
+    async memory() {
+      const each = await this.everyMember('memory');
+      return {
+        tensors: each.reduce((sum, m) => sum + m.tensors, 0),
+        bytes: each.reduce((sum, m) => sum + m.bytes, 0),
+        heapBytes: each.reduce((sum, m) => sum + m.heapBytes, 0),
+      };
+    }
+
+    terminate() {
+      for (const member of this.members) member.worker.terminate();
+    }
+  }
+
+  /** A model loaded in every member of a pool; the same interface as TfBridge.Model. */
+  class PoolModel {
+    constructor(pool, manifest) {
+      this.pool = pool;
+      this.manifest = manifest;
+    }
+
+    static async load(pool, manifest) {
+      await pool.everyMember('load', { manifest, base: pool.base });
+      return new PoolModel(pool, manifest);
+    }
+
+    /** pixels: Uint8Array of height*width*3 (copied now: it may be a view of Python's heap). */
+    predict(pixels, height, width) {
+      const copy = pixels.slice().buffer;
+      return this.pool.schedule((member) => member.call(
+        'predict', { model: this.manifest.id, pixels: copy, height, width }, [copy],
+      )).then((buffer) => new Uint8Array(buffer));
+    }
+
+    /** One tile of this shape on every member, so no real tile pays a compile cost. */
+    async warmUp(size) {
+      const zeros = new Uint8Array(size * size * 3);
+      await Promise.all(this.pool.members.map((member) => {
+        const copy = zeros.slice().buffer;
+        return member.call('predict', { model: this.manifest.id, pixels: copy, height: size, width: size }, [copy]);
+      }));
+    }
+
+    abandon() {} // no GPU behind it: nothing to lose
+
+    dispose() {
+      this.pool.everyMember('unload', { model: this.manifest.id }).catch(() => {});
+    }
+  }
+
+  return { size, Pool, PoolModel };
+})();
