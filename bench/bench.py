@@ -6,6 +6,8 @@ Every figure is the median of repeated runs, with min and max.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import platform
@@ -14,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,69 +25,6 @@ sys.path.insert(0, str(ROOT))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 import build  # noqa: E402
-
-# In the page: time Upscale, then the limit (TF.js on this thread, one predict, same backend).
-MEASURE = """async ({ model, sizes, repeats }) => {
-  const { Upscaler } = await import('./upscale.js');
-  const photo = await createImageBitmap(await (await fetch('__bench__/photo.png')).blob());
-  const crop = (size) => {
-    const ctx = new OffscreenCanvas(size, size).getContext('2d');
-    ctx.drawImage(photo, 0, 0);
-    return ctx.getImageData(0, 0, size, size);
-  };
-  const stats = (xs) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return { median: s[Math.floor(s.length / 2)], min: s[0], max: s[s.length - 1], runs: s };
-  };
-  const t0 = performance.now();
-  const up = new Upscaler({ model, backend: 'wasm' });
-  const info = await up.ready;
-  const readyMs = performance.now() - t0;
-  const upscale = {};
-  for (const size of sizes) {
-    const image = crop(size);
-    const times = [];
-    for (let i = 0; i < repeats; i++) {
-      const start = performance.now();
-      await up.upscale(image);
-      times.push(performance.now() - start);
-    }
-    upscale[size] = stats(times);
-  }
-  up.dispose();
-
-  for (const src of ['vendor/tfjs/tf.min.js', 'vendor/tfjs/tf-backend-wasm.min.js']) {
-    await new Promise((resolve, reject) => {
-      const script = Object.assign(document.createElement('script'), { src });
-      script.onload = resolve; script.onerror = reject;
-      document.head.append(script);
-    });
-  }
-  tf.wasm.setWasmPaths(new URL('vendor/tfjs/', location.href).href);
-  await tf.setBackend('wasm');
-  const net = await tf.loadLayersModel(info.model.url);
-  const limit = {};
-  for (const size of sizes) {
-    const x = tf.tidy(() => tf.browser.fromPixels(crop(size)).toFloat().expandDims(0));
-    const run = async () => {
-      const y = net.predict(x);
-      await y.data();
-      y.dispose();
-    };
-    await run(); // warm-up: the first call for a shape pays for set-up
-    const times = [];
-    for (let i = 0; i < repeats; i++) {
-      const start = performance.now();
-      await run();
-      times.push(performance.now() - start);
-    }
-    x.dispose();
-    limit[size] = stats(times);
-  }
-  return { info: { backend: info.backend, reason: info.reason, timings: info.timings },
-           readyMs, upscale, limit, threads: tf.wasm.getThreadsCount() };
-}"""
-
 
 # In index.html, before a photo is handed over: record long tasks (>= 50 ms, the browser's
 # own definition) and, to see below 50 ms too, how late a 10 ms timer fires at worst.
@@ -200,14 +140,15 @@ def serve() -> tuple[str, object]:
     return f"http://127.0.0.1:{server.server_address[1]}", server
 
 
-def photo_png(size: int) -> bytes:
-    import io
-
-    image = Image.open(build.ensure_photos()["astronaut.png"]).convert("RGB")
-    image = image.resize((size, size), Image.Resampling.LANCZOS)
+def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def photo_png(size: int) -> bytes:
+    image = Image.open(build.ensure_photos()["astronaut.png"]).convert("RGB")
+    return png_bytes(image.resize((size, size), Image.Resampling.LANCZOS))
 
 
 def machine() -> str:
@@ -219,111 +160,474 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    memory = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kb / 2**20:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}"
+
+
+# The harness: a bare page on the site's origin, without the site's CSP (TF.js on a page
+# starts its WASM threads from blob: URLs), either cross-origin isolated like the site or not.
+HARNESS_HTML = b"<!doctype html><meta charset=utf-8><title>bench</title>"
+UPSCALERJS = build.NODE_MODULES / "upscaler" / "dist" / "browser" / "umd" / "upscaler.min.js"
+
+
+def harness_page(context, base: str, isolated: bool = True):
+    headers = {k: v for k, v in build.SERVE_HEADERS.items() if k != "Content-Security-Policy"}
+    if not isolated:
+        headers = {k: v for k, v in headers.items() if not k.startswith("Cross-Origin-")}
+    name = "__bench__.html" if isolated else "__bench__plain.html"
+    page = context.new_page()
+    page.set_default_timeout(900_000)
+    photo = Image.open(build.ensure_photos()["astronaut.png"]).convert("RGB")
+    page.route("**/__bench__/photo.png",
+               lambda route: route.fulfill(body=png_bytes(photo), content_type="image/png"))
+    page.route(f"{base}/{name}", lambda route: route.fulfill(
+        body=HARNESS_HTML, content_type="text/html", headers=headers))
+    page.route("**/__bench__/upscaler.min.js", lambda route: route.fulfill(
+        body=UPSCALERJS.read_bytes(), content_type="text/javascript"))
+    page.goto(f"{base}/{name}")
+    page.add_script_tag(path=str(ROOT / "bench" / "measure.js"))
+    return page
+
+
+def measure_cold_start(browser, base: str, runs: int, size: int = 256) -> dict:
+    """Navigation to the first `size` px result, in a fresh profile, then again on reload."""
+    first, second = [], []
+    for _ in range(runs):
+        context = browser.new_context()
+        page = harness_page(context, base)
+        first.append(page.evaluate("(a) => bench.firstResult(a)",
+                                   {"model": "esrgan-slim-x2", "size": size}))
+        page.reload()
+        page.add_script_tag(path=str(ROOT / "bench" / "measure.js"))
+        second.append(page.evaluate("(a) => bench.firstResult(a)",
+                                    {"model": "esrgan-slim-x2", "size": size}))
+        context.close()
+    return {"size": size, "first_visit": first, "second_visit": second}
+
+
+# --- quality: PSNR (Y) and SSIM of each model against bicubic, on real photos ---------------
+
+QUALITY_PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg"]
+QUALITY_SIDE = 192  # divisible by 2, 3, 4 and 8
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 Y in [16, 235], the convention of super-resolution papers."""
+    rgb = rgb.astype(np.float64)
+    return 16 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255
+
+
+def psnr_y(a: np.ndarray, b: np.ndarray, shave: int) -> float:
+    ya, yb = luma(a)[shave:-shave, shave:-shave], luma(b)[shave:-shave, shave:-shave]
+    mse = np.mean((ya - yb) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))
+
+
+def _gaussian_filter(image: np.ndarray, sigma: float = 1.5, radius: int = 5) -> np.ndarray:
+    x = np.arange(-radius, radius + 1)
+    kernel = np.exp(-(x**2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    rows = np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="valid"), 1, image)
+    return np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="valid"), 0, rows)
+
+
+def ssim_y(a: np.ndarray, b: np.ndarray, shave: int) -> float:
+    """SSIM on Y (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03)."""
+    x, y = luma(a)[shave:-shave, shave:-shave], luma(b)[shave:-shave, shave:-shave]
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mx, my = _gaussian_filter(x), _gaussian_filter(y)
+    sxx = _gaussian_filter(x * x) - mx * mx
+    syy = _gaussian_filter(y * y) - my * my
+    sxy = _gaussian_filter(x * y) - mx * my
+    ssim = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    return float(ssim.mean())
+
+
+def quality_inputs(models: list[dict], names: list[str]) -> tuple[dict, dict]:
+    """High-resolution crops and their bicubic-downscaled inputs, per model's scale."""
+    photos = build.ensure_photos()
+    originals, inputs = {}, {}
+    for name in names:
+        image = Image.open(photos[name]).convert("RGB")
+        left, top = (image.width - QUALITY_SIDE) // 2, (image.height - QUALITY_SIDE) // 2
+        originals[name] = image.crop((left, top, left + QUALITY_SIDE, top + QUALITY_SIDE))
+    for model in models:
+        side = QUALITY_SIDE // model["scale"]
+        inputs[model["id"]] = {
+            name: base64.b64encode(png_bytes(original.resize(
+                (side, side), Image.Resampling.BICUBIC))).decode()
+            for name, original in originals.items()
+        }
+    return originals, inputs
+
+
+def measure_quality(page, models: list[dict], names: list[str]) -> dict:
+    originals, inputs = quality_inputs(models, names)
+    got = page.evaluate("(a) => bench.quality(a)",
+                        {"models": [m["id"] for m in models], "photos": inputs})
+    table = {}
+    for model in models:
+        scale, rows = model["scale"], {}
+        for name, original in originals.items():
+            truth = np.asarray(original)
+            out = got[model["id"]][name]
+            ours = np.frombuffer(base64.b64decode(out["rgb"]), np.uint8).reshape(
+                out["height"], out["width"], 3)
+            small = Image.open(io.BytesIO(base64.b64decode(inputs[model["id"]][name])))
+            bicubic = np.asarray(small.resize(original.size, Image.Resampling.BICUBIC))
+            rows[name] = {
+                "psnr_y": psnr_y(ours, truth, scale), "ssim": ssim_y(ours, truth, scale),
+                "bicubic_psnr_y": psnr_y(bicubic, truth, scale),
+                "bicubic_ssim": ssim_y(bicubic, truth, scale),
+            }
+        table[model["id"]] = {
+            "scale": scale, "label": model["label"], "photos": rows,
+            **{key: float(np.mean([row[key] for row in rows.values()]))
+               for key in ("psnr_y", "ssim", "bicubic_psnr_y", "bicubic_ssim")},
+        }
+    return table
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+def plan(quick: bool) -> dict:
+    if quick:
+        return {"models": ["esrgan-slim-x2"], "sizes": [128, 256], "repeats": {128: 1, 256: 1},
+                "seam": 256, "cold_runs": 1, "threads_size": 128,
+                "large": [("esrgan-slim-x2", 256), ("esrgan-slim-x4", 128)],
+                "quality_models": ["esrgan-slim-x2", "esrgan-slim-x4"],
+                "quality_photos": QUALITY_PHOTOS[:1], "page_size": 128}
+    return {"models": ["esrgan-slim-x2", "esrgan-medium-x2"], "sizes": [128, 256, 512, 1024],
+            "repeats": {128: 3, 256: 3, 512: 3, 1024: 2}, "seam": 256, "cold_runs": 3,
+            "threads_size": 512, "large": [("esrgan-slim-x2", 2048), ("esrgan-slim-x4", 1024)],
+            "quality_models": None, "quality_photos": QUALITY_PHOTOS, "page_size": 512}
 
 
 def run(quick: bool) -> dict:
-    sizes = [128, 256] if quick else [128, 256, 512]
-    repeats = 1 if quick else 3
+    settings = plan(quick)
+    manifests = {m["id"]: m for m in build.load_manifests()}
+    quality_models = [manifests[i] for i in settings["quality_models"] or sorted(manifests)]
     base, server = serve()
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=build.CHROMIUM_ARGS)
-            page = browser.new_page()
-            png = photo_png(max(sizes))
-            page.route("**/__bench__/photo.png",
-                       lambda route: route.fulfill(body=png, content_type="image/png"))
-            # A bare harness page on the site's origin, isolated like the site (threads) but
-            # without its CSP: "the limit" runs TF.js on this page, threads from blob: included.
-            harness = {k: v for k, v in build.SERVE_HEADERS.items()
-                       if k != "Content-Security-Policy"}
-            page.route(f"{base}/__bench__.html", lambda route: route.fulfill(
-                body="<!doctype html><meta charset=utf-8><title>bench</title>",
-                content_type="text/html", headers=harness))
-            page.goto(f"{base}/__bench__.html")
-            version = browser.version
-            measured = page.evaluate(MEASURE, {"model": "esrgan-slim-x2", "sizes": sizes,
-                                               "repeats": repeats})
-            page.close()
-            main_thread = measure_page(browser, base, png, max(sizes))
-            shop = measure_shop(browser, base)
-            browser.close()
-    finally:
-        server.shutdown()
-    return {
+    results = {
         "command": "python build.py bench" + (" --quick" if quick else ""),
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),
-        "browser": f"Chromium {version} (headless)",
-        "model": "esrgan-slim-x2",
-        "backend": measured["info"]["backend"],
-        "reason": measured["info"]["reason"],
-        "wasm_threads": measured["threads"],
-        "cold_start_ms": measured["readyMs"],
-        "startup": measured["info"]["timings"],
-        "upscale_ms": measured["upscale"],
-        "limit_ms": measured["limit"],
-        "page_main_thread": main_thread,
-        "shop": shop,
+        "quick": quick,
+        "sizes": settings["sizes"],
+        "repeats": {str(k): v for k, v in settings["repeats"].items()},
+        "seam_size": settings["seam"],
+        "threads_size": settings["threads_size"],
     }
+    started = time.monotonic()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=build.CHROMIUM_ARGS)
+            results["browser"] = f"Chromium {browser.version} (headless)"
+            context = browser.new_context()
+            page = harness_page(context, base)
+            results["contenders"] = {}
+            for model in settings["models"]:
+                log(f"contenders: {model}")
+                results["contenders"][model] = page.evaluate(
+                    "(a) => bench.contenders(a)",
+                    {"model": model, "sizes": settings["sizes"], "seamSize": settings["seam"],
+                     "repeats": {str(k): v for k, v in settings["repeats"].items()}})
+            results["large"] = []
+            for model, size in settings["large"]:
+                log(f"large: {model} at {size} px")
+                results["large"].append({"model": model, **page.evaluate(
+                    "(a) => bench.large(a)", {"model": model, "size": size, "workers": "auto"})})
+            log("quality")
+            results["quality"] = measure_quality(page, quality_models, settings["quality_photos"])
+            results["quality_photos"] = settings["quality_photos"]
+            context.close()
+            log("threads")
+            results["threads"] = {}
+            for isolated in (True, False):
+                context = browser.new_context()
+                page = harness_page(context, base, isolated)
+                results["threads"]["isolated" if isolated else "not_isolated"] = page.evaluate(
+                    "(a) => bench.threads(a)", {"model": "esrgan-slim-x2",
+                                                "size": settings["threads_size"], "repeats": 2})
+                context.close()
+            log("cold start")
+            results["cold_start"] = measure_cold_start(browser, base, settings["cold_runs"])
+            log("the upscaler page")
+            results["page_main_thread"] = measure_page(browser, base,
+                                                       photo_png(settings["page_size"]),
+                                                       settings["page_size"])
+            log("the shop")
+            results["shop"] = measure_shop(browser, base)
+            browser.close()
+    finally:
+        server.shutdown()
+    results["minutes"] = round((time.monotonic() - started) / 60, 1)
+    return results
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# --- the report --------------------------------------------------------------------------------
+
+TARGETS = {  # the issue's targets, checked against this run
+    "ratio_upscalerjs": 0.5, "ratio_limit": 1.15, "cold_start_ms": 2500,
+    "longest_task_ms": 50, "seam_db": 55,
+}
+
+
+def fmt(entry: dict | None, digits: int = 0) -> str:
+    if not entry:
+        return "-"
+    if "error" in entry:
+        return f"failed ({entry['error'][:60]})"
+    return f"{entry['median']:.{digits}f} [{entry['min']:.{digits}f}-{entry['max']:.{digits}f}]"
+
+
+def ratio(a: dict | None, b: dict | None) -> float | None:
+    if not a or not b or "error" in a or "error" in b:
+        return None
+    return a["median"] / b["median"]
+
+
+def median(values: list[float]) -> dict:
+    s = sorted(values)
+    mid = (len(s) - 1) / 2
+    return {"median": (s[int(mid)] + s[int(mid + 0.5)]) / 2, "min": s[0], "max": s[-1]}
+
+
+def target_rows(results: dict) -> list[tuple[str, str, bool | None]]:
+    slim = results["contenders"]["esrgan-slim-x2"]
+    size = "512" if "512" in slim["upscale"] else str(max(results["sizes"]))
+    vs_theirs = ratio(slim["upscale"].get(size), slim["upscalerjs"].get(size))
+    vs_limit = ratio(slim["upscale"].get(size), slim["limit"].get(size))
+    cold = median([r["ms"] for r in results["cold_start"]["first_visit"]])["median"]
+    second = median([r["ms"] for r in results["cold_start"]["second_visit"]])["median"]
+    longest = max(c["upscale"][s].get("longestTaskMs", 0) for c in results["contenders"].values()
+                  for s in c["upscale"] if "error" not in c["upscale"][s])
+    page = results["page_main_thread"]["longestTaskMs"]
+    seams = min(c["seam"]["upscale"] for c in results["contenders"].values())
+
+    def check(value, bound):
+        return None if value is None else value <= bound
+
+    return [
+        (f"Upscale / UpscalerJS at {size} px, slim x2, WASM <= 0.5",
+         "-" if vs_theirs is None else f"{vs_theirs:.2f}", check(vs_theirs, 0.5)),
+        (f"Upscale / the limit at {size} px <= 1.15",
+         "-" if vs_limit is None else f"{vs_limit:.2f}", check(vs_limit, 1.15)),
+        ("cold start to the first 256 px result <= 2.5 s",
+         f"{cold / 1000:.1f} s (second visit {second / 1000:.1f} s)", cold <= 2500),
+        ("longest main-thread task during an upscale <= 50 ms",
+         f"{longest:.0f} ms (bare page), {page:.0f} ms (upscaler page)",
+         max(longest, page) <= 50),
+        ("seam fidelity >= 55 dB", f"{seams:.1f} dB", seams >= 55),
+    ]
 
 
 def report(results: dict) -> str:
-    lines = [
+    out = [
         "# Upscale benchmark",
         "",
-        f"Command: `{results['command']}`  ",
-        f"Date: {results['date']}; machine: {results['machine']}; {results['browser']}  ",
-        f"Model {results['model']} on {results['backend']} ({results['reason']})",
-        "",
-        "Time to upscale a square crop of the astronaut photo (ms, median of runs, [min-max]);",
-        "'the limit' is one `model.predict` on the whole image in the same page.",
-        "",
-        "| size | Upscale | the limit | Upscale / limit |",
-        "| --- | --- | --- | --- |",
+        f"Command: `{results['command']}` ({results['minutes']} min)  ",
+        f"Date: {results['date']}  ",
+        f"Machine: {results['machine']}  ",
+        f"Browser: {results['browser']}  ",
     ]
-    for size, up in results["upscale_ms"].items():
-        limit = results["limit_ms"][size]
-        lines.append(
-            f"| {size} px | {up['median']:.0f} [{up['min']:.0f}-{up['max']:.0f}] | "
-            f"{limit['median']:.0f} [{limit['min']:.0f}-{limit['max']:.0f}] | "
-            f"{up['median'] / limit['median']:.2f} |"
-        )
-    lines += ["", f"Worker ready (Pyodide + TF.js + model + warm-up): "
-              f"{results['cold_start_ms']:.0f} ms", ""]
-    main = results.get("page_main_thread")
-    if main:
-        lines += [
-            f"The upscaler page's main thread while it upscales a {main['size']} px photo "
-            f"dropped on it ({main['elapsedMs']:.0f} ms, live tile previews on):",
-            f"long tasks (>= 50 ms): {main['longTasks']}, the longest "
-            f"{main['longestTaskMs']:.0f} ms; a 10 ms timer fired at worst "
-            f"{main['worstTimerDelayMs']:.0f} ms late.",
+    first = next(iter(results["contenders"].values()))["info"]
+    out += [
+        f"Backend: {first['backend']} ({first['reason']}); Upscale ran "
+        f"{first['workers']} tile worker(s), tile {first['tile']['patchSize']}, padding "
+        f"{first['tile']['padding']}",
+        "",
+        "Every figure is the median of repeated runs with [min-max]; runs per size: "
+        + ", ".join(f"{k} px: {v}" for k, v in results["repeats"].items()) + ".",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | holds |",
+        "| --- | --- | --- |",
+    ]
+    for name, value, holds in target_rows(results):
+        out.append(f"| {name} | {value} | {'-' if holds is None else 'yes' if holds else 'no'} |")
+    out += [
+        "",
+        "## Time to upscale (ms)",
+        "",
+        "A square photo (the astronaut, resampled to each size) on WebAssembly, in one page "
+        "session. Upscale at its defaults; UpscalerJS 1.0.0 (npm `upscaler`) with the same "
+        "model file, `patchSize: 128, padding: 2`, output as a tensor; the limit: one "
+        "`model.predict` on the whole image on the page's TF.js.",
+        "",
+        "![time against image size](chart.svg)",
+        "",
+    ]
+    for model, c in results["contenders"].items():
+        out += [f"### {model}", "",
+                "| size | Upscale | UpscalerJS | the limit | Upscale / UpscalerJS | "
+                "Upscale / limit |", "| --- | --- | --- | --- | --- | --- |"]
+        for size in results["sizes"]:
+            key = str(size)
+            ours, theirs, limit = (c[k].get(key) for k in ("upscale", "upscalerjs", "limit"))
+            r1, r2 = ratio(ours, theirs), ratio(ours, limit)
+            out.append(f"| {size} px | {fmt(ours)} | {fmt(theirs)} | {fmt(limit)} | "
+                       f"{'-' if r1 is None else f'{r1:.2f}'} | "
+                       f"{'-' if r2 is None else f'{r2:.2f}'} |")
+        out.append("")
+    out += ["## The main thread during an upscale", "",
+            "Longest task (>= 50 ms is a long task; 0 means none) while each tool upscales, "
+            "on the same bare page:", "",
+            "| model | size | Upscale | UpscalerJS |", "| --- | --- | --- | --- |"]
+    for model, c in results["contenders"].items():
+        for size in results["sizes"]:
+            ours, theirs = c["upscale"].get(str(size), {}), c["upscalerjs"].get(str(size), {})
+            out.append(f"| {model} | {size} px | {ours.get('longestTaskMs', 0):.0f} ms | "
+                       f"{theirs.get('longestTaskMs', 0):.0f} ms |")
+    main = results["page_main_thread"]
+    out += ["", f"The upscaler page (index.html) while it upscales a {main['size']} px photo "
+            f"dropped on it ({main['elapsedMs']:.0f} ms, live tile previews on): "
+            f"{main['longTasks']} long task(s), the longest {main['longestTaskMs']:.0f} ms; "
+            f"a 10 ms timer fired at worst {main['worstTimerDelayMs']:.0f} ms late.", ""]
+    out += ["## Seam fidelity", "",
+            f"PSNR of the tiled output against one tile covering the whole "
+            f"{results['seam_size']} px image (higher is better; identical is inf):", "",
+            "| model | Upscale (defaults) | UpscalerJS (patchSize 128, padding 2) |",
+            "| --- | --- | --- |"]
+    for model, c in results["contenders"].items():
+        seam = c["seam"]
+        out.append(f"| {model} | {seam['upscale']:.1f} dB | {seam['upscalerjs']:.1f} dB |")
+    cold = results["cold_start"]
+    firsts = [r["ms"] for r in cold["first_visit"]]
+    seconds = [r["ms"] for r in cold["second_visit"]]
+    timings = cold["first_visit"][0]["timings"]
+    out += ["", "## Cold start", "",
+            f"From navigation to the first {cold['size']} px result (esrgan-slim-x2, the "
+            f"backend Upscale picks), {len(firsts)} fresh profile(s):", "",
+            f"- first visit: {fmt(median(firsts))} ms",
+            f"- second visit (reload, same profile): {fmt(median(seconds))} ms",
+            "- where the first visit's engine start went (ms, in parallel): " + ", ".join(
+                f"{k.removesuffix('Ms')} {v:.0f}" for k, v in timings.items()), ""]
+    out += ["## Large images", "",
+            "| model | input | output | time | TF.js WASM heaps (peak) | Python heap (peak) |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for run in results["large"]:
+        if "error" in run:
+            out.append(f"| {run['model']} | {run['size']} px | failed: {run['error']} | | | |")
+            continue
+        m = run["memory"]
+        out.append(f"| {run['model']} | {run['size']}x{run['size']} | {run['width']}x"
+                   f"{run['height']} | {run['ms'] / 1000:.1f} s | "
+                   f"{m['tfHeapBytes'] / 2**20:.0f} MiB | {m['pyHeapBytes'] / 2**20:.0f} MiB |")
+    threads = results["threads"]
+    out += ["", "## WASM threads: cross-origin isolated or not", "",
+            f"On this machine ({os.cpu_count()} cores), esrgan-slim-x2 at "
+            f"{results['threads_size']} px; the page's TF.js runs the threaded build only "
+            "when the page is isolated, Upscale's tile workers always run one thread each:",
             "",
-        ]
-    shop = results.get("shop")
-    if shop:
-        first, second = shop["first_visit"], shop["second_visit"]
-        lines += [
-            f"shop.html, 1280x800 window, {first['visible']} product photos visible: every "
-            f"visible one upscaled {first['ms']:.0f} ms after navigation on a first visit "
-            f"(engine start included), {second['ms']:.0f} ms on a second visit "
-            f"({second['fromCache']} painted from the cache).",
-            f"The {shop['products']} product photos weigh {shop['small_bytes'] / 1e3:.0f} KB at "
-            f"150 px (as sent) against {shop['large_bytes'] / 1e3:.0f} KB at 300 px "
-            f"(JPEG q90): {shop['large_bytes'] / shop['small_bytes']:.1f}x less to send.",
-            "",
-        ]
-    return "\n".join(lines)
+            "| page | the limit (page TF.js threads) | Upscale |", "| --- | --- | --- |"]
+    for name, t in threads.items():
+        out.append(f"| {name.replace('_', ' ')} | {fmt(t['limit'])} ms ({t['pageThreads']}) | "
+                   f"{fmt(t['upscale'])} ms |")
+    out += ["", "## Quality", "",
+            f"{QUALITY_SIDE} px centre crops of {', '.join(results['quality_photos'])} (from "
+            "scikit-image's wheel: astronaut and rocket are public domain, chelsea and coffee "
+            "CC0), downscaled with Pillow's bicubic, upscaled by each model, compared with the "
+            "crop: PSNR on Y (BT.601, a border of `scale` px shaved) and SSIM on Y; bicubic is "
+            "Pillow's bicubic upscale of the same input. Means over the photos.", "",
+            "| model | scale | PSNR-Y | bicubic | gain | SSIM | bicubic SSIM |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for model, q in results["quality"].items():
+        out.append(f"| {model} | x{q['scale']} | {q['psnr_y']:.2f} dB | "
+                   f"{q['bicubic_psnr_y']:.2f} dB | {q['psnr_y'] - q['bicubic_psnr_y']:+.2f} dB |"
+                   f" {q['ssim']:.4f} | {q['bicubic_ssim']:.4f} |")
+    shop = results["shop"]
+    first_visit, second_visit = shop["first_visit"], shop["second_visit"]
+    out += ["", "## The demo shop", "",
+            f"shop.html, 1280x800 window, {first_visit['visible']} product photos visible: "
+            f"every visible one upscaled {first_visit['ms']:.0f} ms after navigation on a first "
+            f"visit (engine start included), {second_visit['ms']:.0f} ms on a second visit "
+            f"({second_visit['fromCache']} painted from the cache). The {shop['products']} "
+            f"product photos weigh {shop['small_bytes'] / 1e3:.0f} KB at 150 px (as sent) "
+            f"against {shop['large_bytes'] / 1e3:.0f} KB at 300 px (JPEG q90): "
+            f"{shop['large_bytes'] / shop['small_bytes']:.1f}x less to send.", ""]
+    return "\n".join(out)
+
+
+def chart(results: dict) -> str:
+    """An SVG of time against image size, log-log, one line per contender and model."""
+    width, height, left, right, top, bottom = 720, 440, 70, 200, 20, 50
+    series = []
+    colours = {"upscale": "#1a7f37", "upscalerjs": "#cf222e", "limit": "#6e7781"}
+    names = {"upscale": "Upscale", "upscalerjs": "UpscalerJS", "limit": "the limit"}
+    for model, c in results["contenders"].items():
+        for key in ("upscale", "upscalerjs", "limit"):
+            points = [(size, c[key][str(size)]["median"]) for size in results["sizes"]
+                      if str(size) in c[key] and "error" not in c[key][str(size)]]
+            dashed = "medium" in model
+            series.append((f"{names[key]}, {model.removeprefix('esrgan-')}", colours[key],
+                           dashed, points))
+    values = [ms for *_, points in series for _, ms in points]
+    xs = [np.log2(s) for s in results["sizes"]]
+    y_low, y_high = np.log10(min(values)) - 0.1, np.log10(max(values)) + 0.1
+    x_low, x_high = min(xs) - 0.2, max(xs) + 0.2
+
+    def px(size, ms):
+        x = left + (np.log2(size) - x_low) / (x_high - x_low) * (width - left - right)
+        y = top + (y_high - np.log10(ms)) / (y_high - y_low) * (height - top - bottom)
+        return f"{x:.1f},{y:.1f}"
+
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12"><rect width="100%" height="100%" '
+           f'fill="white"/>']
+    for decade in range(int(np.floor(y_low)), int(np.ceil(y_high)) + 1):
+        for step in (1, 2, 5):
+            ms = step * 10**decade
+            if y_low <= np.log10(ms) <= y_high:
+                y = px(results["sizes"][0], ms).split(",")[1]
+                svg.append(f'<line x1="{left}" x2="{width - right}" y1="{y}" y2="{y}" '
+                           f'stroke="#d0d7de"/><text x="{left - 6}" y="{y}" text-anchor="end" '
+                           f'dominant-baseline="middle">{ms / 1000:g} s</text>')
+    for size in results["sizes"]:
+        x = px(size, 10**y_low).split(",")[0]
+        svg.append(f'<text x="{x}" y="{height - bottom + 18}" text-anchor="middle">'
+                   f'{size} px</text>')
+    svg.append(f'<text x="{(left + width - right) / 2}" y="{height - 10}" '
+               f'text-anchor="middle">image side (square photo), x2, WebAssembly</text>')
+    for i, (label, colour, dashed, points) in enumerate(series):
+        if not points:
+            continue
+        dash = ' stroke-dasharray="6 4"' if dashed else ""
+        svg.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} '
+                   f'points="{" ".join(px(*p) for p in points)}"/>')
+        for p in points:
+            x, y = px(*p).split(",")
+            svg.append(f'<circle cx="{x}" cy="{y}" r="3" fill="{colour}"/>')
+        ly = top + 10 + i * 20
+        svg.append(f'<line x1="{width - right + 12}" x2="{width - right + 40}" y1="{ly}" '
+                   f'y2="{ly}" stroke="{colour}" stroke-width="2"{dash}/>'
+                   f'<text x="{width - right + 46}" y="{ly}" dominant-baseline="middle">'
+                   f'{label}</text>')
+    svg.append("</svg>")
+    return "\n".join(svg) + "\n"
 
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
-    results = run(quick)
     out = ROOT / "bench"
+    if "--out" in argv:
+        out = Path(argv[argv.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+    results = run(quick)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / "REPORT.md").write_text(report(results))
+    (out / "chart.svg").write_text(chart(results))
     print(report(results))
     return 0
 

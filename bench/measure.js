@@ -1,0 +1,247 @@
+/* Measurements run inside the benchmark's harness page (bench.py serves it on the site's
+ * origin, without the site's CSP: TF.js on a page starts its WASM threads from blob: URLs).
+ * Defines window.bench; every function resolves to plain data for bench.py.
+ */
+'use strict';
+
+(() => {
+  const stats = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const mid = (s.length - 1) / 2;
+    const median = (s[Math.floor(mid)] + s[Math.ceil(mid)]) / 2;
+    return { median, min: s[0], max: s[s.length - 1], runs: s };
+  };
+
+  // Every long task (>= 50 ms, the browser's definition) since the page opened.
+  const longTasks = [];
+  const keep = (entries) => {
+    for (const e of entries) longTasks.push({ start: e.startTime, ms: e.duration });
+  };
+  const observer = new PerformanceObserver((list) => keep(list.getEntries()));
+  observer.observe({ type: 'longtask', buffered: true });
+  const longestBetween = (from, to) => {
+    keep(observer.takeRecords()); // entries not yet delivered to the callback
+    return Math.max(0, ...longTasks.filter((t) => t.start < to && t.start + t.ms > from)
+      .map((t) => t.ms));
+  };
+
+  async function script(src) {
+    await new Promise((resolve, reject) => {
+      const tag = Object.assign(document.createElement('script'), { src });
+      tag.onload = resolve;
+      tag.onerror = () => reject(new Error(`could not load ${src}`));
+      document.head.append(tag);
+    });
+  }
+
+  let tfReady = null;
+  /** TF.js on this page, on WASM: for "the limit" and for UpscalerJS. */
+  function pageTf() {
+    tfReady = tfReady || (async () => {
+      await script('vendor/tfjs/tf.min.js');
+      await script('vendor/tfjs/tf-backend-wasm.min.js');
+      tf.wasm.setWasmPaths(new URL('vendor/tfjs/', location.href).href);
+      if (!(await tf.setBackend('wasm'))) throw new Error('no WASM backend on the page');
+    })();
+    return tfReady;
+  }
+
+  let photo = null;
+  /** The benchmark photo (the whole astronaut) resampled to size x size. */
+  async function crop(size) {
+    photo = photo || await createImageBitmap(await (await fetch('__bench__/photo.png')).blob());
+    const context = new OffscreenCanvas(size, size).getContext('2d');
+    context.imageSmoothingQuality = 'high';
+    context.drawImage(photo, 0, 0, size, size);
+    return context.getImageData(0, 0, size, size);
+  }
+
+  /** PSNR of two RGBA buffers over RGB, in dB (Infinity when identical). */
+  function psnr(a, b) {
+    let sum = 0;
+    let n = 0;
+    for (let i = 0; i < a.length; i++) {
+      if (i % 4 === 3) continue;
+      const d = a[i] - b[i];
+      sum += d * d;
+      n += 1;
+    }
+    return sum ? 10 * Math.log10((255 * 255 * n) / sum) : Infinity;
+  }
+
+  /** Time `run()` `repeats` times (after `warm` unmeasured runs); longest task during them. */
+  async function timed(run, repeats, warm = 0) {
+    for (let i = 0; i < warm; i++) await run();
+    const times = [];
+    let longest = 0;
+    for (let i = 0; i < repeats; i++) {
+      const start = performance.now();
+      await run();
+      const end = performance.now();
+      times.push(end - start);
+      await new Promise((resolve) => setTimeout(resolve, 0)); // let the observer report
+      longest = Math.max(longest, longestBetween(start, end));
+    }
+    return { ...stats(times), longestTaskMs: longest };
+  }
+
+  const attempt = async (what) => {
+    try {
+      return await what();
+    } catch (error) {
+      return { error: `${error.name}: ${error.message}` };
+    }
+  };
+
+  /** Upscale at its defaults, then one predict on the whole image, then UpscalerJS. */
+  async function contenders({ model, sizes, repeats, seamSize }) {
+    const { Upscaler } = await import('./upscale.js');
+    const out = { upscale: {}, limit: {}, upscalerjs: {}, seam: {} };
+    const up = new Upscaler({ model, backend: 'wasm' });
+    const info = await up.ready;
+    out.info = { backend: info.backend, reason: info.reason, workers: info.workers, tile: info.tile };
+    for (const size of sizes) {
+      const image = await crop(size);
+      out.upscale[size] = await attempt(() => timed(() => up.upscale(image), repeats[size]));
+    }
+    const seamImage = await crop(seamSize);
+    const whole = await up.upscale(seamImage, { patchSize: seamSize, padding: 0 });
+    out.seam.upscale = psnr((await up.upscale(seamImage)).data, whole.data);
+    up.dispose();
+
+    await pageTf();
+    const net = await tf.loadLayersModel(info.model.url);
+    for (const size of sizes) {
+      const image = await crop(size);
+      const x = tf.tidy(() => tf.browser.fromPixels(image).toFloat().expandDims(0));
+      const run = async () => {
+        const y = net.predict(x);
+        await y.data();
+        y.dispose();
+      };
+      // The first call for a shape pays for set-up; small enough to warm up first.
+      out.limit[size] = await attempt(() => timed(run, repeats[size], size <= 256 ? 1 : 0));
+      x.dispose();
+    }
+    net.dispose();
+
+    // UpscalerJS 1.0.0 with the same model file, at its documented patchSize 128, padding 2.
+    // Its UMD bundle picks up the global tf when it loads, so it comes after TF.js.
+    if (!window.Upscaler) await script('__bench__/upscaler.min.js');
+    const theirs = new window.Upscaler({
+      model: { path: info.model.url, scale: info.model.scale, modelType: 'layers' },
+    });
+    await theirs.ready;
+    const runTheirs = async (image, options) => {
+      const y = await theirs.execute(image, { output: 'tensor', ...options });
+      const data = await y.data();
+      y.dispose();
+      return data;
+    };
+    const recommended = { patchSize: 128, padding: 2 };
+    for (const size of sizes) {
+      const image = await crop(size);
+      out.upscalerjs[size] = await attempt(() => timed(() => runTheirs(image, recommended), repeats[size]));
+    }
+    const theirWhole = await runTheirs(seamImage, {});
+    const theirTiled = await runTheirs(seamImage, recommended);
+    out.seam.upscalerjs = psnrRgb(theirTiled, theirWhole);
+    await theirs.dispose();
+    out.pageTensorsLeft = tf.memory().numTensors;
+    return out;
+  }
+
+  /** PSNR of two RGB (3 values a pixel) buffers. */
+  function psnrRgb(a, b) {
+    let sum = 0;
+    for (let i = 0; i < a.length; i++) {
+      const d = Math.min(255, Math.max(0, Math.round(a[i]))) - Math.min(255, Math.max(0, Math.round(b[i])));
+      sum += d * d;
+    }
+    return sum ? 10 * Math.log10((255 * 255 * a.length) / sum) : Infinity;
+  }
+
+  /** From navigation to the first upscaled `size` px image (this page load's engine). */
+  async function firstResult({ model, size }) {
+    const { Upscaler } = await import('./upscale.js');
+    const image = await crop(size);
+    const up = new Upscaler({ model });
+    const info = await up.ready;
+    const readyAt = performance.now();
+    const result = await up.upscale(image);
+    const doneAt = performance.now();
+    up.dispose();
+    return { ms: doneAt, readyMs: readyAt, width: result.width, timings: info.timings, workers: info.workers };
+  }
+
+  /** One large upscale; the engine's memory afterwards (WASM heaps only grow: their peak). */
+  async function large({ model, size, workers }) {
+    const { Upscaler } = await import('./upscale.js');
+    const image = await crop(size);
+    const up = new Upscaler({ model, backend: 'wasm', workers });
+    await up.ready;
+    const start = performance.now();
+    const result = await attempt(() => up.upscale(image));
+    const ms = performance.now() - start;
+    const memory = await up.memory();
+    up.dispose();
+    if (result.error) return { size, error: result.error };
+    return { size, ms, width: result.width, height: result.height, memory, outputBytes: result.data.length };
+  }
+
+  /** Time the limit and Upscale on this page as it is (isolated or not), for the threads test. */
+  async function threads({ model, size, repeats }) {
+    const { Upscaler } = await import('./upscale.js');
+    const image = await crop(size);
+    const up = new Upscaler({ model, backend: 'wasm' });
+    const info = await up.ready;
+    const upscale = await timed(() => up.upscale(image), repeats);
+    up.dispose();
+    await pageTf();
+    const net = await tf.loadLayersModel(info.model.url);
+    const x = tf.tidy(() => tf.browser.fromPixels(image).toFloat().expandDims(0));
+    const limit = await timed(async () => {
+      const y = net.predict(x);
+      await y.data();
+      y.dispose();
+    }, repeats);
+    x.dispose();
+    net.dispose();
+    return {
+      isolated: self.crossOriginIsolated,
+      pageThreads: tf.wasm.getThreadsCount(),
+      flavour: info.reason,
+      upscale,
+      limit,
+    };
+  }
+
+  /** Upscale each low-resolution PNG with each model; returns the RGB bytes for bench.py. */
+  async function quality({ models, photos }) {
+    const { Upscaler } = await import('./upscale.js');
+    const up = new Upscaler({ model: models[0], backend: 'wasm' });
+    await up.ready;
+    const out = {};
+    for (const model of models) {
+      await up.setModel(model);
+      out[model] = {};
+      for (const [name, base64] of Object.entries(photos[model])) {
+        const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+        const result = await up.upscale(new Blob([bytes], { type: 'image/png' }));
+        const rgb = new Uint8Array(result.width * result.height * 3);
+        for (let i = 0, j = 0; i < result.data.length; i += 4, j += 3) {
+          rgb[j] = result.data[i];
+          rgb[j + 1] = result.data[i + 1];
+          rgb[j + 2] = result.data[i + 2];
+        }
+        let binary = '';
+        for (let i = 0; i < rgb.length; i += 0x8000) binary += String.fromCharCode(...rgb.subarray(i, i + 0x8000));
+        out[model][name] = { width: result.width, height: result.height, rgb: btoa(binary) };
+      }
+    }
+    up.dispose();
+    return out;
+  }
+
+  window.bench = { contenders, firstResult, large, threads, quality };
+})();
