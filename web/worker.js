@@ -128,8 +128,16 @@ async function switchModel(manifest) {
 const TEXTURE_TOO_LARGE = /texture size .* greater than WebGL maximum/i;
 const SMALLEST_PATCH = 16;
 // On WebAssembly a new tile shape costs nothing to set up, so each image gets the patch that
-// shares it best between the tile workers (choose_patch); this caps a tile's memory.
+// shares it best between the tile workers (choose_patch), up to 320 px and an output tile of
+// 1024 px: the activations grow with the output (an x8 model's last layers at 2560 px would
+// need gigabytes).
 const LARGEST_AUTO_PATCH = 320;
+const LARGEST_AUTO_OUTPUT = 1024;
+
+function largestAutoPatch(manifest) {
+  const byOutput = 8 * Math.floor(LARGEST_AUTO_OUTPUT / manifest.scale / 8);
+  return Math.min(LARGEST_AUTO_PATCH, Math.max(manifest.patchSize, byOutput));
+}
 
 /**
  * Warm the model up at its patch size, halving the patch while the GPU cannot hold the
@@ -296,7 +304,7 @@ async function upscaleNow({ input, options = {} }, id) {
     padding: options.padding ?? state.tile.padding,
     limits: options.limits ?? state.limits,
     parallel: state.pool ? state.pool.size : 1, // tiles in flight at once
-    largestPatch: LARGEST_AUTO_PATCH,
+    largestPatch: largestAutoPatch(manifest),
   };
   if (state.tile.maxPatchSize && settings.patchSize > state.tile.maxPatchSize) {
     throw Object.assign(new Error(
