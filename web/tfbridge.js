@@ -1,8 +1,9 @@
-/* TF.js side of the worker: backend choice, model loading, custom layers, predict().
+/* TF.js side of the workers: backend choice, model loading, custom layers, predict().
  *
- * Loaded with importScripts() after the TF.js UMD bundles; exposes one global, TfBridge,
- * in the worker's scope only. Python never sees a tensor: it hands over uint8 RGB tiles and
- * gets uint8 RGB tiles back.
+ * Loaded with importScripts(); exposes one global, TfBridge, in the worker's scope only. The
+ * TF.js bundles themselves load on first need (loadTf): an engine worker whose tile workers
+ * run the model never parses them. Python never sees a tensor: it hands over uint8 RGB tiles
+ * and gets uint8 RGB tiles back.
  */
 'use strict';
 
@@ -79,7 +80,14 @@ const TfBridge = (() => {
     return { ok: true, why: `WebGL: ${renderer}` };
   }
 
+  /** The TF.js bundles (core + layers, WASM, WebGPU) from `base`, once. */
+  function loadTf(base) {
+    if (typeof self.tf !== 'undefined') return;
+    importScripts(base + 'tf.min.js', base + 'tf-backend-wasm.min.js', base + 'tf-backend-webgpu.min.js');
+  }
+
   async function tryBackend(name, wasmBase) {
+    loadTf(wasmBase);
     if (name === 'wasm') {
       tf.wasm.setWasmPaths(wasmBase);
       if (self.crossOriginIsolated) tf.wasm.setThreadsCount(navigator.hardwareConcurrency || 1);
@@ -102,37 +110,43 @@ const TfBridge = (() => {
 
   /**
    * Pick and initialise a backend. `wanted` is 'auto' or one of BACKENDS; an explicit choice
-   * is honoured or fails loudly. Returns { backend, reason }.
+   * is honoured or fails loudly. With `tileWorkers` > 1, WebAssembly runs in tile workers, so
+   * it is chosen here without initialising it in this worker (local: false).
+   * Returns { backend, reason, local }.
    */
-  async function chooseBackend(wanted, wasmBase) {
+  async function chooseBackend(wanted, wasmBase, tileWorkers = 1) {
     if (wanted !== 'auto') {
       if (!BACKENDS.includes(wanted)) {
         throw new Error(`unknown backend "${wanted}": use auto, ${BACKENDS.join(', ')}`);
+      }
+      if (wanted === 'wasm' && tileWorkers > 1) {
+        return { backend: 'wasm', reason: 'asked for wasm', local: false };
       }
       if (!(await tryBackend(wanted, wasmBase))) {
         throw new Error(`backend "${wanted}" could not be initialised in this browser`);
       }
       const detail = wanted === 'wasm' ? ` (${wasmFlavour()})` : '';
-      return { backend: wanted, reason: `asked for ${wanted}${detail}` };
+      return { backend: wanted, reason: `asked for ${wanted}${detail}`, local: true };
     }
     const notes = [];
     const gpu = await webgpuVerdict();
     notes.push(gpu.why);
     if (gpu.ok && (await tryBackend('webgpu', wasmBase))) {
-      return { backend: 'webgpu', reason: notes.join('; ') };
+      return { backend: 'webgpu', reason: notes.join('; '), local: true };
     }
     const gl = webglVerdict();
     notes.push(gl.why);
     if (gl.ok && (await tryBackend('webgl', wasmBase))) {
-      return { backend: 'webgl', reason: notes.join('; ') };
+      return { backend: 'webgl', reason: notes.join('; '), local: true };
     }
+    if (tileWorkers > 1) return { backend: 'wasm', reason: notes.join('; '), local: false };
     if (await tryBackend('wasm', wasmBase)) {
       notes.push(wasmFlavour());
-      return { backend: 'wasm', reason: notes.join('; ') };
+      return { backend: 'wasm', reason: notes.join('; '), local: true };
     }
     notes.push('WASM: failed to initialise');
     await tryBackend('cpu', wasmBase);
-    return { backend: 'cpu', reason: notes.join('; ') };
+    return { backend: 'cpu', reason: notes.join('; '), local: true };
   }
 
   /**
@@ -140,6 +154,7 @@ const TfBridge = (() => {
    * reset, the OS reclaiming the GPU, WEBGL_lose_context). TF.js itself would wait forever.
    */
   function watchGpuLoss(onLost) {
+    if (typeof self.tf === 'undefined') return; // tile workers run the model: no GPU here
     const backend = tf.getBackend();
     if (backend === 'webgl') {
       const canvas = tf.backend().gpgpu.gl.canvas;
@@ -215,10 +230,11 @@ const TfBridge = (() => {
 
   /** Live tensors, and the WASM heap's size: it only grows, so it is this instance's peak. */
   function memory() {
+    if (typeof self.tf === 'undefined') return { tensors: 0, bytes: 0, heapBytes: 0 };
     const m = tf.memory();
     const heapBytes = tf.getBackend() === 'wasm' ? tf.backend().wasm.HEAPU8.length : 0;
     return { tensors: m.numTensors, bytes: m.numBytes, heapBytes };
   }
 
-  return { chooseBackend, watchGpuLoss, Model, memory, BACKENDS };
+  return { loadTf, chooseBackend, wasmFlavour, watchGpuLoss, Model, memory, BACKENDS };
 })();

@@ -76,6 +76,12 @@ const TilePool = (() => {
       return this.members.length;
     }
 
+    /** For info.reason: what runs the model. */
+    describe() {
+      const each = (this.flavour || 'WASM').replace(/, 1 thread$/, '');
+      return `${each}, ${this.size} threads: one single-threaded tile worker per core`;
+    }
+
     /** Run `job(member)` on the first idle member; resolves with its result. */
     schedule(job) {
       return new Promise((resolve, reject) => {
@@ -126,7 +132,9 @@ const TilePool = (() => {
     }
 
     static async load(pool, manifest) {
-      await pool.everyMember('load', { manifest, base: pool.base });
+      const [first] = await pool.everyMember('load', { manifest, base: pool.base });
+      pool.flavour = first.flavour; // e.g. 'WASM SIMD, 1 thread': what each member runs
+      pool.tfjs = first.tfjs;
       return new PoolModel(pool, manifest);
     }
 

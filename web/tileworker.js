@@ -5,7 +5,7 @@
  * threads stop at half the cores. Each runs single-threaded SIMD WASM.
  *
  * Protocol, engine worker <-> tile worker (one reply per message, by id):
- *   { id, type: 'load', manifest, base }             -> { id, ok, value: ms }
+ *   { id, type: 'load', manifest, base }             -> { id, ok, value: { ms, flavour, tfjs } }
  *   { id, type: 'predict', model, pixels, height, width } -> { id, ok, value: pixels } (moved)
  *   { id, type: 'unload', model }                     -> { id, ok }
  *   { id, type: 'memory' }                            -> { id, ok, value: { tensors, bytes } }
@@ -36,7 +36,7 @@ const handlers = {
     backendReady = backendReady || setUpBackend();
     await backendReady;
     if (!models.has(manifest.id)) models.set(manifest.id, await TfBridge.Model.load(manifest, base));
-    return { value: performance.now() - started };
+    return { value: { ms: performance.now() - started, flavour: TfBridge.wasmFlavour(), tfjs: tf.version.tfjs } };
   },
 
   async predict({ model, pixels, height, width }) {

@@ -14,14 +14,10 @@
 // starts a blob: worker that sets UPSCALE_BASE and imports this file (see upscale.js).
 const BASE = self.UPSCALE_BASE || new URL('./', self.location.href).href;
 
-importScripts(
-  BASE + 'vendor/tfjs/tf.min.js',
-  BASE + 'vendor/tfjs/tf-backend-wasm.min.js',
-  BASE + 'vendor/tfjs/tf-backend-webgpu.min.js',
-  BASE + 'vendor/pyodide/pyodide.js',
-  BASE + 'tfbridge.js',
-  BASE + 'tilepool.js',
-);
+// TF.js itself loads only if this worker runs the model (TfBridge.loadTf): on WebAssembly with
+// several cores the tile workers do, and this worker's thread is left to Python.
+importScripts(BASE + 'vendor/pyodide/pyodide.js', BASE + 'tfbridge.js', BASE + 'tilepool.js');
+const TF_BASE = BASE + 'vendor/tfjs/';
 
 const NS = 'upscale';
 
@@ -30,6 +26,7 @@ const state = {
   pyodide: null,
   model: null, // TfBridge.Model, or TilePool.PoolModel when tile workers run the model
   pool: null, // TilePool.Pool: one TF.js WASM instance per core, when there is no GPU
+  backend: null, // the backend the model runs on
   workers: 'auto', // how many tile workers were asked for
   catalogue: [],
   // { patchSize, padding, maxPatchSize } the current model runs at on this device; patchSize
@@ -151,7 +148,7 @@ async function largestTile(model, manifest) {
     try {
       await model.warmUp(patchSize);
       const padding = Math.min(manifest.padding, Math.floor(patchSize / 4));
-      const gpu = tf.getBackend() === 'webgl' || tf.getBackend() === 'webgpu';
+      const gpu = state.backend === 'webgl' || state.backend === 'webgpu';
       if (!gpu) return { patchSize: 'auto', padding, maxPatchSize: null };
       return { patchSize, padding, maxPatchSize: tooLarge ? patchSize : null };
     } catch (error) {
@@ -162,10 +159,22 @@ async function largestTile(model, manifest) {
   }
 }
 
-/** On WebAssembly with more than one core, the model runs in tile workers, one per core. */
-function startPool(backend) {
+/**
+ * Choose the backend. On WebAssembly with more than one core the model runs in tile workers,
+ * one per core, started here; otherwise in this worker. Returns chooseBackend's answer.
+ */
+async function startBackend(wanted) {
   const count = TilePool.size(state.workers);
-  if (backend === 'wasm' && count > 1) state.pool = new TilePool.Pool(count, BASE);
+  const choice = await TfBridge.chooseBackend(wanted, TF_BASE, count);
+  state.backend = choice.backend;
+  if (!choice.local) state.pool = new TilePool.Pool(count, BASE);
+  return choice;
+}
+
+/** info.reason once the model is loaded (tile workers say what they run). */
+function reasonFor(choice) {
+  if (choice.local) return choice.reason;
+  return [choice.reason, state.pool.describe()].filter(Boolean).join('; ');
 }
 
 /**
@@ -181,8 +190,7 @@ function gpuLost(what) {
   const model = state.model;
   model.abandon(error);
   state.recovering = (async () => {
-    const choice = await TfBridge.chooseBackend('wasm', BASE + 'vendor/tfjs/');
-    startPool(choice.backend);
+    const choice = await startBackend('wasm');
     state.model = null;
     try {
       model.dispose();
@@ -193,7 +201,7 @@ function gpuLost(what) {
     state.info = {
       ...state.info,
       backend: choice.backend,
-      reason: `${what}; now ${choice.reason}`,
+      reason: `${what}; now ${reasonFor(choice)}`,
       tile: state.tile,
       workers: state.pool ? state.pool.size : 1,
     };
@@ -219,25 +227,24 @@ const methods = {
     const python = loadPython();
     const tfReady = (async () => {
       const started = performance.now();
-      const choice = await TfBridge.chooseBackend(backend, BASE + 'vendor/tfjs/');
+      const choice = await startBackend(backend);
       return { choice, ms: performance.now() - started };
     })();
     state.catalogue = await loadCatalogue();
     const manifest = findModel(modelId);
     const { choice, ms: tfMs } = await tfReady;
-    startPool(choice.backend);
     const { modelMs, warmupMs } = await switchModel(manifest);
     TfBridge.watchGpuLoss(gpuLost);
     const pythonMs = await python;
     state.info = {
       backend: choice.backend,
-      reason: choice.reason,
+      reason: reasonFor(choice),
       model: manifest,
       limits: { inputPixels: state.limits.input_pixels, outputPixels: state.limits.output_pixels },
       tile: state.tile,
       workers: state.pool ? state.pool.size : 1,
       versions: {
-        tfjs: tf.version.tfjs,
+        tfjs: self.tf ? tf.version.tfjs : state.pool.tfjs,
         pyodide: state.pyodide.version,
         ...state.engine.versions().toJs({ dict_converter: Object.fromEntries }),
       },
