@@ -151,6 +151,21 @@ def photo_png(size: int) -> bytes:
     return png_bytes(image.resize((size, size), Image.Resampling.LANCZOS))
 
 
+def commit() -> str:
+    """The commit measured, marked when the working tree had changes."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "web", "py", "models",
+                                "bench/bench.py", "bench/measure.js"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + (" with uncommitted changes" if dirty else "")
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -318,6 +333,7 @@ def run(quick: bool) -> dict:
         "command": "python build.py bench" + (" --quick" if quick else ""),
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),
+        "commit": commit(),
         "quick": quick,
         "sizes": settings["sizes"],
         "repeats": {str(k): v for k, v in settings["repeats"].items()},
@@ -437,7 +453,7 @@ def report(results: dict) -> str:
         "# Upscale benchmark",
         "",
         f"Command: `{results['command']}` ({results['minutes']} min)  ",
-        f"Date: {results['date']}  ",
+        f"Date: {results['date']}; commit {results['commit']}  ",
         f"Machine: {results['machine']}  ",
         f"Browser: {results['browser']}  ",
     ]
