@@ -197,13 +197,14 @@ def harness_page(context, base: str, isolated: bool = True):
     name = "__bench__.html" if isolated else "__bench__plain.html"
     page = context.new_page()
     page.set_default_timeout(900_000)
-    photo = Image.open(build.ensure_photos()["astronaut.png"]).convert("RGB")
+    photo = png_bytes(Image.open(build.ensure_photos()["astronaut.png"]).convert("RGB"))
+    theirs = UPSCALERJS.read_bytes()
     page.route("**/__bench__/photo.png",
-               lambda route: route.fulfill(body=png_bytes(photo), content_type="image/png"))
+               lambda route: route.fulfill(body=photo, content_type="image/png"))
     page.route(f"{base}/{name}", lambda route: route.fulfill(
         body=HARNESS_HTML, content_type="text/html", headers=headers))
     page.route("**/__bench__/upscaler.min.js", lambda route: route.fulfill(
-        body=UPSCALERJS.read_bytes(), content_type="text/javascript"))
+        body=theirs, content_type="text/javascript"))
     page.goto(f"{base}/{name}")
     page.add_script_tag(path=str(ROOT / "bench" / "measure.js"))
     return page

@@ -56,13 +56,17 @@
     return context.getImageData(0, 0, size, size);
   }
 
-  /** PSNR of two RGBA buffers over RGB, in dB (Infinity when identical). */
-  function psnr(a, b) {
+  /**
+   * PSNR in dB (Infinity when identical) of two pixel buffers with `channels` values a pixel
+   * (4: RGBA, alpha skipped; 3: RGB), values rounded and clamped to 0..255 first.
+   */
+  function psnr(a, b, channels) {
+    const byte = (v) => Math.min(255, Math.max(0, Math.round(v)));
     let sum = 0;
     let n = 0;
     for (let i = 0; i < a.length; i++) {
-      if (i % 4 === 3) continue;
-      const d = a[i] - b[i];
+      if (i % channels === 3) continue;
+      const d = byte(a[i]) - byte(b[i]);
       sum += d * d;
       n += 1;
     }
@@ -106,7 +110,7 @@
     }
     const seamImage = await crop(seamSize);
     const whole = await up.upscale(seamImage, { patchSize: seamSize, padding: 0 });
-    out.seam.upscale = psnr((await up.upscale(seamImage)).data, whole.data);
+    out.seam.upscale = psnr((await up.upscale(seamImage)).data, whole.data, 4);
     up.dispose();
 
     await pageTf();
@@ -145,20 +149,10 @@
     }
     const theirWhole = await runTheirs(seamImage, {});
     const theirTiled = await runTheirs(seamImage, recommended);
-    out.seam.upscalerjs = psnrRgb(theirTiled, theirWhole);
+    out.seam.upscalerjs = psnr(theirTiled, theirWhole, 3);
     await theirs.dispose();
     out.pageTensorsLeft = tf.memory().numTensors;
     return out;
-  }
-
-  /** PSNR of two RGB (3 values a pixel) buffers. */
-  function psnrRgb(a, b) {
-    let sum = 0;
-    for (let i = 0; i < a.length; i++) {
-      const d = Math.min(255, Math.max(0, Math.round(a[i]))) - Math.min(255, Math.max(0, Math.round(b[i])));
-      sum += d * d;
-    }
-    return sum ? 10 * Math.log10((255 * 255 * a.length) / sum) : Infinity;
   }
 
   /** From navigation to the first upscaled `size` px image (this page load's engine). */

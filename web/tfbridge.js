@@ -236,5 +236,5 @@ const TfBridge = (() => {
     return { tensors: m.numTensors, bytes: m.numBytes, heapBytes };
   }
 
-  return { loadTf, chooseBackend, wasmFlavour, watchGpuLoss, Model, memory, BACKENDS };
+  return { chooseBackend, wasmFlavour, watchGpuLoss, Model, memory, BACKENDS };
 })();

@@ -138,21 +138,26 @@ const TilePool = (() => {
       return new PoolModel(pool, manifest);
     }
 
-    /** pixels: Uint8Array of height*width*3 (copied now: it may be a view of Python's heap). */
+    /** Run one tile on `member`; `buffer` (an ArrayBuffer of the tile's RGB) is moved there. */
+    runOn(member, buffer, height, width) {
+      return member.call('predict', { model: this.manifest.id, pixels: buffer, height, width }, [buffer])
+        .then((out) => new Uint8Array(out));
+    }
+
+    /**
+     * pixels: Uint8Array of height*width*3, run on the first idle member. Copied now, before
+     * it waits: it may be a view of Python's heap, released when this returns.
+     */
     predict(pixels, height, width) {
       const copy = pixels.slice().buffer;
-      return this.pool.schedule((member) => member.call(
-        'predict', { model: this.manifest.id, pixels: copy, height, width }, [copy],
-      )).then((buffer) => new Uint8Array(buffer));
+      return this.pool.schedule((member) => this.runOn(member, copy, height, width));
     }
 
     /** One tile of this shape on every member, so no real tile pays a compile cost. */
     async warmUp(size) {
-      const zeros = new Uint8Array(size * size * 3);
-      await Promise.all(this.pool.members.map((member) => {
-        const copy = zeros.slice().buffer;
-        return member.call('predict', { model: this.manifest.id, pixels: copy, height: size, width: size }, [copy]);
-      }));
+      await Promise.all(this.pool.members.map(
+        (member) => this.runOn(member, new ArrayBuffer(size * size * 3), size, size),
+      ));
     }
 
     abandon() {} // no GPU behind it: nothing to lose
