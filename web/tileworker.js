@@ -5,7 +5,7 @@
  * threads stop at half the cores. Each runs single-threaded SIMD WASM.
  *
  * Protocol, engine worker <-> tile worker (one reply per message, by id):
- *   { id, type: 'load', manifest, base }             -> { id, ok, value: { ms, flavour, tfjs } }
+ *   { id, type: 'load', manifest, base, artifacts }  -> { id, ok, value: { ms, flavour, tfjs } }
  *   { id, type: 'predict', model, pixels, height, width } -> { id, ok, value: pixels } (moved)
  *   { id, type: 'unload', model }                     -> { id, ok }
  *   { id, type: 'memory' }                            -> { id, ok, value: { tensors, bytes } }
@@ -18,7 +18,7 @@ const BASE = self.UPSCALE_BASE || new URL('./', self.location.href).href;
 importScripts(BASE + 'vendor/tfjs/tf.min.js', BASE + 'vendor/tfjs/tf-backend-wasm.min.js',
   BASE + 'tfbridge.js');
 
-const models = new Map(); // manifest id -> TfBridge.Model
+const models = new Map(); // manifest key (else id) -> TfBridge.Model
 let backendReady = null;
 
 async function setUpBackend() {
@@ -31,11 +31,12 @@ async function setUpBackend() {
 }
 
 const handlers = {
-  async load({ manifest, base }) {
+  async load({ manifest, base, artifacts }) {
     const started = performance.now();
     backendReady = backendReady || setUpBackend();
     await backendReady;
-    if (!models.has(manifest.id)) models.set(manifest.id, await TfBridge.Model.load(manifest, base));
+    const key = manifest.key || manifest.id; // a model the user brought has a key per upload
+    if (!models.has(key)) models.set(key, await TfBridge.Model.load(manifest, base, artifacts));
     return { value: { ms: performance.now() - started, flavour: TfBridge.wasmFlavour(), tfjs: tf.version.tfjs } };
   },
 

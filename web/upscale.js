@@ -12,7 +12,7 @@
 const NS = 'upscale';
 const HERE = new URL('./', import.meta.url);
 
-export const DEFAULT_MODEL = 'esrgan-slim-x2';
+export const DEFAULT_MODEL = 'span-x2';
 
 /** Thrown when an Upscaler is used after dispose() or its worker died. */
 export class UpscaleError extends Error {
@@ -81,6 +81,24 @@ async function toPayload(input) {
     `unsupported input ${Object.prototype.toString.call(input)}: pass a Blob, File, ImageData, ImageBitmap, <img>, <canvas> or URL`,
     { name: 'InvalidInput' },
   );
+}
+
+/** The bytes of a URL, Blob or ArrayBuffer (a model file the user brought, a file to inspect). */
+async function toBuffer(source, what) {
+  if (source instanceof ArrayBuffer) return source.slice(0);
+  if (ArrayBuffer.isView(source)) return source.buffer.slice(source.byteOffset, source.byteOffset + source.byteLength);
+  if (typeof Blob !== 'undefined' && source instanceof Blob) return source.arrayBuffer();
+  if (typeof source === 'string' || source instanceof URL) {
+    let response;
+    try {
+      response = await fetch(source);
+    } catch (error) {
+      throw new UpscaleError(`could not fetch the ${what} from ${source}: ${error.message}`, { name: 'FetchError' });
+    }
+    if (!response.ok) throw new UpscaleError(`could not fetch the ${what} from ${source}: HTTP ${response.status}`, { name: 'FetchError' });
+    return response.arrayBuffer();
+  }
+  throw new UpscaleError(`the ${what} must be a URL, Blob or ArrayBuffer`, { name: 'InvalidOptions' });
 }
 
 /**
@@ -208,14 +226,28 @@ export class Upscaler {
     this.ready = this.start();
   }
 
-  /** Start a worker and initialise it; also used to replace a worker that died. */
+  /**
+   * Start a worker and initialise it; also used to replace a worker that died, which then
+   * gets the model the user brought again, if one was in use.
+   */
   start() {
-    this.connection = new Connection(() => {
+    const connection = new Connection(() => {
       this.ready = null; // the next call starts a fresh worker
     }, this.stallMs);
-    const ready = this.connection.call('init', this.options);
+    this.connection = connection;
+    let ready = connection.call('init', this.options);
+    if (this.custom) ready = ready.then(() => this.sendCustom(connection, this.custom));
     ready.catch(() => {}); // callers see the rejection through `ready`; no unhandled noise
     return ready;
+  }
+
+  /** Hand a brought model to the worker (copies: the Upscaler keeps its own for restarts). */
+  sendCustom(connection, custom) {
+    const param = custom.param.slice(0);
+    const bin = custom.bin.slice(0);
+    const { scale, inputRange, name } = custom;
+    return connection.call('setModel', { ncnn: { param, bin }, scale, inputRange, name },
+      { transfer: [param, bin] });
   }
 
   async engine() {
@@ -256,15 +288,46 @@ export class Upscaler {
   }
 
   /**
-   * Switch to another model from listModels(), keeping the worker (Python and the backend
-   * stay loaded). Resolves to the same info as `ready`; on failure the old model stays.
+   * Switch to another model, keeping the worker (Python and the backend stay loaded).
+   * Resolves to the same info as `ready`; on failure the old model stays.
+   *
+   * `model` is an id from listModels(), or a model of your own in ncnn's format:
+   * `{ ncnn: { param, bin }, scale, inputRange, name }`, where `param` and `bin` are URLs,
+   * Blobs or ArrayBuffers. It is converted to TF.js in the worker; `scale` (checked against
+   * the network when given) and the margin it reads around each tile are inferred;
+   * `inputRange` defaults to [0, 1], ncnn's convention for super-resolution. A malformed pair
+   * rejects with InvalidModel, one using a layer Upscale does not run with UnsupportedModel.
    */
   async setModel(model) {
+    if (model && typeof model === 'object' && model.ncnn) return this.setOwnModel(model);
     const connection = await this.engine();
     const info = await connection.call('setModel', { model });
     this.options.model = model;
+    this.custom = null;
     this.ready = Promise.resolve(info);
     return info;
+  }
+
+  async setOwnModel({ ncnn, scale = null, inputRange = [0, 1], name = null }) {
+    const [param, bin] = await Promise.all([toBuffer(ncnn.param, '.param'), toBuffer(ncnn.bin, '.bin')]);
+    const label = name || (typeof ncnn.param === 'object' && ncnn.param.name) || 'model';
+    const custom = { param, bin, scale, inputRange, name: String(label).replace(/\.param$/i, '') };
+    const connection = await this.engine();
+    const info = await this.sendCustom(connection, custom);
+    this.custom = custom;
+    this.ready = Promise.resolve(info);
+    return info;
+  }
+
+  /**
+   * What a file is, from its header alone: `{ format, width, height, jpegQuality, denoise }`;
+   * for a JPEG, its estimated libjpeg quality and the waifu2x noise level that suits it (null
+   * when it needs none). Answered at once, also while an upscale runs.
+   */
+  async inspect(blob) {
+    const connection = await this.engine();
+    const bytes = await toBuffer(blob, 'file');
+    return connection.call('inspect', { bytes }, { transfer: [bytes] });
   }
 
   /** Tensors and bytes held by TF.js, and the size of the Python heap, in the worker. */

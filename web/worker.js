@@ -101,12 +101,15 @@ function findModel(modelId) {
   return manifest;
 }
 
-/** Load and warm up `manifest`'s model, then free the one it replaces. */
-async function switchModel(manifest) {
+/**
+ * Load and warm up `manifest`'s model, then free the one it replaces. `artifacts`: a model
+ * held in memory (one the user brought), see TfBridge.Model.load.
+ */
+async function switchModel(manifest, artifacts = null) {
   const m0 = performance.now();
   const model = state.pool
-    ? await TilePool.PoolModel.load(state.pool, manifest)
-    : await TfBridge.Model.load(manifest, BASE);
+    ? await TilePool.PoolModel.load(state.pool, manifest, artifacts)
+    : await TfBridge.Model.load(manifest, BASE, artifacts);
   const modelMs = performance.now() - m0;
   const w0 = performance.now();
   let tile;
@@ -209,6 +212,65 @@ function gpuLost(what) {
   })();
 }
 
+let ownModels = 0; // each model the user brings gets its own key in the tile workers
+
+/**
+ * Convert an ncnn pair in Python; returns the manifest the engine runs it by and the TF.js
+ * artifacts to load it from memory. A wrong `scale` or `inputRange` is refused by name.
+ */
+function convertOwnModel({ param, bin }, { scale, inputRange = [0, 1], name }) {
+  if (!(param instanceof ArrayBuffer) || !(bin instanceof ArrayBuffer)) {
+    throw invalidOptions('a model of your own needs both files: ncnn: { param, bin }');
+  }
+  const range = inputRange ?? [0, 1];
+  if (!Array.isArray(range) || range.length !== 2 || range[0] !== 0 || !(range[1] > 0)) {
+    throw invalidOptions(`inputRange must be [0, max] with max > 0: got ${JSON.stringify(inputRange)}`);
+  }
+  const result = state.engine.convert_ncnn(new Uint8Array(param), new Uint8Array(bin));
+  let text, weights, meta;
+  try {
+    const [jsonText, data, info] = result.toJs({ dict_converter: Object.fromEntries, create_proxies: false });
+    text = jsonText;
+    weights = data.slice().buffer; // out of Python's heap: TF.js keeps it
+    meta = info;
+  } finally {
+    result.destroy();
+  }
+  if (scale != null && Number(scale) !== meta.scale) {
+    throw invalidOptions(`scale ${scale} was given, but this network enlarges ${meta.scale} times`);
+  }
+  const model = JSON.parse(text);
+  const label = String(name || 'model').slice(0, 80);
+  ownModels += 1;
+  const manifest = {
+    id: `custom:${label}`,
+    key: `custom:${ownModels}`,
+    label: `Your model: ${label} (×${meta.scale})`,
+    custom: true,
+    format: 'ncnn',
+    scale: meta.scale,
+    margin: meta.margin,
+    layerTypes: meta.layerTypes,
+    inputRange: range,
+    outputRange: range,
+    customLayers: [],
+    patchSize: 128,
+    padding: 16,
+    weightBytes: weights.byteLength,
+  };
+  const artifacts = {
+    modelTopology: model.modelTopology,
+    weightSpecs: model.weightsManifest[0].weights,
+    weightData: weights,
+    format: 'graph-model',
+  };
+  return { manifest, artifacts };
+}
+
+function invalidOptions(message) {
+  return Object.assign(new Error(message), { name: 'InvalidOptions' });
+}
+
 /** Pixels of a transferred ImageBitmap, read through an OffscreenCanvas. */
 function bitmapToRgba(bitmap) {
   const { width, height } = bitmap;
@@ -225,6 +287,7 @@ const methods = {
     TilePool.size(workers); // a bad count fails here, before anything loads
     state.workers = workers;
     const python = loadPython();
+    state.pythonReady = python.catch(() => {});
     const tfReady = (async () => {
       const started = performance.now();
       const choice = await startBackend(backend);
@@ -259,9 +322,20 @@ const methods = {
     return state.info;
   },
 
-  /** Replace the model, keeping Python and the backend; the old one stays if this fails. */
-  async setModel({ model: modelId }) {
+  /**
+   * Replace the model, keeping Python and the backend; the old one stays if this fails.
+   * `ncnn: { param, bin }` (ArrayBuffers) is a model the user brought: converted by Python.
+   */
+  async setModel({ model: modelId, ncnn, scale, inputRange, name }) {
     if (state.recovering) await state.recovering;
+    if (ncnn) {
+      const { manifest, artifacts } = convertOwnModel(ncnn, { scale, inputRange, name });
+      const { modelMs, warmupMs } = await switchModel(manifest, artifacts);
+      state.info = {
+        ...state.info, model: manifest, tile: state.tile, timings: { ...state.info.timings, modelMs, warmupMs },
+      };
+      return state.info;
+    }
     const manifest = findModel(modelId);
     if (manifest.id !== state.model.manifest.id) {
       const { modelMs, warmupMs } = await switchModel(manifest);
@@ -311,6 +385,7 @@ async function upscaleNow({ input, options = {} }, id) {
     padding: options.padding ?? state.tile.padding,
     limits: options.limits ?? state.limits,
     parallel: state.pool ? state.pool.size : 1, // tiles in flight at once
+    margin: manifest.margin || 0,
     largestPatch: largestAutoPatch(manifest),
   };
   if (state.tile.maxPatchSize && settings.patchSize > state.tile.maxPatchSize) {
@@ -374,6 +449,10 @@ self.onmessage = (event) => {
   }
   if (message.type !== 'request') return;
   const { id, method, params } = message;
+  if (method === 'inspect') {
+    inspectNow(id, params); // reads a header: no need to wait behind a running upscale
+    return;
+  }
   queue = queue.then(async () => {
     try {
       if (state.cancelled.has(id)) throw Object.assign(new Error('cancelled'), { name: 'AbortError' });
@@ -391,6 +470,23 @@ self.onmessage = (event) => {
     }
   });
 };
+
+async function inspectNow(id, { bytes }) {
+  try {
+    await state.pythonReady;
+    if (!state.engine) throw new Error('the engine is not initialised');
+    const answer = state.engine.inspect(new Uint8Array(bytes));
+    let value;
+    try {
+      value = answer.toJs({ dict_converter: Object.fromEntries });
+    } finally {
+      answer.destroy();
+    }
+    post({ type: 'reply', id, ok: true, value });
+  } catch (error) {
+    post({ type: 'reply', id, ok: false, error: describe(error) });
+  }
+}
 
 /** A method may return { value, transfer } to hand buffers over without a copy. */
 function unpack(result) {

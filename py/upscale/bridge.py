@@ -14,7 +14,8 @@ import PIL
 from pyodide.ffi import JsProxy
 
 from . import __version__
-from .imaging import Limits, decode
+from .imaging import Limits, decode, describe_file
+from .ncnn import convert_to_json
 from .pipeline import Options, upscale
 from .tiling import Region, check_integer
 
@@ -57,7 +58,8 @@ async def run(source: JsProxy, options: JsProxy, predict: JsProxy, progress: JsP
     opts = options.to_py()
     patch = opts["patchSize"]
     settings = Options(int(opts["scale"]), None if patch == "auto" else patch, opts["padding"],
-                       int(opts.get("parallel", 1)), int(opts.get("largestPatch", 320)))
+                       int(opts.get("parallel", 1)), int(opts.get("largestPatch", 320)),
+                       int(opts.get("margin", 0)))
     limits = Limits(**{k: int(v) for k, v in opts.get("limits", {}).items()})
     if source.kind == "encoded":
         image = decode(source.bytes.to_bytes(), settings.scale, limits)
@@ -66,8 +68,9 @@ async def run(source: JsProxy, options: JsProxy, predict: JsProxy, progress: JsP
 
     async def predict_tile(tile: np.ndarray) -> np.ndarray:
         result = await predict(tile, tile.shape[0], tile.shape[1])
-        pixels = np.empty((tile.shape[0] * settings.scale, tile.shape[1] * settings.scale, 3),
-                          np.uint8)
+        inner = 2 * settings.margin
+        pixels = np.empty(((tile.shape[0] - inner) * settings.scale,
+                           (tile.shape[1] - inner) * settings.scale, 3), np.uint8)
         result.assign_to(pixels)
         return pixels
 
@@ -79,3 +82,14 @@ async def run(source: JsProxy, options: JsProxy, predict: JsProxy, progress: JsP
 
     return await upscale(_with_alpha(image), predict_tile, settings, report, lambda: cancelled(),
                          paint_tile if paint is not None else None)
+
+
+def convert_ncnn(param: JsProxy, weights: JsProxy):
+    """A model the user brought, as (model.json text, weight bytes, {scale, margin, ...})."""
+    text, data, meta = convert_to_json(param.to_bytes(), weights.to_bytes())
+    return text, data, meta
+
+
+def inspect(data: JsProxy) -> dict:
+    """What the page may want to know about a file before upscaling it (see describe_file)."""
+    return describe_file(data.to_bytes())

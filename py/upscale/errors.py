@@ -21,6 +21,12 @@ TOO_LARGE = (
 )
 MODEL_OUTPUT = "the model returned a tile of shape {got}; expected {want}"
 CANCELLED = "the upscale was cancelled"
+UNSUPPORTED_LAYER = (
+    "layer type {type} ({name}) is not supported: Upscale refuses it rather than run it wrongly"
+)
+UNSUPPORTED_PARAM = "{layer} uses {detail}, which Upscale does not support"
+BAD_MODEL = "not a valid ncnn model: {detail}"
+NOT_AN_UPSCALER = "not an image upscaler: {detail}"
 
 
 class UpscaleError(Exception):
@@ -49,6 +55,14 @@ class UnsupportedFormat(InvalidImage):
 
 class CorruptImage(InvalidImage):
     pass
+
+
+class InvalidModel(UpscaleError):
+    """A model file that is malformed, or a .param and .bin that do not belong together."""
+
+
+class UnsupportedModel(UpscaleError):
+    """A well-formed model that uses something the converter does not map."""
 
 
 class ImageTooLarge(UpscaleError):

@@ -111,3 +111,52 @@ def resize_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
         return np.full((height * scale, width * scale), 255, np.uint8)
     plane = Image.fromarray(np.ascontiguousarray(alpha), mode="L")
     return np.asarray(plane.resize((width * scale, height * scale), Image.Resampling.BICUBIC))
+
+
+# The IJG (libjpeg) luminance table at quality 50, which its quality setting scales.
+IJG_LUMINANCE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99])
+# waifu2x's noise levels by the quality they clean up (its authors' guidance: level 0 for
+# light, 3 for heavy compression); above the first bound a JPEG needs no noise removal.
+DENOISE_BELOW = ((90, 0), (80, 1), (65, 2), (45, 3))
+
+
+def ijg_table(quality: int) -> np.ndarray:
+    """The luminance table libjpeg writes at `quality` (1-100)."""
+    factor = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((IJG_LUMINANCE * factor + 50) // 100, 1, 255)
+
+
+def jpeg_quality(tables: dict) -> int | None:
+    """The libjpeg quality whose luminance table is nearest to the file's, or None without
+    one. Compared as sorted values, so the tables' coefficient order does not matter."""
+    luminance = tables.get(0)
+    if luminance is None or len(luminance) != 64:
+        return None
+    actual = np.sort(np.asarray(luminance, np.int64))
+    errors = [np.abs(np.sort(ijg_table(q)) - actual).sum() for q in range(1, 101)]
+    return int(np.argmin(errors)) + 1
+
+
+def suggested_denoise(quality: int | None) -> int | None:
+    """The waifu2x noise level for a JPEG of this quality, None when it needs none."""
+    if quality is None:
+        return None
+    level = None
+    for bound, noise in DENOISE_BELOW:
+        if quality < bound:
+            level = noise
+    return level
+
+
+def describe_file(data: bytes) -> dict:
+    """Format, size and, for a JPEG, its estimated quality and the noise level to remove;
+    from the header alone, no pixel decoded."""
+    image = open_image(data)
+    quality = jpeg_quality(getattr(image, "quantization", None) or {}) \
+        if image.format == "JPEG" else None
+    return {"format": image.format, "width": image.width, "height": image.height,
+            "jpegQuality": quality, "denoise": suggested_denoise(quality)}

@@ -16,7 +16,7 @@ import numpy as np
 from .errors import BAD_SHAPE, MODEL_OUTPUT, Cancelled, InvalidImage, ModelOutputError
 from .imaging import resize_alpha
 from .stitch import Stitcher
-from .tiling import Region, Tile, TilePlan, choose_patch, pad_up
+from .tiling import Region, Tile, TilePlan, choose_patch, cut, pad_up
 
 Predict = Callable[[np.ndarray], Awaitable[np.ndarray]]
 Progress = Callable[[int, int, Region], None]
@@ -30,6 +30,7 @@ class Options:
     padding: int = 16
     parallel: int = 1  # tiles in flight at once (one per tile worker)
     largest_patch: int = 320
+    margin: int = 0  # pixels the model reads beyond its output on each side (waifu2x: 7)
 
 
 async def upscale(
@@ -46,7 +47,9 @@ async def upscale(
     resized with Pillow. `on_progress(done, total, window)` follows every tile, `window` being
     the input pixels that tile read (clipped to the image). `cancelled()` is asked before
     each tile; when it says yes, Cancelled is raised and no further tile starts (up to
-    `parallel - 1` already handed out finish unread). `on_tile(region, pixels)`, for live
+    `parallel - 1` already handed out finish unread). A model with a `margin` gets each
+    window with that many more pixels around it (edge pixels repeated beyond the image) and
+    returns the window's output. `on_tile(region, pixels)`, for live
     previews, gets the output pixels each tile owns (RGB, unblended).
 
     Up to `options.parallel` predicts run at once; results are stitched in tile order.
@@ -84,7 +87,7 @@ async def upscale(
         for tile in plan:
             if cancelled is not None and cancelled():
                 raise Cancelled()
-            patch = np.ascontiguousarray(source[tile.window.slices()])
+            patch = cut(source, tile.window, options.margin)
             # One at a time, the coroutine is awaited at once (no event loop needed); more, and
             # each runs as a task so that its predict starts before the older ones finish.
             running = asyncio.ensure_future(predict(patch)) if parallel > 1 else predict(patch)

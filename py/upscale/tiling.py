@@ -232,6 +232,19 @@ def _owned_range(handovers: list[int], index: int, length: int) -> tuple[int, in
     return min(start, length), min(stop, length)
 
 
+def cut(image: np.ndarray, window: Region, margin: int = 0) -> np.ndarray:
+    """A contiguous copy of `window` of `image` and `margin` pixels around it; beyond the
+    image's edge the edge pixels repeat (what a network with unpadded convolutions, such as
+    waifu2x, expects there)."""
+    if not margin:
+        return np.ascontiguousarray(image[window.slices()])
+    rows = np.clip(np.arange(window.y - margin, window.y + window.height + margin), 0,
+                   image.shape[0] - 1)
+    cols = np.clip(np.arange(window.x - margin, window.x + window.width + margin), 0,
+                   image.shape[1] - 1)
+    return image[rows[:, None], cols]
+
+
 def pad_up(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Extend `image` to at least height x width by mirroring it at the bottom and right edge.
 

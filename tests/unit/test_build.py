@@ -95,13 +95,18 @@ def test_served_lock_lists_exactly_what_dist_serves():
 def test_dist_plan_covers_every_model_wasm_file_and_pyodide_core(tmp_path):
     manifests = build.load_manifests()
     fake_wheels = {n: tmp_path / f"{n}.whl" for n in build.PYODIDE_PACKAGES}
-    plan = build.dist_plan(manifests, fake_wheels)
+    plan = build.dist_plan(manifests, fake_wheels, build.converted_models(manifests))
+    upscalerjs = [m for m in manifests if m.get("format") != "ncnn"]
     for manifest in manifests:
-        folder = manifest["package"].removeprefix("@upscalerjs/")
-        assert f"models/{folder}/{manifest['path']}" in plan
+        if manifest.get("format") == "ncnn":
+            assert f"models/{manifest['id']}/model.json" in plan
+            assert any(p.startswith(f"models/{manifest['id']}/group1-shard1of") for p in plan)
+        else:
+            folder = manifest["package"].removeprefix("@upscalerjs/")
+            assert f"models/{folder}/{manifest['path']}" in plan
     shards = [p for p in plan if p.startswith("models/") and not p.endswith(".json")]
     assert sum(plan[p].stat().st_size for p in shards) >= sum(
-        m["weightBytes"] for m in {m["package"] + m["path"]: m for m in manifests}.values()
+        m["weightBytes"] for m in {m["package"] + m["path"]: m for m in upscalerjs}.values()
     )
     for flavour in ("", "-simd", "-threaded-simd"):
         assert f"vendor/tfjs/tfjs-backend-wasm{flavour}.wasm" in plan
@@ -117,7 +122,9 @@ def test_built_dist_serves_exactly_the_plan():
     lock = json.loads((build.PYODIDE_DIR / "pyodide-lock.json").read_text())
     wheels = {w.name: w.cached() for w in build.pinned_wheels(lock)}
     manifests = build.load_manifests()
-    expected = set(build.dist_plan(manifests, wheels)) | set(build.generated_files(manifests, lock))
+    converted = build.converted_models(manifests)
+    expected = set(build.dist_plan(manifests, wheels, converted)) | set(
+        build.generated_files(manifests, lock, converted))
     on_disk = {p.relative_to(build.DIST).as_posix() for p in build.DIST.rglob("*") if p.is_file()}
     assert on_disk == expected
     served = json.loads((build.DIST / "vendor/pyodide/pyodide-lock.json").read_text())
@@ -127,7 +134,7 @@ def test_built_dist_serves_exactly_the_plan():
 
 
 def test_manifest_weight_bytes_are_checked(monkeypatch):
-    manifest = dict(build.load_manifests()[0])
+    manifest = dict(next(m for m in build.load_manifests() if m.get("format") != "ncnn"))
     manifest["weightBytes"] += 1
     with pytest.raises(build.BuildError, match="weights are"):
         build.model_files(manifest)
