@@ -61,12 +61,6 @@ def site(dist_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def photos() -> dict[str, Path]:
-    """The test photos (scikit-image's, pinned by sha256), by file name."""
-    return build.ensure_photos()
-
-
-@pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not Path(chromium).is_file():

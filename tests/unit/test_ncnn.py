@@ -1,0 +1,165 @@
+"""The ncnn converter in CPython: what it reads, what it refuses, what it infers.
+
+Whether the converted graphs compute what ncnn computes is checked in Chromium against the
+independent numpy reference (tests/e2e/test_ncnn.py); here, the parts that need no TF.js.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from upscale.errors import BAD_MODEL, UNSUPPORTED_LAYER, InvalidModel, UnsupportedModel
+from upscale.ncnn import FP16_TAG, SHARD_BYTES, convert, convert_to_json, parse_param
+
+
+def param(*lines: str) -> str:
+    blobs = sum(len(line.split()) for line in lines)  # the count is not checked; any will do
+    return "\n".join(["7767517", f"{len(lines)} {blobs}", *lines]) + "\n"
+
+
+def conv_weights(out: int, inp: int, k: int, *, half: bool = False, bias: bool = True,
+                 seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal(out * inp * k * k).astype(np.float32)
+    if half:
+        data = struct.pack("<I", FP16_TAG) + values.astype("<f2").tobytes()
+        data += b"\0" * (-len(data) % 4)
+    else:
+        data = struct.pack("<I", 0) + values.tobytes()
+    if bias:
+        data += rng.standard_normal(out).astype(np.float32).tobytes()
+    return data
+
+
+# x2 by a 3x3 conv to 12 channels and a PyTorch-order PixelShuffle.
+TINY_X2 = param(
+    "Input in 0 1 data",
+    "Convolution conv 1 1 data c 0=12 1=3 4=1 5=1 6=324",
+    "PixelShuffle ps 1 1 c out 0=2",
+)
+
+
+def test_tiny_model_converts_with_scale_and_no_margin():
+    model = convert(TINY_X2, conv_weights(12, 3, 3))
+    assert (model.scale, model.margin) == (2, 0)
+    ops = [node["op"] for node in model.topology["node"]]
+    assert ops.count("Placeholder") == 1 and "_FusedConv2D" in ops and "DepthToSpace" in ops
+    assert "GatherV2" not in ops  # the channel order was folded into the conv's filters
+    assert ops[-1] == "Identity" and model.topology["node"][-1]["name"] == "output"
+
+
+def test_pixelshuffle_order_is_folded_into_the_filters():
+    """TF channel (i*r + j)*C + c must hold PyTorch channel c*r*r + i*r + j."""
+    weights = conv_weights(12, 3, 3)
+    model = convert(TINY_X2, weights)
+    filters = np.frombuffer(model.weight_data[: 12 * 3 * 9 * 4], np.float32).reshape(3, 3, 3, 12)
+    ncnn = np.frombuffer(weights[4 : 4 + 12 * 27 * 4], np.float32).reshape(12, 3, 3, 3)
+    for c in range(3):
+        for i in range(2):
+            for j in range(2):
+                tf_channel = (i * 2 + j) * 3 + c
+                torch_channel = c * 4 + i * 2 + j
+                assert np.array_equal(filters[..., tf_channel],
+                                      ncnn[torch_channel].transpose(1, 2, 0))
+
+
+def test_float16_weights_stay_float16_and_float32_ones_stay_float32():
+    half = convert(TINY_X2, conv_weights(12, 3, 3, half=True))
+    full = convert(TINY_X2, conv_weights(12, 3, 3))
+    quantised = {s["name"] for s in half.weight_specs if "quantization" in s}
+    assert quantised == {"conv/filter"}
+    assert not any("quantization" in s for s in full.weight_specs)
+    assert len(full.weight_data) - len(half.weight_data) == 12 * 27 * 2
+
+
+def test_waifu2x_like_net_declares_its_margin():
+    """Two unpadded 3x3 convs, a 4x4 stride-2 deconvolution cropping 3: out = 2(n - 2 * 3)."""
+    text = param(
+        "Input in 0 1 data",
+        "Convolution c1 1 1 data a 0=4 1=3 5=1 6=108 9=2 -23310=1,0.1",
+        "Convolution c2 1 1 a b 0=4 1=3 5=1 6=144 9=2 -23310=1,0.1",
+        "Deconvolution d 1 1 b out 0=3 1=4 3=2 4=3 5=1 6=192",
+    )
+    weights = conv_weights(4, 3, 3) + conv_weights(4, 4, 3) + conv_weights(3, 4, 4)
+    model = convert(text, weights)
+    assert (model.scale, model.margin) == (2, 3)
+
+
+def test_unknown_layer_is_refused_by_name():
+    text = param("Input in 0 1 data", "Softmax sm 1 1 data out")
+    with pytest.raises(UnsupportedModel) as caught:
+        convert(text, b"")
+    assert str(caught.value) == UNSUPPORTED_LAYER.format(type="Softmax", name="sm")
+
+
+def test_real_models_convert_with_the_declared_scale_and_margin(ncnn_by_id):
+    import build
+
+    manifests = {m["id"]: m for m in build.load_manifests()}
+    for model_id, (param_path, bin_path) in ncnn_by_id.items():
+        model = convert(param_path.read_text(), bin_path.read_bytes())
+        manifest = manifests[model_id]
+        assert (model.scale, model.margin) == (manifest["scale"], manifest["margin"]), model_id
+
+
+@pytest.mark.parametrize("broken, detail", [
+    ("", "a .param file starts with 7767517"),
+    ("7767517\n2 2\nInput in 0 1 data\n", "the header announces 2 layers, the file has 1"),
+    ("7767517\n1 1\nInput in 0 1 data 0:3\n", "in: '0:3' is not key=value"),
+])
+def test_malformed_param_files_are_named(broken, detail):
+    with pytest.raises(InvalidModel) as caught:
+        parse_param(broken)
+    assert str(caught.value) == BAD_MODEL.format(detail=detail)
+
+
+def test_a_short_bin_file_is_invalid():
+    with pytest.raises(InvalidModel, match="ends before conv"):
+        convert(TINY_X2, conv_weights(12, 3, 3)[:-100])
+
+
+def test_a_bin_file_of_another_model_is_invalid():
+    with pytest.raises(InvalidModel, match="do not belong together"):
+        convert(TINY_X2, conv_weights(12, 3, 3) + b"\0" * 64)
+
+
+def test_a_param_file_that_is_not_text_is_invalid():
+    with pytest.raises(InvalidModel, match="not text"):
+        convert(b"\xff\xfe\x00binary", b"")
+
+
+def test_a_model_that_shrinks_is_not_an_upscaler():
+    text = param("Input in 0 1 data", "Convolution c 1 1 data out 0=3 1=3 3=2 4=1 5=1 6=81")
+    with pytest.raises(UnsupportedModel, match="stride 2 on a side|0.5 times"):
+        convert(text, conv_weights(3, 3, 3))
+
+
+def test_json_for_the_worker_loads_back_with_its_meta():
+    text, data, meta = convert_to_json(TINY_X2, conv_weights(12, 3, 3))
+    model = json.loads(text)
+    assert model["format"] == "graph-model"
+    assert meta == {"scale": 2, "margin": 0, "layerTypes": ["Input", "Convolution",
+                                                             "PixelShuffle"]}
+    specs = model["weightsManifest"][0]["weights"]
+    assert sum(4 * int(np.prod(s["shape"])) for s in specs) == len(data)
+
+
+def test_big_weights_are_cut_into_4_mib_shards():
+    text = param("Input in 0 1 data",
+                 "Convolution c 1 1 data a 0=512 1=3 4=1 5=1 6=13824",
+                 "Convolution c2 1 1 a b 0=12 1=3 4=1 5=1 6=55296",
+                 "Convolution c3 1 1 b c 0=1200 1=1 5=1 6=14400",
+                 "Convolution c4 1 1 c d 0=1200 1=1 5=1 6=1440000",
+                 "Convolution c5 1 1 d e 0=12 1=1 5=1 6=14400",
+                 "PixelShuffle ps 1 1 e out 0=2")
+    weights = b"".join([conv_weights(512, 3, 3), conv_weights(12, 512, 3),
+                        conv_weights(1200, 12, 1), conv_weights(1200, 1200, 1),
+                        conv_weights(12, 1200, 1)])
+    model = convert(text, weights)
+    shards = model.shards()
+    assert len(shards) == -(-len(model.weight_data) // SHARD_BYTES) > 1
+    assert b"".join(shards.values()) == model.weight_data
