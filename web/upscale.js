@@ -1,7 +1,7 @@
 /* Upscale: super-resolution in the browser. The one module pages import.
  *
  *   import { Upscaler } from './upscale.js';
- *   const up = new Upscaler({ model: 'esrgan-slim-x2', backend: 'auto' });
+ *   const up = new Upscaler({ model: 'span-x2', backend: 'auto' });
  *   const info = await up.ready;   // { backend, reason, model, tile, workers, timings, versions }
  *   const out = await up.upscale(file, { onProgress, signal });   // ImageData, size x scale
  *   up.dispose();

@@ -37,7 +37,7 @@ def test_worker_imports_numpy_pil_and_upscale(app, site):
     assert info["versions"]["tfjs"] == "4.22.0"
     assert info["versions"]["numpy"].startswith("2.0")
     assert info["versions"]["pillow"] == "10.2.0"
-    assert info["model"]["id"] == "esrgan-slim-x2"
+    assert info["model"]["id"] == "span-x2"  # the default: sharpest on photos per cost
 
 
 def test_page_is_cross_origin_isolated(app, site):
