@@ -565,12 +565,25 @@ def catalogue_entry(manifest: dict, converted: dict[str, Path]) -> dict:
             "url": f"models/{manifest['id']}/model.json"}
 
 
+def measured_speeds() -> dict[str, float]:
+    """ms per megapixel of input on WASM, by model id, from the committed bench results (the
+    page's speed hint); empty before the first bench run."""
+    results = ROOT / "bench" / "results.json"
+    if not results.is_file():
+        return {}
+    return json.loads(results.read_text()).get("ms_per_megapixel", {})
+
+
 def generated_files(manifests: list[dict], full_lock: dict,
                     converted: dict[str, Path]) -> dict[str, bytes]:
     """Files dist/ serves that the build writes: the packed package, the lock, the catalogue."""
     wheel = pack_upscale_wheel(project_version())
     lock = served_lock(full_lock, wheel)
+    speeds = measured_speeds()
     catalogue = [catalogue_entry(m, converted) for m in manifests]
+    for entry in catalogue:
+        if speed := speeds.get(entry["id"]):
+            entry["msPerMegapixel"] = round(speed)
     return {
         f"vendor/pyodide/{wheel[0]}": wheel[1],
         "vendor/pyodide/pyodide-lock.json": (json.dumps(lock, indent=1) + "\n").encode(),
