@@ -10,9 +10,8 @@ from PIL import Image
 
 BOOT_TIMEOUT_MS = 120_000
 
-# Runs in the page: one Upscaler, several jobs, results as base64 RGBA (quick to move).
-RUN_JOBS = """async ({ model, backend, jobs }) => {
-  const { Upscaler } = await import('./upscale.js');
+# In-page JS: bytes as base64, much quicker to move out of the page than a number array.
+TO_BASE64 = """
   const toBase64 = (bytes) => {
     let text = '';
     for (let i = 0; i < bytes.length; i += 0x8000) {
@@ -20,6 +19,12 @@ RUN_JOBS = """async ({ model, backend, jobs }) => {
     }
     return btoa(text);
   };
+"""
+
+# Runs in the page: one Upscaler, several jobs, results as base64 RGBA.
+RUN_JOBS = """async ({ model, backend, jobs }) => {
+  const { Upscaler } = await import('./upscale.js');
+""" + TO_BASE64 + """
   const up = new Upscaler({ model, backend });
   try {
     const info = await up.ready;

@@ -12,7 +12,7 @@ import base64
 
 import numpy as np
 import pytest
-from harness import BOOT_TIMEOUT_MS, photo_crop, png_bytes, psnr, serve_bytes
+from harness import BOOT_TIMEOUT_MS, TO_BASE64, photo_crop, png_bytes, psnr, serve_bytes
 
 import build
 
@@ -29,13 +29,7 @@ WEBGL_MODELS = [m for m in NCNN_MODELS if m["id"] != "realesrgan-x4plus"]
 # One Upscaler, several models: each is loaded with setModel and run on its own inputs.
 RUN_MODELS = """async ({ backend, runs }) => {
   const { Upscaler } = await import('./upscale.js');
-  const toBase64 = (bytes) => {
-    let text = '';
-    for (let i = 0; i < bytes.length; i += 0x8000) {
-      text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-    }
-    return btoa(text);
-  };
+""" + TO_BASE64 + """
   const up = new Upscaler({ model: runs[0].model, backend });
   try {
     const info = await up.ready;
@@ -100,6 +94,7 @@ def test_converted_models_match_the_numpy_reference(app, site, photos, ncnn_by_i
         want = reference(ncnn_by_id, manifest, image)
         assert want.shape == got.shape, manifest["id"]
         scores[manifest["id"]] = psnr(got, want)
+    print(f"parity on {backend}, PSNR dB:", {k: round(v, 1) for k, v in scores.items()})
     assert all(db >= PARITY_DB for db in scores.values()), scores
     assert outcome["memory"]["tensors"] < 50_000  # sanity: the run above did not blow up
 
@@ -121,6 +116,7 @@ def test_tiles_of_64_px_leave_no_seam(app, photos):
     for i in range(0, len(runs), 2):
         whole, tiled = decode(results[i]), decode(results[i + 1])
         scores.setdefault(runs[i]["model"], []).append(round(psnr(tiled, whole), 1))
+    print("seams, PSNR dB of 64 px tiles against one tile:", scores)
     assert all(min(db) >= SEAM_DB for db in scores.values()), scores
 
 
