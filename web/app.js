@@ -29,9 +29,45 @@ const ERROR_TITLES = {
 // Failures of the engine rather than of the file: trying again can work.
 const RETRYABLE = new Set(['WorkerCrashed', 'ContextLost']);
 
+// The picker's groups, in this order: what a model is for matters more than its size.
+const PURPOSES = [
+  ['sharpest', 'Sharpest (photos)'],
+  ['fastest', 'Fastest'],
+  ['jpeg', 'For JPEG noise'],
+  ['illustration', 'For illustrations'],
+  ['detail', 'Most detail (needs a GPU)'],
+  ['legacy', 'Older models'],
+];
+const OTHER_PURPOSE = 'Other models';
+const OWN_GROUP = 'Your model';
+// The bench measures msPerMegapixel on WebAssembly on a 2-core machine: say so, not more.
+const SPEED_HINT = (time) => `About ${time} per megapixel on a computer without a GPU (measured on 2 CPU cores).`;
+const JPEG_NOTE = (quality, level) =>
+  `Compressed JPEG (quality ≈ ${quality}): waifu2x with noise removal level ${level} cleans its blocks.`;
+
+// A model the user brings: ncnn's .param (the network, text) and .bin (the weights).
+const OWN_PREFIX = 'custom:'; // picker values of brought models; no catalogue id starts so
+const OWN_LABEL = (name, scale) => `Your model: ${name} (×${scale})`;
+const OWN_HINT = 'Your own ncnn model, converted in this browser; it is kept until this tab closes.';
+const OWN_LOADING = (name) => `Converting and loading ${name}…`;
+const OWN_FAILED = (name, message, still) => `${name} could not be used: ${clause(message)}. Still using ${still}.`;
+const OWN_NO_BIN = (name) =>
+  `${name}.param came without its weights: choose or drop its .bin file together with it.`;
+const OWN_NO_PARAM = (name) =>
+  `${name}.bin came without its network: choose or drop its .param file together with it.`;
+const OWN_NOT_A_PAIR = 'A model of your own is one .param file and one .bin file: choose or drop exactly those two.';
+// The pair lasts for this tab's session: the files in IndexedDB, the mark in sessionStorage
+// (gone when the tab closes, so a new session starts clean).
+const OWN_SESSION_KEY = 'upscale:own-model';
+const OWN_DB = 'upscale-own-model';
+const OWN_STORE = 'pairs';
+// Files of tabs closed long ago are deleted; younger ones may belong to another open tab.
+const OWN_STALE_MS = 24 * 3600 * 1000;
+
 const ui = {
   drop: $('drop'), file: $('file'), urlForm: $('url-form'), url: $('url'),
-  model: $('model'), modelHint: $('model-hint'), format: $('format'), quality: $('quality'),
+  model: $('model'), modelHint: $('model-hint'), ownModel: $('own-model'),
+  format: $('format'), quality: $('quality'),
   qualityValue: $('quality-value'), qualityField: $('quality-field'),
   engine: $('engine'), engineText: $('engine-text'), engineWhy: $('engine-why'), engineReason: $('engine-reason'),
   queue: $('queue'), queueEmpty: $('queue-empty'), downloadAll: $('download-all'), clear: $('clear'),
@@ -66,11 +102,17 @@ function saveSettings() {
 
 const settings = loadSettings();
 
-/* ---------- the engine ---------- */
+/* ---------- the engine and its model ---------- */
 
 let models = [];
 let upscaler = null;
 let engineReady = false;
+let markEngineUp;
+const engineUp = new Promise((resolve) => { markEngineUp = resolve; });
+// Model ids: a catalogue id, or OWN_PREFIX + name for the model the user brought.
+let chosen = settings.model; // what the picker shows and the next job runs with
+let loaded = null; // what the engine runs now
+let ownModel = null; // { name, scale, param: Blob, bin: Blob }: the pair brought in this tab
 
 function setEngine(state, text) {
   ui.engine.dataset.state = state;
@@ -81,36 +123,101 @@ function megabytes(bytes) {
   return `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
 }
 
+/** A duration as a person says it: "0.7 s", "4 s", "35 s", "3 min". */
+function roughly(ms) {
+  if (ms < 10_000) return `${Number((ms / 1000).toPrecision(1))} s`;
+  if (ms < 120_000) return `${Math.round(ms / 1000)} s`;
+  return `${Math.round(ms / 60_000)} min`;
+}
+
+/** "layer type X is not supported." and "… supported" read the same inside a sentence. */
+function clause(text) {
+  return String(text || '').trim().replace(/[.\s]+$/, '');
+}
+
+function isOwn(id) {
+  return typeof id === 'string' && id.startsWith(OWN_PREFIX);
+}
+
+function ownId(own) {
+  return `${OWN_PREFIX}${own.name}`;
+}
+
+function ownManifest(own) {
+  return {
+    id: ownId(own), label: OWN_LABEL(own.name, own.scale), hint: OWN_HINT,
+    scale: own.scale, weightBytes: own.bin.size, custom: true,
+  };
+}
+
+function manifestOf(id) {
+  if (isOwn(id)) return ownModel && ownId(ownModel) === id ? ownManifest(ownModel) : undefined;
+  return models.find((m) => m.id === id);
+}
+
+/** Catalogue entries by purpose, in PURPOSES' order; each group by scale, then noise level. */
+function groupByPurpose(entries) {
+  const known = new Map(PURPOSES);
+  const groups = new Map(PURPOSES.map(([, title]) => [title, []]));
+  for (const manifest of entries) {
+    const title = known.get(manifest.purpose) || OTHER_PURPOSE;
+    if (!groups.has(title)) groups.set(title, []);
+    groups.get(title).push(manifest);
+  }
+  const order = (m) => [m.scale, m.denoise ?? -1];
+  for (const members of groups.values()) {
+    members.sort((a, b) => {
+      const [x, y] = [order(a), order(b)];
+      return x[0] - y[0] || x[1] - y[1] || a.label.localeCompare(b.label);
+    });
+  }
+  return [...groups].filter(([, members]) => members.length);
+}
+
 function fillModelPicker() {
   ui.model.textContent = '';
-  const byScale = new Map();
-  for (const manifest of models) {
-    if (!byScale.has(manifest.scale)) byScale.set(manifest.scale, []);
-    byScale.get(manifest.scale).push(manifest);
-  }
-  const order = { slim: 0, medium: 1, thick: 2, legacy: 3 };
-  for (const scale of [...byScale.keys()].sort((a, b) => a - b)) {
+  for (const [title, members] of groupByPurpose(models)) {
     const group = document.createElement('optgroup');
-    group.label = `×${scale}: ${scale} times wider and taller`;
-    const members = byScale.get(scale).sort((a, b) => (order[a.size] ?? 9) - (order[b.size] ?? 9));
+    group.label = title;
     for (const manifest of members) {
-      const option = new Option(`${manifest.label} · ${megabytes(manifest.weightBytes)}`, manifest.id);
-      group.append(option);
+      group.append(new Option(`${manifest.label} · ${megabytes(manifest.weightBytes)}`, manifest.id));
     }
     ui.model.append(group);
   }
-  ui.model.value = settings.model;
+  if (ownModel) {
+    const group = document.createElement('optgroup');
+    group.label = OWN_GROUP;
+    group.append(new Option(OWN_LABEL(ownModel.name, ownModel.scale), ownId(ownModel)));
+    ui.model.append(group);
+  }
+  ui.model.value = chosen;
   ui.model.disabled = false;
   showModelHint();
 }
 
-function manifestOf(id) {
-  return models.find((m) => m.id === id);
+function showModelHint() {
+  const manifest = manifestOf(chosen);
+  if (!manifest) {
+    ui.modelHint.textContent = '';
+    return;
+  }
+  const size = megabytes(manifest.weightBytes);
+  const parts = [manifest.hint || '', manifest.custom ? `Weights ${size}.` : `Download ${size}.`];
+  if (manifest.msPerMegapixel > 0) parts.push(SPEED_HINT(roughly(manifest.msPerMegapixel)));
+  ui.modelHint.textContent = parts.filter(Boolean).join(' ');
 }
 
-function showModelHint() {
-  const manifest = manifestOf(ui.model.value);
-  ui.modelHint.textContent = manifest ? `${manifest.hint || ''} Download ${megabytes(manifest.weightBytes)}.` : '';
+/** Make `id` the picker's choice; catalogue choices are remembered across visits. */
+function choose(id) {
+  chosen = id;
+  ui.model.value = id;
+  if (!isOwn(id)) {
+    settings.model = id;
+    saveSettings();
+  }
+  if (ownModel) rememberOwnChoice(isOwn(id));
+  showModelHint();
+  refreshNotes();
 }
 
 async function startEngine() {
@@ -121,11 +228,14 @@ async function startEngine() {
     return;
   }
   if (!manifestOf(settings.model)) settings.model = DEFAULT_MODEL;
+  chosen = settings.model;
+  await restoreOwnModel();
   fillModelPicker();
   upscaler = new Upscaler({ model: settings.model });
   try {
     const info = await upscaler.ready;
     engineReady = true;
+    loaded = settings.model;
     if (info.limits) limits = info.limits;
     showEngine(info);
     const v = info.versions;
@@ -134,6 +244,8 @@ async function startEngine() {
     setEngine('error', `The engine could not start: ${error.message}`);
     return;
   }
+  markEngineUp();
+  await useChosenModel(); // a brought model chosen before a reload loads again now
   pump();
 }
 
@@ -145,20 +257,183 @@ function showEngine(info) {
   ui.engineWhy.hidden = false;
 }
 
+// Model switches run one after another: a job starting, a picker change and a brought pair
+// must not interleave their setModel calls.
+let modelWork = Promise.resolve();
+
+function exclusive(task) {
+  const run = modelWork.then(task);
+  modelWork = run.catch(() => {});
+  return run;
+}
+
 /** Make the engine run the model the picker shows; the old model stays if loading fails. */
-async function useChosenModel() {
-  if (upscaler.options.model === settings.model) return;
-  const manifest = manifestOf(settings.model);
-  setEngine('loading', `Loading ${manifest.label} (${megabytes(manifest.weightBytes)})…`);
-  try {
-    showEngine(await upscaler.setModel(settings.model));
-  } catch (error) {
-    settings.model = upscaler.options.model;
-    ui.model.value = settings.model;
-    showModelHint();
-    saveSettings();
-    setEngine('error', `${manifest.label} could not be loaded (${error.message}); still using ${manifestOf(settings.model).label}.`);
+function useChosenModel() {
+  return exclusive(async () => {
+    const wanted = chosen;
+    if (wanted === loaded) return;
+    const manifest = manifestOf(wanted);
+    const own = isOwn(wanted);
+    setEngine('loading', own ? OWN_LOADING(ownModel.name) : `Loading ${manifest.label} (${megabytes(manifest.weightBytes)})…`);
+    try {
+      const info = await upscaler.setModel(own ? ownRequest(ownModel) : wanted);
+      loaded = wanted;
+      showEngine(info);
+    } catch (error) {
+      if (chosen === wanted) choose(loaded);
+      const still = manifestOf(loaded).label;
+      setEngine('error', own
+        ? OWN_FAILED(ownModel.name, error.message, still)
+        : `${manifest.label} could not be loaded (${error.message}); still using ${still}.`);
+    }
+  });
+}
+
+/** The model the engine runs now, as the page describes it. */
+function loadedManifest() {
+  return manifestOf(loaded);
+}
+
+/* ---------- a model of the user's own ---------- */
+
+function ownRequest(own) {
+  return { ncnn: { param: own.param, bin: own.bin }, name: own.name };
+}
+
+function extension(file) {
+  const match = /\.([^.]+)$/.exec(file.name || '');
+  return match ? match[1].toLowerCase() : '';
+}
+
+function stem(file) {
+  return (file.name || 'model').replace(/\.[^.]+$/, '') || 'model';
+}
+
+/** Files that are all ncnn model halves go to the model, not to the image queue. */
+function isModelFiles(files) {
+  return files.length > 0 && files.every((file) => ['param', 'bin'].includes(extension(file)));
+}
+
+/** One .param and one .bin: load them as the model; anything else says what is missing. */
+function useOwnFiles(files) {
+  const params = files.filter((file) => extension(file) === 'param');
+  const bins = files.filter((file) => extension(file) === 'bin');
+  if (params.length === 1 && bins.length === 1) {
+    loadOwnModel({ name: stem(params[0]), param: params[0], bin: bins[0] });
+  } else if (params.length === 1 && !bins.length) {
+    setEngine('error', OWN_NO_BIN(stem(params[0])));
+  } else if (bins.length === 1 && !params.length) {
+    setEngine('error', OWN_NO_PARAM(stem(bins[0])));
+  } else {
+    setEngine('error', OWN_NOT_A_PAIR);
   }
+}
+
+/** Convert and load a brought pair; only once it runs does it join the picker. */
+async function loadOwnModel(candidate) {
+  await engineUp;
+  return exclusive(async () => {
+    setEngine('loading', OWN_LOADING(candidate.name));
+    let info;
+    try {
+      info = await upscaler.setModel(ownRequest(candidate));
+    } catch (error) {
+      const still = loadedManifest();
+      setEngine('error', OWN_FAILED(candidate.name, error.message, still ? still.label : 'the previous model'));
+      return;
+    }
+    ownModel = { ...candidate, scale: info.model.scale };
+    loaded = ownId(ownModel);
+    fillModelPicker();
+    choose(loaded);
+    showEngine(info);
+    keepOwnModel(ownModel);
+  });
+}
+
+/** The session mark: { key, name, scale, selected }, or null in a new session. */
+function readOwnMark() {
+  try {
+    return JSON.parse(sessionStorage.getItem(OWN_SESSION_KEY) || 'null');
+  } catch {
+    return null;
+  }
+}
+
+function writeOwnMark(mark) {
+  try {
+    sessionStorage.setItem(OWN_SESSION_KEY, JSON.stringify(mark));
+  } catch {
+    // storage blocked: the pair lasts until this page closes
+  }
+}
+
+function rememberOwnChoice(selected) {
+  const mark = readOwnMark();
+  if (mark) writeOwnMark({ ...mark, selected });
+}
+
+/** Run `act(store)` in one IndexedDB transaction; resolves to its request's result. */
+function ownStore(mode, act) {
+  return new Promise((resolve, reject) => {
+    const opening = indexedDB.open(OWN_DB, 1);
+    opening.onupgradeneeded = () => opening.result.createObjectStore(OWN_STORE);
+    opening.onerror = () => reject(opening.error);
+    opening.onsuccess = () => {
+      const db = opening.result;
+      const tx = db.transaction(OWN_STORE, mode);
+      const request = act(tx.objectStore(OWN_STORE));
+      tx.oncomplete = () => {
+        db.close();
+        resolve(request.result);
+      };
+      tx.onerror = tx.onabort = () => {
+        db.close();
+        reject(tx.error);
+      };
+    };
+  });
+}
+
+async function keepOwnModel(own) {
+  const key = (readOwnMark() || {}).key || crypto.randomUUID();
+  writeOwnMark({ key, name: own.name, scale: own.scale, selected: chosen === ownId(own) });
+  try {
+    const record = { name: own.name, param: own.param, bin: own.bin, savedAt: Date.now() };
+    await ownStore('readwrite', (store) => store.put(record, key));
+  } catch (error) {
+    console.debug('the brought model is not kept for a reload:', error);
+  }
+}
+
+/** In this tab's session, the pair brought before a reload; in a new one, nothing. */
+async function restoreOwnModel() {
+  const mark = readOwnMark();
+  try {
+    if (!mark) {
+      await forgetStaleOwnModels();
+      return;
+    }
+    const record = await ownStore('readonly', (store) => store.get(mark.key));
+    if (!record) return;
+    ownModel = { name: mark.name, scale: mark.scale, param: record.param, bin: record.bin };
+    if (mark.selected) chosen = ownId(ownModel);
+  } catch (error) {
+    console.debug('no brought model restored:', error);
+  }
+}
+
+function forgetStaleOwnModels() {
+  return ownStore('readwrite', (store) => {
+    const walk = store.openCursor();
+    walk.onsuccess = () => {
+      const cursor = walk.result;
+      if (!cursor) return;
+      if (!(Date.now() - cursor.value.savedAt < OWN_STALE_MS)) cursor.delete();
+      cursor.continue();
+    };
+    return walk;
+  });
 }
 
 /* ---------- jobs ---------- */
@@ -189,12 +464,15 @@ function addJob(source) {
     model: null,
     ms: 0,
     controller: null,
+    jpeg: null, // { quality, denoise } when the file is a JPEG that noise removal would help
+    rerun: false, // cancelled only to run again (with another model)
   };
   job.element = renderJob(job);
   jobs.push(job);
   ui.queue.append(job.element);
   updateQueueChrome();
   pump();
+  inspectJob(job);
   return job;
 }
 
@@ -216,11 +494,14 @@ function renderJob(job) {
   const bar = document.createElement('div');
   bar.className = 'bar';
   bar.append(document.createElement('span'));
+  const note = document.createElement('p');
+  note.className = 'note';
+  note.hidden = true;
   info.append(name, state, bar);
   const actions = document.createElement('div');
   actions.className = 'actions';
-  item.append(thumb, info, actions);
-  job.parts = { item, thumb, name, state, bar, actions };
+  item.append(thumb, info, actions, note);
+  job.parts = { item, thumb, name, state, bar, note, actions };
   updateJob(job);
   return item;
 }
@@ -274,6 +555,7 @@ function updateJob(job) {
   } else {
     actions.append(button('✕', () => removeJob(job), `Remove ${job.name}`));
   }
+  renderNote(job);
 }
 
 /** Per tile only the bar and its line change: the item's buttons (and keyboard focus) stay. */
@@ -300,8 +582,23 @@ function retryJob(job) {
   job.error = null;
   delete job.parts.item.dataset.error;
   job.parts.state.removeAttribute('role');
+  if (job.result) job.result.close();
+  job.result = null;
+  job.encoded.clear();
+  forgetViewer(job);
   updateJob(job);
+  updateQueueChrome();
   pump();
+}
+
+/** Run a job again with the model now chosen; a running one stops first. */
+function rerunJob(job) {
+  if (job.state === 'running') {
+    job.rerun = true;
+    cancelJob(job);
+  } else if (job.state !== 'queued') {
+    retryJob(job);
+  }
 }
 
 function cancelJob(job) {
@@ -377,7 +674,7 @@ async function pump() {
 }
 
 async function runJob(job) {
-  const manifest = manifestOf(upscaler.options.model);
+  const manifest = loadedManifest();
   job.model = manifest;
   job.state = 'running';
   job.done = 0;
@@ -388,7 +685,10 @@ async function runJob(job) {
   updateJob(job);
   const started = performance.now();
   try {
-    if (!job.blob) job.blob = await fetchSource(job.url);
+    if (!job.blob) {
+      job.blob = await fetchSource(job.url);
+      inspectJob(job);
+    }
     signal.throwIfAborted();
     if (!job.image) {
       const seen = await probe(job.blob);
@@ -420,6 +720,7 @@ async function runJob(job) {
         showProgress(job, performance.now() - started);
       },
     });
+    if (job.result) job.result.close();
     job.result = await createImageBitmap(output);
     job.ms = performance.now() - started;
     job.state = 'done';
@@ -429,7 +730,7 @@ async function runJob(job) {
     }
   } catch (error) {
     if (error.name === 'AbortError') {
-      job.state = 'cancelled';
+      job.state = job.rerun ? 'queued' : 'cancelled';
     } else {
       job.state = 'error';
       job.error = { name: error.name || 'Error', message: error.message || String(error) };
@@ -437,6 +738,7 @@ async function runJob(job) {
     }
   } finally {
     job.controller = null;
+    job.rerun = false;
   }
   updateJob(job);
   if (shown !== job) return;
@@ -451,9 +753,77 @@ function engineCrashed(error) {
   setEngine('loading', `The engine stopped (${error.message}); it restarts with the next photo.`);
 }
 
+/* ---------- JPEG noise: suggest the waifu2x model that removes it ---------- */
+
+const JPEG_MAGIC = [0xff, 0xd8, 0xff];
+
+async function looksLikeJpeg(blob) {
+  const head = new Uint8Array(await blob.slice(0, JPEG_MAGIC.length).arrayBuffer());
+  return JPEG_MAGIC.every((byte, i) => head[i] === byte);
+}
+
+/**
+ * Ask the engine how compressed a JPEG is. The answer comes from the file's header, beside
+ * any running upscale, so the queue never waits for it; a file it cannot read just gets no note.
+ */
+async function inspectJob(job) {
+  if (!job.blob) return;
+  try {
+    if (!(await looksLikeJpeg(job.blob))) return;
+    await engineUp;
+    const facts = await upscaler.inspect(job.blob);
+    if (facts.format !== 'JPEG' || facts.denoise == null) return;
+    job.jpeg = { quality: facts.jpegQuality, denoise: facts.denoise };
+    renderNote(job);
+  } catch (error) {
+    console.debug(`no JPEG check for ${job.name}:`, error);
+  }
+}
+
+/** The catalogue's waifu2x entry that removes noise of `level`. */
+function denoiseEntry(level) {
+  return models.find((m) => m.purpose === 'jpeg' && m.denoise === level);
+}
+
+/** The model a job's result came from, or for one still to run, the one chosen. */
+function modelFor(job) {
+  return (job.state === 'done' || job.state === 'running') && job.model ? job.model : manifestOf(chosen);
+}
+
+/** A compressed JPEG that a model without noise removal runs (or ran) gets the suggestion. */
+function renderNote(job) {
+  const { note } = job.parts;
+  const model = modelFor(job);
+  const entry = job.jpeg && denoiseEntry(job.jpeg.denoise);
+  const helps = entry && job.state !== 'error' && !(model && model.denoise != null);
+  note.hidden = !helps;
+  note.textContent = '';
+  if (!helps) return;
+  const text = document.createElement('span');
+  text.textContent = JPEG_NOTE(job.jpeg.quality, job.jpeg.denoise);
+  note.append(text, button('Use it', () => useDenoise(job, entry), `Use it: upscale ${job.name} with ${entry.label}`));
+}
+
+function refreshNotes() {
+  for (const job of jobs) renderNote(job);
+}
+
+function useDenoise(job, entry) {
+  choose(entry.id);
+  rerunJob(job);
+  if (engineReady && !running) useChosenModel();
+}
+
 /* ---------- the viewer ---------- */
 
 let viewing = null; // { job, bicubic }: whose pictures the view's canvases hold
+
+/** A job runs again: its next result may differ in size, so the view is prepared afresh. */
+function forgetViewer(job) {
+  if (!viewing || viewing.job !== job) return;
+  if (viewing.bicubic) viewing.bicubic.close();
+  viewing = null;
+}
 
 /**
  * Size the view for `job` and draw its bicubic enlargement. The resampling runs off the main
@@ -586,8 +956,14 @@ async function downloadAll() {
 
 /* ---------- getting files in ---------- */
 
+/** Files from any route: an ncnn pair becomes the model, everything else joins the queue. */
 function addFiles(fileList) {
-  for (const file of fileList) addJob({ name: file.name || 'pasted image', blob: file });
+  const files = [...fileList];
+  if (isModelFiles(files)) {
+    useOwnFiles(files);
+    return;
+  }
+  for (const file of files) addJob({ name: file.name || 'pasted image', blob: file });
 }
 
 function addAddress(text) {
@@ -686,10 +1062,12 @@ ui.quality.addEventListener('input', () => {
   showQuality();
 });
 ui.model.addEventListener('change', () => {
-  settings.model = ui.model.value;
-  saveSettings();
-  showModelHint();
+  choose(ui.model.value);
   if (engineReady && !running) useChosenModel();
+});
+ui.ownModel.addEventListener('change', () => {
+  useOwnFiles([...ui.ownModel.files]);
+  ui.ownModel.value = ''; // choosing the same pair again tries again
 });
 
 ui.cancel.addEventListener('click', () => shown && cancelJob(shown));

@@ -4,9 +4,13 @@ upscale in the same worker works; nothing is left behind."""
 from __future__ import annotations
 
 import base64
+import json
+import os
+from pathlib import Path
 
 from harness import BOOT_TIMEOUT_MS
 
+import build
 from tests.corpus import encode, hostile_inputs, photo
 
 # One Upscaler: each hostile file, then a good one, in turn; then the worker's memory.
@@ -156,7 +160,10 @@ def test_a_lost_webgl_context_fails_the_job_clearly_and_the_next_runs_on_wasm(ap
     assert (after["width"], after["height"]) == (128, 96)
     # On WASM the model runs in one tile worker per core (up to 8), each with its weights.
     workers = min(after["cores"], 8)
-    assert after["tensors"] == 24 * workers, "only the models' weights, now on WASM"
+    url = app.evaluate("window.__info.model.url")
+    topology = json.loads((Path(os.environ.get("UPSCALE_DIST", build.DIST)) / url).read_text())
+    weights = sum(len(group["weights"]) for group in topology["weightsManifest"])
+    assert after["tensors"] == weights * workers, "only the models' weights, now on WASM"
 
 
 def test_limits_come_from_what_the_device_reports(app):

@@ -1,9 +1,12 @@
 """The upscaler page (index.html) end to end: files in by every route, progress, cancel,
-compare, downloads one by one and as a zip, per-file errors, persisted settings, layout."""
+compare, downloads one by one and as a zip, per-file errors, persisted settings, layout;
+the model picker by purpose, a model of the user's own, the JPEG noise suggestion."""
 
 from __future__ import annotations
 
 import io
+import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -278,3 +281,163 @@ def test_screenshots_idle_running_and_compare(app, site, photos, label, width, h
     app.screenshot(path=str(SHOTS / f"{label}-compare.png"), full_page=True)
     overflow = app.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the page scrolls sideways by {overflow}px at {width}px wide"
+
+
+# ---------- choosing a model ----------
+
+PURPOSE_GROUPS = ["Sharpest (photos)", "Fastest", "For JPEG noise", "For illustrations",
+                  "Most detail (needs a GPU)", "Older models"]
+SPEED_HINT = ("About 4 s per megapixel on a computer without a GPU "
+              "(measured on 2 CPU cores).")
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size < 1e7 else f"{size / 1e6:.0f} MB"
+
+
+def test_model_picker_groups_by_purpose_with_size_and_speed(app, site, dist_dir):
+    catalogue = json.loads((dist_dir / "models" / "index.json").read_text())
+    by_id = {entry["id"]: entry for entry in catalogue}
+    for entry in catalogue:  # one measured model, one not: both hints are checked
+        entry.pop("msPerMegapixel", None)
+    by_id["span-x2"]["msPerMegapixel"] = 4200
+    app.route("**/models/index.json", lambda route: route.fulfill(
+        body=json.dumps(catalogue), content_type="application/json"))
+    open_page(app, site)
+    groups = app.eval_on_selector_all("#model optgroup", """groups => groups.map((g) =>
+        [g.label, [...g.querySelectorAll('option')].map((o) => o.value)])""")
+    assert [label for label, _ in groups] == PURPOSE_GROUPS
+    members = dict(groups)
+    for label, model in [("Sharpest (photos)", "span-x2"), ("Fastest", "esrgan-slim-x2"),
+                         ("For JPEG noise", "waifu2x-photo-x2-denoise2"),
+                         ("For illustrations", "realesrgan-anime-x3"),
+                         ("Most detail (needs a GPU)", "realesrgan-x4plus"),
+                         ("Older models", "esrgan-thick-x4")]:
+        assert model in members[label], (label, members[label])
+    assert sorted(sum(members.values(), [])) == sorted(by_id)
+
+    span = by_id["span-x2"]
+    expect(app.locator("#model")).to_have_value("span-x2")
+    expect(app.locator("#model-hint")).to_have_text(
+        f"{span['hint']} Download {megabytes(span['weightBytes'])}. {SPEED_HINT}")
+    anime = by_id["realesrgan-anime-x2"]
+    app.select_option("#model", "realesrgan-anime-x2")
+    expect(app.locator("#model-hint")).to_have_text(
+        f"{anime['hint']} Download {megabytes(anime['weightBytes'])}.")
+    expect(app.locator("#engine")).to_contain_text(f"Ready: {anime['label']}", timeout=READY_MS)
+
+    app.evaluate("localStorage.setItem('upscale:settings', JSON.stringify({ model: 'gone-x9' }))")
+    app.reload()
+    open_page(app, site)
+    expect(app.locator("#model")).to_have_value("span-x2")
+
+
+# ---------- a model of the user's own ----------
+
+OWN_NO_BIN = ("mystery.param came without its weights: choose or drop its .bin file "
+              "together with it.")
+OWN_REFUSED = ("mystery could not be used: layer type Mystery ({layer}) is not supported: "
+               "Upscale refuses it rather than run it wrongly. Still using SPAN ×2.")
+SPAN_X4_BICUBIC_DB = 24.0  # SPAN x4 vs Pillow's bicubic x4: the same picture, sharper
+
+
+def test_own_model_pair_is_used_and_kept_for_the_session(app, site, ncnn_files, kitten,
+                                                         console_log):
+    param, weights = ncnn_files["spanx4_ch48"]
+    open_page(app, site)
+    app.set_input_files("#own-model", [str(param), str(weights)])
+    expect(app.locator("#model")).to_have_value("custom:spanx4_ch48")
+    expect(app.locator("#model option:checked")).to_have_text("Your model: spanx4_ch48 (×4)")
+    expect(app.locator("#engine")).to_have_attribute("data-state", "ready")
+    expect(app.locator("#engine")).to_contain_text("Ready: Your model: spanx4_ch48 (×4)")
+
+    hand_over(app, {"kitten.png": png_bytes(kitten)})
+    wait_state(app, "kitten.png", "done")
+    expect(app.locator("#viewer-meta")).to_contain_text("96×64 → 384×256 · Your model")
+    name, data = download(app, "#download")
+    assert name == "kitten@4x.png"
+    out = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert out.shape == (256, 384, 3)
+    similarity = psnr(out, bicubic(kitten, 4))
+    assert similarity >= SPAN_X4_BICUBIC_DB, similarity
+
+    app.reload()  # the same tab: the brought model comes back, chosen and loaded
+    open_page(app, site)
+    expect(app.locator("#model")).to_have_value("custom:spanx4_ch48")
+    expect(app.locator("#engine")).to_contain_text("Ready: Your model: spanx4_ch48 (×4)",
+                                                   timeout=READY_MS)
+
+    fresh = app.context.new_page()  # a new tab is a new session: it starts clean
+    fresh.set_default_timeout(READY_MS)
+    fresh.goto(f"{site}/index.html")
+    expect(fresh.locator("#engine")).to_have_attribute("data-state", "ready", timeout=READY_MS)
+    expect(fresh.locator("#model")).to_have_value("span-x2")
+    expect(fresh.locator("#model option[value^='custom:']")).to_have_count(0)
+    fresh.close()
+    no_errors(console_log)
+
+
+def test_own_model_with_an_unknown_layer_is_refused_and_the_old_model_stays(
+        app, site, ncnn_files, kitten):
+    param, weights = ncnn_files["spanx2_ch48"]
+    text = param.read_text()
+    swish = re.search(r"^Swish\s+(\S+)", text, flags=re.M)
+    broken = (text[:swish.start()] + "Mystery" + text[swish.start() + len("Swish"):]).encode()
+    open_page(app, site)
+    expect(app.locator("#model")).to_have_value("span-x2")
+
+    app.set_input_files("#own-model", [{"name": "mystery.param", "mimeType": "text/plain",
+                                        "buffer": broken}])
+    expect(app.locator("#engine-text")).to_have_text(OWN_NO_BIN)
+
+    hand_over(app, {"mystery.param": broken, "mystery.bin": weights.read_bytes()})  # dropped
+    expect(app.locator("#engine-text")).to_have_text(OWN_REFUSED.format(layer=swish[1]),
+                                                     timeout=READY_MS)
+    expect(app.locator("#engine")).to_have_attribute("data-state", "error")
+    expect(app.locator("#model")).to_have_value("span-x2")
+    expect(app.locator("#model option[value^='custom:']")).to_have_count(0)
+    expect(app.locator(".item")).to_have_count(0)  # the pair never joined the image queue
+
+    hand_over(app, {"kitten.png": png_bytes(kitten)})
+    wait_state(app, "kitten.png", "done")
+    expect(app.locator("#viewer-meta")).to_contain_text("96×64 → 192×128 · SPAN ×2")
+
+
+# ---------- JPEG noise ----------
+
+JPEG_NOTE = re.compile(r"^Compressed JPEG \(quality ≈ (\d+)\): waifu2x with noise removal "
+                       r"level 3 cleans its blocks\.$")
+
+
+def test_compressed_jpeg_suggests_noise_removal_and_reruns_with_it(app, site, photos,
+                                                                  console_log):
+    clean = photo_crop(photos, "coffee.png", 96, 200, 120, height=64)
+    encoded = io.BytesIO()
+    Image.fromarray(clean).save(encoded, format="JPEG", quality=30)
+    open_page(app, site)
+    hand_over(app, {"blocky.jpg": encoded.getvalue()})
+    entry = item(app, "blocky.jpg")
+    note = entry.locator(".note")
+    expect(note.locator("span")).to_have_text(JPEG_NOTE, timeout=JOB_MS)
+    quality = int(JPEG_NOTE.match(note.locator("span").inner_text())[1])
+    assert abs(quality - 30) <= 2, quality
+    wait_state(app, "blocky.jpg", "done")
+    expect(app.locator("#viewer-meta")).to_contain_text("SPAN ×2")
+    expect(note).to_be_visible()  # SPAN ran it: the suggestion stays
+    _, sharpened = download(app, "#download")
+
+    note.get_by_role("button", name="Use it").click()
+    expect(app.locator("#model")).to_have_value("waifu2x-photo-x2-denoise3")
+    label = "waifu2x photo ×2, JPEG noise removal 3"
+    expect(app.locator("#viewer-meta")).to_contain_text(f"96×64 → 192×128 · {label}",
+                                                        timeout=JOB_MS)
+    wait_state(app, "blocky.jpg", "done")
+    expect(app.locator("#engine")).to_contain_text(f"Ready: {label}")
+    expect(note).to_be_hidden()
+    _, cleaned = download(app, "#download")
+    reference = bicubic(clean, 2)  # the uncompressed crop, enlarged
+    scores = [psnr(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), reference)
+              for data in (sharpened, cleaned)]
+    print("PSNR vs the clean crop's bicubic: SPAN", scores[0], "waifu2x denoise 3", scores[1])
+    assert scores[1] > scores[0], scores
+    no_errors(console_log)
