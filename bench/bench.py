@@ -1,6 +1,7 @@
 """Benchmarks in headless Chromium: Upscale against one whole-image `model.predict`.
 
-Run with `python build.py bench [--quick]`; writes bench/results.json and bench/REPORT.md.
+Run with `python build.py bench [--quick]`; writes bench/results.json, bench/REPORT.md and
+the charts bench/chart.svg (time against size) and bench/quality.svg (quality against speed).
 Every figure is the median of repeated runs, with min and max.
 """
 
@@ -11,6 +12,7 @@ import io
 import json
 import os
 import platform
+import re
 import sys
 import threading
 import time
@@ -282,16 +284,39 @@ def quality_inputs(models: list[dict], names: list[str]) -> tuple[dict, dict]:
     return originals, inputs
 
 
+# Speed: one timed upscale of a centre crop of this photo per model, after an untimed one of a
+# crop half its side; ms per megapixel of input. realesrgan-x4plus (16.7M parameters, about 70
+# times esrgan-slim's work per pixel) would take minutes at 256 px on WASM: it gets 64 px.
+SPEED_PHOTO = "astronaut.png"
+SPEED_SIDE = 256
+SPEED_SIDES = {"realesrgan-x4plus": 64}
+
+
+def speed_inputs(models: list[dict]) -> dict:
+    image = Image.open(build.ensure_photos()[SPEED_PHOTO]).convert("RGB")
+
+    def centre(side: int) -> str:
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        return base64.b64encode(png_bytes(image.crop((left, top, left + side,
+                                                      top + side)))).decode()
+
+    sides = {m["id"]: SPEED_SIDES.get(m["id"], SPEED_SIDE) for m in models}
+    return {model: {"side": side, "photo": centre(side), "warm": centre(side // 2)}
+            for model, side in sides.items()}
+
+
 def measure_quality(page, models: list[dict], names: list[str]) -> dict:
+    """PSNR-Y and SSIM against the crops and against bicubic, and each model's speed."""
     originals, inputs = quality_inputs(models, names)
     got = page.evaluate("(a) => bench.quality(a)",
-                        {"models": [m["id"] for m in models], "photos": inputs})
+                        {"models": [m["id"] for m in models], "photos": inputs,
+                         "speed": speed_inputs(models)})
     table = {}
     for model in models:
         scale, rows = model["scale"], {}
         for name, original in originals.items():
             truth = np.asarray(original)
-            out = got[model["id"]][name]
+            out = got[model["id"]]["photos"][name]
             ours = np.frombuffer(base64.b64decode(out["rgb"]), np.uint8).reshape(
                 out["height"], out["width"], 3)
             small = Image.open(io.BytesIO(base64.b64decode(inputs[model["id"]][name])))
@@ -301,33 +326,68 @@ def measure_quality(page, models: list[dict], names: list[str]) -> dict:
                 "bicubic_psnr_y": psnr_y(bicubic, truth, scale),
                 "bicubic_ssim": ssim_y(bicubic, truth, scale),
             }
+        speed = got[model["id"]].get("speed")
+        if speed and "error" not in speed:
+            speed["ms_per_megapixel"] = speed["ms"] / (speed["width"] * speed["height"] / 1e6)
         table[model["id"]] = {
-            "scale": scale, "label": model["label"], "photos": rows,
+            "scale": scale, "label": model["label"], "purpose": model.get("purpose"),
+            "format": model.get("format", "layers"), "weightBytes": model.get("weightBytes"),
+            "photos": rows, "speed": speed,
             **{key: float(np.mean([row[key] for row in rows.values()]))
                for key in ("psnr_y", "ssim", "bicubic_psnr_y", "bicubic_ssim")},
         }
     return table
 
 
+def ms_per_megapixel(quality: dict) -> dict[str, float]:
+    """What build.py copies into the catalogue: ms per megapixel of input on WASM, by id."""
+    return {model: q["speed"]["ms_per_megapixel"] for model, q in quality.items()
+            if q.get("speed") and "ms_per_megapixel" in q["speed"]}
+
+
 # --- the run ---------------------------------------------------------------------------------
+
+def default_model() -> str:
+    """The model a page gets when it names none: DEFAULT_MODEL in web/upscale.js."""
+    found = re.search(r"export const DEFAULT_MODEL = '([^']+)'",
+                      (ROOT / "web" / "upscale.js").read_text())
+    if not found:
+        raise SystemExit("bench: no DEFAULT_MODEL in web/upscale.js")
+    return found.group(1)
+
+
+DEFAULT_MODEL = default_model()
+PEER_MODEL = "esrgan-slim-x2"  # the model UpscalerJS's own docs start from
+
 
 def plan(quick: bool) -> dict:
     if quick:
-        return {"models": ["esrgan-slim-x2"], "sizes": [128, 256], "repeats": {128: 1, 256: 1},
+        return {"models": [PEER_MODEL, DEFAULT_MODEL], "sizes": [128, 256],
+                "repeats": {128: 1, 256: 1},
                 "seam": 256, "cold_runs": 1, "threads_size": 128,
                 "large": [("esrgan-slim-x2", 256), ("esrgan-slim-x4", 128)],
-                "quality_models": ["esrgan-slim-x2", "esrgan-slim-x4"],
+                "quality_models": ["esrgan-slim-x2", "esrgan-slim-x4", DEFAULT_MODEL, "span-x4"],
                 "quality_photos": QUALITY_PHOTOS[:1], "page_size": 128}
-    return {"models": ["esrgan-slim-x2", "esrgan-medium-x2"], "sizes": [128, 256, 512, 1024],
+    return {"models": [PEER_MODEL, "esrgan-medium-x2", DEFAULT_MODEL],
+            "sizes": [128, 256, 512, 1024],
             "repeats": {128: 3, 256: 3, 512: 3, 1024: 2}, "seam": 256, "cold_runs": 3,
             "threads_size": 512, "large": [("esrgan-slim-x2", 2048), ("esrgan-slim-x4", 1024)],
             "quality_models": None, "quality_photos": QUALITY_PHOTOS, "page_size": 512}
 
 
+def served_catalogue() -> list[dict]:
+    """The catalogue as the site serves it (dist/models/index.json, written by build.py): the
+    manifests plus what the build learns, such as a converted model's weight bytes."""
+    path = build.DIST / "models" / "index.json"
+    if not path.is_file():
+        raise SystemExit(f"bench: no {path}; run `python build.py` first")
+    return json.loads(path.read_text())
+
+
 def run(quick: bool) -> dict:
     settings = plan(quick)
-    manifests = {m["id"]: m for m in build.load_manifests()}
-    quality_models = [manifests[i] for i in settings["quality_models"] or sorted(manifests)]
+    catalogue = {m["id"]: m for m in served_catalogue()}
+    quality_models = [catalogue[i] for i in settings["quality_models"] or sorted(catalogue)]
     base, server = serve()
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     results = {
@@ -340,6 +400,7 @@ def run(quick: bool) -> dict:
         "repeats": {str(k): v for k, v in settings["repeats"].items()},
         "seam_size": settings["seam"],
         "threads_size": settings["threads_size"],
+        "default_model": DEFAULT_MODEL,
     }
     started = time.monotonic()
     try:
@@ -363,6 +424,7 @@ def run(quick: bool) -> dict:
             log("quality")
             results["quality"] = measure_quality(page, quality_models, settings["quality_photos"])
             results["quality_photos"] = settings["quality_photos"]
+            results["ms_per_megapixel"] = ms_per_megapixel(results["quality"])
             context.close()
             log("threads")
             results["threads"] = {}
@@ -396,8 +458,9 @@ def log(message: str) -> None:
 
 TARGETS = {  # the issue's targets, checked against this run
     "ratio_upscalerjs": 0.5, "ratio_limit": 1.15, "cold_start_ms": 2500,
-    "longest_task_ms": 50, "seam_db": 55,
+    "longest_task_ms": 50, "seam_db": 55, "ratio_default_model": 1.0,
 }
+TARGET_SIZE = 512  # the size the ratio targets are set at; a quick run has only smaller ones
 
 
 def fmt(entry: dict | None, digits: int = 0) -> str:
@@ -420,11 +483,21 @@ def median(values: list[float]) -> dict:
     return {"median": (s[int(mid)] + s[int(mid + 0.5)]) / 2, "min": s[0], "max": s[-1]}
 
 
+def default_vs_peer(results: dict, size: int) -> float | None:
+    """The default model in Upscale against UpscalerJS running esrgan-slim-x2, at `size`."""
+    ours = results["contenders"].get(results["default_model"], {}).get("upscale", {})
+    theirs = results["contenders"].get(PEER_MODEL, {}).get("upscalerjs", {})
+    return ratio(ours.get(str(size)), theirs.get(str(size)))
+
+
 def target_rows(results: dict) -> list[tuple[str, str, bool | None]]:
-    slim = results["contenders"]["esrgan-slim-x2"]
-    size = "512" if "512" in slim["upscale"] else str(max(results["sizes"]))
+    slim = results["contenders"][PEER_MODEL]
+    size = str(TARGET_SIZE) if TARGET_SIZE in results["sizes"] else str(max(results["sizes"]))
     vs_theirs = ratio(slim["upscale"].get(size), slim["upscalerjs"].get(size))
     vs_limit = ratio(slim["upscale"].get(size), slim["limit"].get(size))
+    default = results["default_model"]
+    vs_peer = default_vs_peer(results, int(size))
+    at = "" if int(size) == TARGET_SIZE else f" (measured at {size} px: a quick run)"
     cold = median([r["ms"] for r in results["cold_start"]["first_visit"]])["median"]
     second = median([r["ms"] for r in results["cold_start"]["second_visit"]])["median"]
     longest = max(c["upscale"][s].get("longestTaskMs", 0) for c in results["contenders"].values()
@@ -446,6 +519,9 @@ def target_rows(results: dict) -> list[tuple[str, str, bool | None]]:
          f"{longest:.0f} ms (bare page), {page:.0f} ms (upscaler page)",
          max(longest, page) <= 50),
         ("seam fidelity >= 55 dB", f"{seams:.1f} dB", seams >= 55),
+        (f"default model ({default}) at {TARGET_SIZE} px on WASM / UpscalerJS {PEER_MODEL} at "
+         f"{TARGET_SIZE} px <= 1.0",
+         "-" if vs_peer is None else f"{vs_peer:.2f}{at}", check(vs_peer, 1.0)),
     ]
 
 
@@ -480,12 +556,30 @@ def report(results: dict) -> str:
         "",
         "A square photo (the astronaut, resampled to each size) on WebAssembly, in one page "
         "session. Upscale at its defaults; UpscalerJS 1.0.0 (npm `upscaler`) with the same "
-        "model file, `patchSize: 128, padding: 2`, output as a tensor; the limit: one "
-        "`model.predict` on the whole image on the page's TF.js.",
+        "model file, `patchSize: 128, padding: 2`, output as a tensor (a model converted from "
+        "ncnn runs there as a graph model with its input and output range [0, 1]); the limit: "
+        "one `model.predict` on the whole image on the page's TF.js. "
+        f"{results['default_model']} is the model a page gets when it names none.",
         "",
         "![time against image size](chart.svg)",
         "",
     ]
+    default = results["default_model"]
+    if default in results["contenders"] and PEER_MODEL in results["contenders"]:
+        ours = results["contenders"][default]["upscale"]
+        peer = results["contenders"][PEER_MODEL]
+        out += [f"### The default model against UpscalerJS's {PEER_MODEL}", "",
+                f"What a page gets by default from each: Upscale with {default}, UpscalerJS "
+                f"with {PEER_MODEL} (Upscale's own time with {PEER_MODEL} alongside).", "",
+                f"| size | Upscale, {default} | UpscalerJS, {PEER_MODEL} | Upscale, {PEER_MODEL}"
+                f" | {default} / UpscalerJS {PEER_MODEL} |", "| --- | --- | --- | --- | --- |"]
+        for size in results["sizes"]:
+            r = default_vs_peer(results, size)
+            out.append(f"| {size} px | {fmt(ours.get(str(size)))} | "
+                       f"{fmt(peer['upscalerjs'].get(str(size)))} | "
+                       f"{fmt(peer['upscale'].get(str(size)))} | "
+                       f"{'-' if r is None else f'{r:.2f}'} |")
+        out.append("")
     for model, c in results["contenders"].items():
         out += [f"### {model}", "",
                 "| size | Upscale | UpscalerJS | the limit | Upscale / UpscalerJS | "
@@ -552,18 +646,7 @@ def report(results: dict) -> str:
     for name, t in threads.items():
         out.append(f"| {name.replace('_', ' ')} | {fmt(t['limit'])} ms ({t['pageThreads']}) | "
                    f"{fmt(t['upscale'])} ms |")
-    out += ["", "## Quality", "",
-            f"{QUALITY_SIDE} px centre crops of {', '.join(results['quality_photos'])} (from "
-            "scikit-image's wheel: astronaut and rocket are public domain, chelsea and coffee "
-            "CC0), downscaled with Pillow's bicubic, upscaled by each model, compared with the "
-            "crop: PSNR on Y (BT.601, a border of `scale` px shaved) and SSIM on Y; bicubic is "
-            "Pillow's bicubic upscale of the same input. Means over the photos.", "",
-            "| model | scale | PSNR-Y | bicubic | gain | SSIM | bicubic SSIM |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
-    for model, q in results["quality"].items():
-        out.append(f"| {model} | x{q['scale']} | {q['psnr_y']:.2f} dB | "
-                   f"{q['bicubic_psnr_y']:.2f} dB | {q['psnr_y'] - q['bicubic_psnr_y']:+.2f} dB |"
-                   f" {q['ssim']:.4f} | {q['bicubic_ssim']:.4f} |")
+    out += quality_section(results)
     shop = results["shop"]
     first_visit, second_visit = shop["first_visit"], shop["second_visit"]
     out += ["", "## The demo shop", "",
@@ -577,19 +660,55 @@ def report(results: dict) -> str:
     return "\n".join(out)
 
 
+def quality_section(results: dict) -> list[str]:
+    smaller = [f"{side} px for {model}" for model, side in SPEED_SIDES.items()
+               if model in results["quality"]]
+    smaller = (f" ({', '.join(smaller)}: its work per pixel would make a {SPEED_SIDE} px crop "
+               "take minutes; at that size the fixed cost of an upscale weighs a little more in "
+               "its figure)") if smaller else ""
+    out = ["", "## Quality and speed of every model", "",
+           f"{QUALITY_SIDE} px centre crops of {', '.join(results['quality_photos'])} (from "
+           "scikit-image's wheel: astronaut and rocket are public domain, chelsea and coffee "
+           "CC0), downscaled with Pillow's bicubic, upscaled by each model, compared with the "
+           "crop: PSNR on Y (BT.601, a border of `scale` px shaved) and SSIM on Y; the gains are "
+           "over Pillow's bicubic upscale of the same input. Means over the photos.", "",
+           f"Speed: after those, one timed upscale of a {SPEED_SIDE} px centre crop of "
+           f"{SPEED_PHOTO}{smaller}, after an untimed one of a crop half that side, on "
+           "WebAssembly with Upscale at its defaults; in milliseconds per megapixel of input "
+           "(build.py copies it into the catalogue as `msPerMegapixel`).", "",
+           "Download: the model's weights. Purpose: the catalogue's grouping.", "",
+           "![PSNR-Y gain over bicubic against time per megapixel](quality.svg)", "",
+           "| model | purpose | scale | download | PSNR-Y | gain over bicubic | SSIM | SSIM gain "
+           "| ms / MP (WASM) |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for model, q in results["quality"].items():
+        speed = q.get("speed")
+        if not speed:
+            ms = "not measured"
+        elif "error" in speed:
+            ms = f"failed ({speed['error'][:60]})"
+        else:
+            ms = f"{speed['ms_per_megapixel']:,.0f}"
+        weight = "-" if not q.get("weightBytes") else f"{q['weightBytes'] / 1e6:.1f} MB"
+        out.append(f"| {model} | {q.get('purpose') or '-'} | x{q['scale']} | {weight} | "
+                   f"{q['psnr_y']:.2f} dB | {q['psnr_y'] - q['bicubic_psnr_y']:+.2f} dB | "
+                   f"{q['ssim']:.4f} | {q['ssim'] - q['bicubic_ssim']:+.4f} | {ms} |")
+    return out
+
+
 def chart(results: dict) -> str:
     """An SVG of time against image size, log-log, one line per contender and model."""
     width, height, left, right, top, bottom = 720, 440, 70, 200, 20, 50
     series = []
     colours = {"upscale": "#1a7f37", "upscalerjs": "#cf222e", "limit": "#6e7781"}
     names = {"upscale": "Upscale", "upscalerjs": "UpscalerJS", "limit": "the limit"}
-    for model, c in results["contenders"].items():
+    dashes = ["", "6 4", "2 3", "10 3 2 3"]  # one line style per model, in order
+    for i, (model, c) in enumerate(results["contenders"].items()):
         for key in ("upscale", "upscalerjs", "limit"):
             points = [(size, c[key][str(size)]["median"]) for size in results["sizes"]
                       if str(size) in c[key] and "error" not in c[key][str(size)]]
-            dashed = "medium" in model
             series.append((f"{names[key]}, {model.removeprefix('esrgan-')}", colours[key],
-                           dashed, points))
+                           dashes[i % len(dashes)], points))
     values = [ms for *_, points in series for _, ms in points]
     xs = [np.log2(s) for s in results["sizes"]]
     y_low, y_high = np.log10(min(values)) - 0.1, np.log10(max(values)) + 0.1
@@ -617,10 +736,10 @@ def chart(results: dict) -> str:
                    f'{size} px</text>')
     svg.append(f'<text x="{(left + width - right) / 2}" y="{height - 10}" '
                f'text-anchor="middle">image side (square photo), x2, WebAssembly</text>')
-    for i, (label, colour, dashed, points) in enumerate(series):
+    for i, (label, colour, dashed, points) in enumerate(series):  # dashed: a dash pattern
         if not points:
             continue
-        dash = ' stroke-dasharray="6 4"' if dashed else ""
+        dash = f' stroke-dasharray="{dashed}"' if dashed else ""
         svg.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} '
                    f'points="{" ".join(px(*p) for p in points)}"/>')
         for p in points:
@@ -635,6 +754,104 @@ def chart(results: dict) -> str:
     return "\n".join(svg) + "\n"
 
 
+PURPOSE_COLOURS = {"sharpest": "#1a7f37", "fastest": "#0969da", "jpeg": "#8250df",
+                   "illustration": "#bf3989", "detail": "#cf222e", "legacy": "#6e7781"}
+
+
+def quality_chart(results: dict) -> str:
+    """An SVG of PSNR-Y gain over bicubic against ms per megapixel (log), a point per model."""
+    points = sorted(((q["speed"]["ms_per_megapixel"], q["psnr_y"] - q["bicubic_psnr_y"], model,
+                      q.get("purpose") or "other")
+                     for model, q in results["quality"].items()
+                     if q.get("speed") and "ms_per_megapixel" in q["speed"]),
+                    key=lambda p: (-p[1], p[0]))
+    width, height, left, right, top, bottom = 860, 560, 70, 20, 20, 70
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="11"><rect width="100%" height="100%" '
+           f'fill="white"/>']
+    if not points:
+        svg.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">'
+                   'no model was timed</text></svg>')
+        return "\n".join(svg) + "\n"
+    xs = [np.log10(ms) for ms, *_ in points]
+    gains = [gain for _, gain, *_ in points]
+    x_low, x_high = min(xs) - 0.15, max(xs) + 0.15
+    if x_high - x_low < 1:  # at least a decade, so that the axis has ticks to read
+        x_low, x_high = (x_low + x_high - 1) / 2, (x_low + x_high + 1) / 2
+    y_low = min(0.0, min(gains)) - 0.25
+    y_high = max(gains) + 0.25
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def x_of(ms):
+        return left + (np.log10(ms) - x_low) / (x_high - x_low) * plot_w
+
+    def y_of(gain):
+        return top + (y_high - gain) / (y_high - y_low) * plot_h
+
+    for decade in range(int(np.floor(x_low)), int(np.ceil(x_high)) + 1):
+        for step in (1, 2, 5):
+            ms = step * 10**decade
+            if x_low <= np.log10(ms) <= x_high:
+                x = x_of(ms)
+                svg.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" '
+                           f'stroke="#d0d7de"/><text x="{x:.1f}" y="{height - bottom + 16}" '
+                           f'text-anchor="middle">{ms / 1000:g} s</text>')
+    step = 0.5 if y_high - y_low <= 6 else 1.0
+    for k in range(int(np.ceil(y_low / step)), int(np.floor(y_high / step)) + 1):
+        y = y_of(k * step)
+        stroke = "#6e7781" if k == 0 else "#d0d7de"
+        svg.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
+                   f'stroke="{stroke}"/><text x="{left - 6}" y="{y:.1f}" text-anchor="end" '
+                   f'dominant-baseline="middle">{k * step:+g} dB</text>'.replace("+0 dB", "0 dB"))
+    svg.append(f'<text x="{left + plot_w / 2}" y="{height - bottom + 36}" '
+               'text-anchor="middle">time per megapixel of input, WebAssembly (log scale)</text>')
+    svg.append(f'<text transform="translate(16 {top + plot_h / 2}) rotate(-90)" '
+               'text-anchor="middle">PSNR-Y gain over bicubic</text>')
+    # Each label beside its point: right, left, above or below it, the first place that
+    # covers no other label or point (several models share a speed, and their gains can differ
+    # by hundredths of a dB); failing those, further up or down, with a leader line.
+    spots = [(x_of(ms), y_of(gain)) for ms, gain, *_ in points]
+    placed = []  # label boxes: (x0, x1, y_middle)
+
+    def free(x0, x1, y, own):
+        """Inside the plot, on no label placed so far and on no point but its own."""
+        return (top <= y - 6 and y + 6 <= height - bottom and left <= x0 and x1 <= width - 4
+                and not any(abs(y - py) < 12 and x0 < px1 and px0 < x1 for px0, px1, py in placed)
+                and not any(x0 - 4 < sx < x1 + 4 and abs(y - sy) < 10
+                            for i, (sx, sy) in enumerate(spots) if i != own))
+
+    for own, ((*_, model, purpose), (x, y)) in enumerate(zip(points, spots, strict=True)):
+        colour = PURPOSE_COLOURS.get(purpose, "#24292f")
+        w = 6.2 * len(model)
+        options = [(x + 7, y, "start"), (x - 7, y, "end"), (x + 4, y - 12, "start"),
+                   (x - 4, y - 12, "end"), (x + 4, y + 12, "start"), (x - 4, y + 12, "end")]
+        options += [(x + side * 12, y + sign * 12 * k, "start" if side > 0 else "end")
+                    for k in range(2, 30) for sign in (1, -1) for side in (1, -1)]
+        for lx, ly, anchor in options:
+            x0, x1 = (lx, lx + w) if anchor == "start" else (lx - w, lx)
+            if free(x0, x1, ly, own):
+                break
+        else:  # nowhere free: beside the point, over whatever is there
+            lx, ly, anchor = options[0]
+            x0, x1 = lx, lx + w
+        placed.append((x0, x1, ly))
+        leader = (f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{lx:.1f}" y2="{ly:.1f}" '
+                  f'stroke="{colour}" stroke-width="0.5"/>') if abs(ly - y) > 12 else ""
+        svg.append(f'<g data-model="{model}"><circle class="point" cx="{x:.1f}" cy="{y:.1f}" '
+                   f'r="4" fill="{colour}"/>{leader}<text x="{lx:.1f}" y="{ly:.1f}" '
+                   f'text-anchor="{anchor}" dominant-baseline="middle" fill="{colour}">{model}'
+                   '</text></g>')
+    purposes = [p for p in PURPOSE_COLOURS if any(point[3] == p for point in points)]
+    lx = left
+    for purpose in purposes:
+        svg.append(f'<rect x="{lx}" y="{height - 17}" width="10" height="10" '
+                   f'fill="{PURPOSE_COLOURS[purpose]}"/><text x="{lx + 14}" y="{height - 12}" '
+                   f'dominant-baseline="middle">{purpose}</text>')
+        lx += 30 + 7 * len(purpose)
+    svg.append("</svg>")
+    return "\n".join(svg) + "\n"
+
+
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     out = ROOT / "bench"
@@ -645,6 +862,7 @@ def main(argv: list[str]) -> int:
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / "REPORT.md").write_text(report(results))
     (out / "chart.svg").write_text(chart(results))
+    (out / "quality.svg").write_text(quality_chart(results))
     print(report(results))
     return 0
 

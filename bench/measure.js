@@ -46,6 +46,12 @@
     return tfReady;
   }
 
+  /** A catalogue model on the page's TF.js: converted from ncnn, a graph model; else layers. */
+  async function loadNet(manifest) {
+    const url = new URL(manifest.url, location.href).href;
+    return manifest.format === 'ncnn' ? tf.loadGraphModel(url) : tf.loadLayersModel(url);
+  }
+
   let photo = null;
   /** The benchmark photo (the whole astronaut) resampled to size x size. */
   async function crop(size) {
@@ -114,10 +120,12 @@
     up.dispose();
 
     await pageTf();
-    const net = await tf.loadLayersModel(info.model.url);
+    const net = await loadNet(info.model);
+    // The model's input range (ncnn models take [0, 1]), applied before the clock starts.
+    const inScale = info.model.inputRange ? info.model.inputRange[1] / 255 : 1;
     for (const size of sizes) {
       const image = await crop(size);
-      const x = tf.tidy(() => tf.browser.fromPixels(image).toFloat().expandDims(0));
+      const x = tf.tidy(() => tf.browser.fromPixels(image).toFloat().mul(inScale).expandDims(0));
       const run = async () => {
         const y = net.predict(x);
         await y.data();
@@ -133,7 +141,13 @@
     // Its UMD bundle picks up the global tf when it loads, so it comes after TF.js.
     if (!window.Upscaler) await script('__bench__/upscaler.min.js');
     const theirs = new window.Upscaler({
-      model: { path: info.model.url, scale: info.model.scale, modelType: 'layers' },
+      model: {
+        path: info.model.url,
+        scale: info.model.scale,
+        modelType: info.model.format === 'ncnn' ? 'graph' : 'layers',
+        inputRange: info.model.inputRange,
+        outputRange: info.model.outputRange,
+      },
     });
     await theirs.ready;
     const runTheirs = async (image, options) => {
@@ -192,7 +206,7 @@
     const upscale = await timed(() => up.upscale(image), repeats);
     up.dispose();
     await pageTf();
-    const net = await tf.loadLayersModel(info.model.url);
+    const net = await loadNet(info.model);
     const x = tf.tidy(() => tf.browser.fromPixels(image).toFloat().expandDims(0));
     const limit = await timed(async () => {
       const y = net.predict(x);
@@ -210,18 +224,34 @@
     };
   }
 
-  /** Upscale each low-resolution PNG with each model; returns the RGB bytes for bench.py. */
-  async function quality({ models, photos }) {
+  const decode = (base64) => {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    return new Blob([bytes], { type: 'image/png' });
+  };
+
+  /** A PNG (base64) as ImageData, so that a timed upscale does not include decoding it. */
+  async function pixels(base64) {
+    const bitmap = await createImageBitmap(decode(base64));
+    const context = new OffscreenCanvas(bitmap.width, bitmap.height).getContext('2d');
+    context.drawImage(bitmap, 0, 0);
+    return context.getImageData(0, 0, bitmap.width, bitmap.height);
+  }
+
+  /**
+   * Upscale each low-resolution PNG with each model (RGB bytes back for bench.py), then time
+   * one upscale of `speed[model].photo` (a PNG, base64), after an untimed one of
+   * `speed[model].warm` (the model's first images pay for setting up its buffers).
+   */
+  async function quality({ models, photos, speed }) {
     const { Upscaler } = await import('./upscale.js');
     const up = new Upscaler({ model: models[0], backend: 'wasm' });
     await up.ready;
     const out = {};
     for (const model of models) {
       await up.setModel(model);
-      out[model] = {};
+      out[model] = { photos: {} };
       for (const [name, base64] of Object.entries(photos[model])) {
-        const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-        const result = await up.upscale(new Blob([bytes], { type: 'image/png' }));
+        const result = await up.upscale(decode(base64));
         const rgb = new Uint8Array(result.width * result.height * 3);
         for (let i = 0, j = 0; i < result.data.length; i += 4, j += 3) {
           rgb[j] = result.data[i];
@@ -230,7 +260,17 @@
         }
         let binary = '';
         for (let i = 0; i < rgb.length; i += 0x8000) binary += String.fromCharCode(...rgb.subarray(i, i + 0x8000));
-        out[model][name] = { width: result.width, height: result.height, rgb: btoa(binary) };
+        out[model].photos[name] = { width: result.width, height: result.height, rgb: btoa(binary) };
+      }
+      if (speed && speed[model]) {
+        out[model].speed = await attempt(async () => {
+          const [warm, image] = [await pixels(speed[model].warm), await pixels(speed[model].photo)];
+          await up.upscale(warm);
+          const start = performance.now();
+          const result = await up.upscale(image);
+          const ms = performance.now() - start;
+          return { ms, width: image.width, height: image.height, outWidth: result.width };
+        });
       }
     }
     up.dispose();

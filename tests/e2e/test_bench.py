@@ -25,7 +25,11 @@ def quick_bench(tmp_path_factory):
                           timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "results.json").read_text()), (out / "REPORT.md").read_text(), \
-        (out / "chart.svg").read_text()
+        (out / "chart.svg").read_text(), (out / "quality.svg").read_text()
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+DEFAULT_MODEL = "span-x2"
 
 
 def is_number(value) -> bool:
@@ -40,7 +44,7 @@ def assert_stats(entry, where):
 
 
 def test_every_contender_has_every_size(quick_bench):
-    results, _, _ = quick_bench
+    results, *_ = quick_bench
     for model, contenders in results["contenders"].items():
         for who in ("upscale", "upscalerjs", "limit"):
             assert set(contenders[who]) == {str(s) for s in results["sizes"]}, (model, who)
@@ -56,7 +60,7 @@ def test_every_contender_has_every_size(quick_bench):
 
 
 def test_every_other_section_is_filled(quick_bench):
-    results, _, _ = quick_bench
+    results, *_ = quick_bench
     for visit in ("first_visit", "second_visit"):
         for run in results["cold_start"][visit]:
             assert is_number(run["ms"]) and run["width"] == 2 * results["cold_start"]["size"]
@@ -81,7 +85,7 @@ def test_every_other_section_is_filled(quick_bench):
 
 
 def test_report_and_chart_are_complete(quick_bench):
-    results, report, chart = quick_bench
+    results, report, chart, _ = quick_bench
     for heading in ("## Targets", "## Time to upscale", "## The main thread", "## Seam fidelity",
                     "## Cold start", "## Large images", "## WASM threads", "## Quality",
                     "## The demo shop"):
@@ -89,7 +93,48 @@ def test_report_and_chart_are_complete(quick_bench):
     for word in ("nan", "None", "failed", "undefined"):
         assert word not in report, word
     targets = report.split("## Targets")[1].split("##")[0]
-    assert targets.count("| yes |") + targets.count("| no |") == 5, targets
+    assert targets.count("| yes |") + targets.count("| no |") == 6, targets
     svg = ET.fromstring(chart)
-    lines = svg.findall("{http://www.w3.org/2000/svg}polyline")
+    lines = svg.findall(f"{SVG}polyline")
     assert len(lines) == 3 * len(results["contenders"]), "one line per contender and model"
+
+
+def test_the_default_model_is_timed_against_upscalerjs_slim(quick_bench):
+    results, report, *_ = quick_bench
+    assert results["default_model"] == DEFAULT_MODEL
+    assert {"esrgan-slim-x2", DEFAULT_MODEL} <= set(results["contenders"])
+    assert f"### {DEFAULT_MODEL}" in report
+    targets = report.split("## Targets")[1].split("##")[0]
+    (row,) = [line for line in targets.splitlines()
+              if line.startswith(f"| default model ({DEFAULT_MODEL}) at 512 px on WASM / "
+                                 "UpscalerJS esrgan-slim-x2 at 512 px")]
+    name, measured, holds = (cell.strip() for cell in row.strip("|").split("|"))
+    largest = max(results["sizes"])
+    assert measured.endswith(f"(measured at {largest} px: a quick run)"), row
+    assert float(measured.split()[0]) > 0, row
+    assert holds in ("yes", "no"), row
+
+
+def test_every_quality_row_has_a_speed_and_the_chart_a_point(quick_bench):
+    results, report, _, quality_svg = quick_bench
+    speeds = results["ms_per_megapixel"]
+    assert is_number(speeds.get(DEFAULT_MODEL)) and speeds[DEFAULT_MODEL] > 0, speeds
+    assert set(speeds) == set(results["quality"]), "every model in the quality table is timed"
+    for model, ms in speeds.items():
+        assert is_number(ms) and ms > 0, (model, ms)
+    section = report.split("## Quality")[1].split("\n## ")[0]
+    assert "](quality.svg)" in section
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")}
+    for model in (DEFAULT_MODEL, "span-x4"):
+        assert model in rows, f"no {model} row in the quality table"
+        cells = [cell.strip() for cell in rows[model].strip("|").split("|")]
+        assert cells[1] == "sharpest" and cells[3].endswith(" MB"), cells
+        assert float(cells[5].split()[0]) > 0, f"{model} gains over bicubic: {cells}"
+        assert float(cells[8].replace(",", "")) == pytest.approx(speeds[model], abs=1), cells
+    svg = ET.fromstring(quality_svg)
+    points = [g.get("data-model") for g in svg.iter(f"{SVG}g")
+              if g.find(f"{SVG}circle") is not None]
+    assert sorted(points) == sorted(speeds), "one point per timed model"
+    for g in svg.iter(f"{SVG}g"):
+        assert g.find(f"{SVG}text").text == g.get("data-model"), "each point labelled"
