@@ -86,8 +86,7 @@ async def run(source: JsProxy, options: JsProxy, predict: JsProxy, progress: JsP
 
 def convert_ncnn(param: JsProxy, weights: JsProxy):
     """A model the user brought, as (model.json text, weight bytes, {scale, margin, ...})."""
-    text, data, meta = convert_to_json(param.to_bytes(), weights.to_bytes())
-    return text, data, meta
+    return convert_to_json(param.to_bytes(), weights.to_bytes())
 
 
 def inspect(data: JsProxy) -> dict:

@@ -171,7 +171,8 @@ class WeightReader:
 
 @dataclass(frozen=True)
 class Side:
-    """A blob's height or width as `a * n + b` for an input side n; None a, a constant."""
+    """A blob's height or width as `a * n + b` for an input side n (height and width are
+    checked to change alike, so one Side describes both)."""
 
     a: Fraction
     b: Fraction
@@ -290,7 +291,7 @@ class _Converter:
                 self.consumers[blob] = self.consumers.get(blob, 0) + 1
         # Conv nodes whose activation slot is still free, by the blob they produce.
         self.fusable: dict[str, dict] = {}
-        self.produced_by_conv: dict[str, tuple[dict, str, str]] = {}  # blob: node, w, b consts
+        self.produced_by_conv: dict[str, dict] = {}  # blob: the plain conv node making it
 
     # helpers
 
@@ -577,7 +578,7 @@ class _Converter:
             node = self._fused_conv(layer, ref, w[0].transpose(2, 3, 1, 0), bias, half,
                                     stride, dilation, padding)
             out = self._activate(layer, node, layer.outputs[0])
-            self.produced_by_conv[layer.outputs[0]] = (node, "", "")
+            self.produced_by_conv[layer.outputs[0]] = node
         elif in_per == 1 and groups == x.channels:
             # Depthwise with a channel multiplier m: TF's output channel c*m + j is ncnn's.
             filt = w[:, :, 0].transpose(2, 3, 0, 1)  # (kh, kw, C, m)
@@ -781,8 +782,8 @@ class _Converter:
             perm = np.array([c * r * r + k for k in range(r * r) for c in range(out_ch)])
             producer = self.produced_by_conv.get(layer.inputs[0])
             sole = self.consumers.get(layer.inputs[0], 0) == 1
-            if producer and sole and producer[0]["name"] == x.ref:
-                self._permute_outputs(producer[0], perm)
+            if producer and sole and producer["name"] == x.ref:
+                self._permute_outputs(producer, perm)
             else:
                 g = self.graph
                 ref = g.node("GatherV2", layer.name + "/order", [

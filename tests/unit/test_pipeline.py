@@ -207,3 +207,43 @@ def test_parallel_error_and_cancel_leave_no_task_behind():
         return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
 
     assert run_in_loop(both()) == []
+
+
+def box_mean(image, margin):
+    """A valid (unpadded) box filter of side 2 * margin + 1: the output shrinks by the margin
+    on each side, as waifu2x's unpadded convolutions do."""
+    side = 2 * margin + 1
+    height, width = image.shape[0] - 2 * margin, image.shape[1] - 2 * margin
+    total = np.zeros((height, width, image.shape[2]), np.int64)
+    for dy in range(side):
+        for dx in range(side):
+            total += image[dy : dy + height, dx : dx + width]
+    return (total // side**2).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (20, 33), (64, 64), (70, 41)])
+@pytest.mark.parametrize(("margin", "padding"), [(3, 0), (7, 0), (7, 4)])
+def test_a_model_with_a_margin_gets_it_from_neighbours_and_repeated_edges(height, width,
+                                                                         margin, padding):
+    """Tiled, the result is the whole image filtered at once, its edge pixels repeated
+    beyond it: each window arrives with `margin` real neighbouring pixels around it."""
+    scale, patch = 2, 24
+    image = random_image(height, width, seed=margin * 100 + height)
+    shapes = []
+
+    async def predict(tile):
+        shapes.append(tile.shape)
+        return enlarge(box_mean(tile, margin), scale)
+
+    options = Options(scale, patch, padding, margin=margin)
+    out = run_sync(upscale(image, predict, options))
+    padded = np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="edge")
+    want = enlarge(box_mean(padded, margin), scale)
+    assert out.shape == want.shape
+    # An image smaller than a patch is first mirrored up to one (pad_up), so near its bottom
+    # and right edges the filter sees mirrored pixels rather than repeated ones.
+    rows = height if height >= patch else max(0, height - margin)
+    cols = width if width >= patch else max(0, width - margin)
+    np.testing.assert_array_equal(out[: rows * scale, : cols * scale],
+                                  want[: rows * scale, : cols * scale])
+    assert set(shapes) == {(patch + 2 * margin, patch + 2 * margin, 3)}
