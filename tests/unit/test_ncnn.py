@@ -1,7 +1,8 @@
 """The ncnn converter in CPython: what it reads, what it refuses, what it infers.
 
 Whether the converted graphs compute what ncnn computes is checked in Chromium against the
-independent numpy reference (tests/e2e/test_converted_models.py); here, the parts that need no TF.js.
+independent numpy reference (tests/e2e/test_converted_models.py); here, the parts that need
+no TF.js.
 """
 
 from __future__ import annotations
