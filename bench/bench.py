@@ -8,6 +8,8 @@ Every figure is the median of repeated runs, with min and max.
 from __future__ import annotations
 
 import base64
+import functools
+import http.server
 import io
 import json
 import os
@@ -16,6 +18,7 @@ import re
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -108,21 +111,23 @@ SHOP_NUMBERS = """() => {
 }"""
 
 
-def measure_shop(browser, base: str) -> dict:
+def measure_shop(browser, base: str, server) -> dict:
     """shop.html in a fresh profile: time until every visible image is upscaled, then again
-    on a second visit (from the cache); bytes of the small photos vs the large ones."""
+    on a second visit (from the cache); what went over the wire each time (as the server
+    counted it); bytes of the small photos vs the large ones."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.add_init_script(SHOP_WATCH)
     page = context.new_page()
     page.set_default_timeout(300_000)
     visits = []
     for _ in range(2):
+        server.served.clear()
         if visits:
             page.reload()
         else:
             page.goto(f"{base}/shop.html")
         page.wait_for_function(SHOP_SETTLED)
-        visits.append(page.evaluate(SHOP_NUMBERS))
+        visits.append({**page.evaluate(SHOP_NUMBERS), "wire": wire_summary(server.served)})
     context.close()
     small = sorted((build.DIST / "shop" / "small").glob("*.jpg"))
     large = [build.DIST / "shop" / "large" / path.name for path in small]
@@ -135,9 +140,57 @@ def measure_shop(browser, base: str) -> dict:
     }
 
 
+class CountingHandler(build.DistHandler):
+    """build.py's handler, noting each response: path, status, encoding and body bytes."""
+
+    def send_response(self, code, message=None) -> None:
+        self.response = {"path": urllib.parse.urlsplit(self.path).path, "status": int(code),
+                         "encoding": None, "bytes": 0}
+        self.server.served.append(self.response)
+        super().send_response(code, message)
+
+    def send_header(self, name: str, value: str) -> None:
+        if name.lower() == "content-encoding":
+            self.response["encoding"] = value
+        super().send_header(name, value)
+
+    def copyfile(self, source, outputfile) -> None:
+        self.response["bytes"] = os.fstat(source.fileno()).st_size
+        super().copyfile(source, outputfile)
+
+
+# What each request's bytes belong to, for the report (first match wins).
+WIRE_PARTS = [("Pyodide wasm", "pyodide.asm.wasm"), ("Pyodide JS", "/vendor/pyodide/pyodide"),
+              ("Python stdlib", "python_stdlib.zip"), ("numpy", "/numpy-"),
+              ("Pillow", "/pillow-"), ("upscale (wheel)", "/upscale-"),
+              ("Pyodide lock", "pyodide-lock.json"), ("TF.js", "/vendor/tfjs/"),
+              ("models", "/models/"), ("product photos", "/shop/"), ("page and app", "")]
+
+
+def wire_summary(served: list[dict]) -> dict:
+    """Bytes on the wire (bodies as sent, compressed or not) by part, and what a brotli-taking
+    client would have been sent: Chromium offers br over https only, so on this http test
+    server it takes gzip; the .br copies are the ones build.py wrote."""
+    parts: dict[str, int] = {}
+    brotli = 0
+    for response in served:
+        part = next(name for name, key in WIRE_PARTS if key in response["path"])
+        parts[part] = parts.get(part, 0) + response["bytes"]
+        br = build.DIST / (response["path"].lstrip("/") + ".br")
+        brotli += br.stat().st_size if response["encoding"] and br.is_file() else response["bytes"]
+    return {
+        "requests": len(served), "bytes": sum(r["bytes"] for r in served),
+        "brotli_bytes": brotli, "not_modified": sum(r["status"] == 304 for r in served),
+        "encodings": sorted({r["encoding"] for r in served if r["encoding"]}), "parts": parts,
+    }
+
+
 def serve() -> tuple[str, object]:
     os.environ["UPSCALE_SERVE_QUIET"] = "1"
-    server = build.make_server("127.0.0.1", 0)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(CountingHandler, directory=str(build.DIST)))
+    server.daemon_threads = True
+    server.served = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}", server
 
@@ -447,7 +500,7 @@ def run(quick: bool) -> dict:
                                                        photo_png(settings["page_size"]),
                                                        settings["page_size"])
             log("the shop")
-            results["shop"] = measure_shop(browser, base)
+            results["shop"] = measure_shop(browser, base, server)
             browser.close()
     finally:
         server.shutdown()
@@ -664,7 +717,26 @@ def report(results: dict) -> str:
             f"product photos weigh {shop['small_bytes'] / 1e3:.0f} KB at 150 px (as sent) "
             f"against {shop['large_bytes'] / 1e3:.0f} KB at 300 px (JPEG q90): "
             f"{shop['large_bytes'] / shop['small_bytes']:.1f}x less to send.", ""]
+    out += wire_section(shop)
     return "\n".join(out)
+
+
+def wire_section(shop: dict) -> list[str]:
+    first, second = shop["first_visit"].get("wire"), shop["second_visit"].get("wire")
+    if not first:
+        return []
+    mb = 1e6
+    out = ["### Bytes on the wire", "",
+           f"Counted by the server, response bodies as sent. First visit: {first['requests']} "
+           f"requests, {first['bytes'] / mb:.2f} MB ({', '.join(first['encodings']) or 'none'}: "
+           "Chromium offers brotli over https only); with brotli, "
+           f"{first['brotli_bytes'] / mb:.2f} MB. Second visit: {second['requests']} requests "
+           f"({second['not_modified']} answered 304 Not Modified), {second['bytes'] / mb:.2f} MB.",
+           "", "| part | first visit (MB) | second visit (MB) |", "| --- | --- | --- |"]
+    for part, size in sorted(first["parts"].items(), key=lambda kv: -kv[1]):
+        out.append(f"| {part} | {size / mb:.2f} | {second['parts'].get(part, 0) / mb:.2f} |")
+    out.append("")
+    return out
 
 
 def quality_section(results: dict) -> list[str]:
