@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gzip
 import hashlib
 import http.server
 import io
@@ -117,6 +118,14 @@ MIME_TYPES = {
     ".svg": "image/svg+xml",
     ".webp": "image/webp",
 }
+
+# Precompressed copies (file.br, file.gz) of what compresses: text, WebAssembly, Python's
+# stdlib zip (stored, not deflated) and model weights; kept only where they save at least
+# MIN_SAVING. The server answers Accept-Encoding with them (br first).
+COMPRESSIBLE = {".js", ".mjs", ".json", ".css", ".html", ".svg", ".wasm", ".zip", ".bin",
+                ".txt", ".webmanifest"}
+ENCODINGS = {"br": ".br", "gzip": ".gz"}
+MIN_SAVING = 0.05
 
 # Debian's Chromium, launched by tests and benchmarks: no sandbox as root, and none of its
 # background requests (this network refuses them).
@@ -551,18 +560,27 @@ def dist_plan(manifests: list[dict], wheels: dict[str, Path],
 
 
 def catalogue_entry(manifest: dict, converted: dict[str, Path]) -> dict:
-    """A manifest as the catalogue serves it: with its URL and, for a converted ncnn model,
-    what the conversion found (scale and margin, checked against the manifest; weight bytes)."""
+    """A manifest as the catalogue serves it: with its URL, the sha256 of each of its files
+    (the engine checks what it downloads against them) and, for a converted ncnn model, what
+    the conversion found (scale and margin, checked against the manifest; weight bytes)."""
     if manifest.get("format") != "ncnn":
         url = f"models/{manifest['package'].removeprefix('@upscalerjs/')}/{manifest['path']}"
-        return {**manifest, "url": url}
-    meta = json.loads((converted[manifest["id"]] / "meta.json").read_text())
+        sources = [NODE_MODULES / rel for rel in model_files(manifest)]
+        return {**manifest, "url": url, "files": file_digests(sources)}
+    folder = converted[manifest["id"]]
+    meta = json.loads((folder / "meta.json").read_text())
     for key in ("scale", "margin"):
         if manifest[key] != meta[key]:
             raise BuildError(f"model {manifest['id']}: the manifest says {key} "
                              f"{manifest[key]}, the converted network has {meta[key]}")
+    sources = sorted(path for path in folder.iterdir() if path.name != "meta.json")
     return {**manifest, "weightBytes": meta["weightBytes"],
-            "url": f"models/{manifest['id']}/model.json"}
+            "url": f"models/{manifest['id']}/model.json", "files": file_digests(sources)}
+
+
+def file_digests(paths: list[Path]) -> dict[str, str]:
+    """{file name: sha256 hex} of a model's files, which all sit beside its model.json."""
+    return {path.name: sha256_file(path) for path in paths}
 
 
 def measured_speeds() -> dict[str, float]:
@@ -588,6 +606,7 @@ def generated_files(manifests: list[dict], full_lock: dict,
         f"vendor/pyodide/{wheel[0]}": wheel[1],
         "vendor/pyodide/pyodide-lock.json": (json.dumps(lock, indent=1) + "\n").encode(),
         "models/index.json": (json.dumps(catalogue, indent=1, ensure_ascii=False) + "\n").encode(),
+        "_headers": headers_file().encode(),
     }
 
 
@@ -612,6 +631,51 @@ def write_if_changed(data: bytes, target: Path) -> bool:
     return True
 
 
+def compressed_copies(served: list[str]) -> dict[str, Path]:
+    """{dist path + '.br' / '.gz': cached file} for every compressible file dist/ serves
+    where it pays. Compressed once per content (brotli's best setting takes a minute on
+    Pyodide's wasm), by the venv's brotli from PyPI; gzip from the standard library."""
+    folder = cache_dir() / "compressed"
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted, todo = {}, []
+    for rel in served:
+        source = DIST / rel
+        if source.suffix not in COMPRESSIBLE or source.stat().st_size < 1024:
+            continue
+        digest = sha256_file(source)
+        for suffix in ENCODINGS.values():
+            cached = folder / f"{digest}{suffix}"
+            wanted[rel + suffix] = (source, cached)
+            if not cached.is_file():
+                todo.append({"source": str(source), "out": str(cached)})
+    if todo:
+        python = ensure_env(test=False)
+        log(f"compressing {len(todo)} file(s) with brotli and gzip (once per content)")
+        result = subprocess.run([str(python), str(ROOT / "build.py"), "compress",
+                                 json.dumps(todo)])
+        if result.returncode != 0:
+            raise BuildError("compressing dist/ failed (see above)")
+    return {rel: cached for rel, (source, cached) in wanted.items()
+            if cached.stat().st_size <= (1 - MIN_SAVING) * source.stat().st_size}
+
+
+def compress(jobs: list[dict]) -> None:
+    """Write each job's source compressed to job['out'] (by its suffix: .br or .gz)."""
+    import brotli
+
+    for job in jobs:
+        data = Path(job["source"]).read_bytes()
+        out = Path(job["out"])
+        if out.suffix == ".br":
+            # Weights (floats) gain ~10 % at any setting; the best one would take minutes.
+            quality = 5 if job["source"].endswith(".bin") else 11
+            packed = brotli.compress(data, quality=quality)
+        else:
+            packed = gzip.compress(data, compresslevel=9, mtime=0)
+        out.with_suffix(".part").write_bytes(packed)
+        out.with_suffix(".part").replace(out)
+
+
 def build() -> Path:
     started = time.monotonic()
     ensure_node_modules()
@@ -626,7 +690,9 @@ def build() -> Path:
     generated = generated_files(manifests, full_lock, converted)
     changed = sum(copy_if_changed(src, DIST / dst) for dst, src in plan.items())
     changed += sum(write_if_changed(data, DIST / dst) for dst, data in generated.items())
-    served = set(plan) | set(generated)
+    compressed = compressed_copies(sorted(set(plan) | set(generated)))
+    changed += sum(copy_if_changed(src, DIST / dst) for dst, src in compressed.items())
+    served = set(plan) | set(generated) | set(compressed)
     for path in sorted(DIST.rglob("*"), reverse=True):
         rel = path.relative_to(DIST).as_posix()
         if path.is_file() and rel not in served:
@@ -642,6 +708,20 @@ def build() -> Path:
 # --- serving -----------------------------------------------------------------------------
 
 
+def accepted_encodings(header: str | None) -> list[str]:
+    """The encodings of ENCODINGS an Accept-Encoding header allows, br first (q=0 refuses)."""
+    allowed = set()
+    for part in (header or "").split(","):
+        name, _, params = part.strip().partition(";")
+        q = params.strip().removeprefix("q=") if params.strip().startswith("q=") else "1"
+        try:
+            if float(q) > 0:
+                allowed.add(name.strip().lower())
+        except ValueError:
+            continue
+    return [name for name in ENCODINGS if name in allowed]
+
+
 class DistHandler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
 
@@ -651,11 +731,107 @@ class DistHandler(http.server.SimpleHTTPRequestHandler):
             if name == "Content-Security-Policy":
                 value = CSP_BY_PATH.get(path, value)
             self.send_header(name, value)
+        if Path(path).suffix in COMPRESSIBLE:
+            self.send_header("Vary", "Accept-Encoding")
         super().end_headers()
+
+    def send_head(self):
+        """A precompressed copy when the client takes one, else the file as it is."""
+        path = self.translate_path(self.path)
+        if os.path.isfile(path) and Path(path).suffix in COMPRESSIBLE:
+            for encoding in accepted_encodings(self.headers.get("Accept-Encoding")):
+                variant = path + ENCODINGS[encoding]
+                if os.path.isfile(variant):
+                    return self.send_encoded(path, variant, encoding)
+        return super().send_head()
+
+    def send_encoded(self, path: str, variant: str, encoding: str):
+        original = os.stat(path)
+        modified = self.date_time_string(int(original.st_mtime))
+        if self.headers.get("If-Modified-Since") == modified:
+            self.send_response(http.HTTPStatus.NOT_MODIFIED)
+            self.end_headers()
+            return None
+        handle = open(variant, "rb")  # noqa: SIM115 - the caller copies it out and closes it
+        self.send_response(http.HTTPStatus.OK)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Encoding", encoding)
+        self.send_header("Content-Length", str(os.fstat(handle.fileno()).st_size))
+        self.send_header("Last-Modified", modified)
+        self.end_headers()
+        return handle
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
         if os.environ.get("UPSCALE_SERVE_QUIET") != "1":
             super().log_message(format, *args)
+
+
+# --- deploying: the same headers from a real server -----------------------------------------
+
+NGINX_BROTLI = "/usr/lib/nginx/modules/ngx_http_brotli_static_module.so"
+
+
+def header_sets() -> dict[str, dict[str, str]]:
+    """{path: every header it gets}; "/" first matches everything the others do not."""
+    sets = {"/": {**SERVE_HEADERS}}
+    for path, policy in CSP_BY_PATH.items():
+        if path != "/":
+            sets[path] = {**SERVE_HEADERS, "Content-Security-Policy": policy}
+    sets["= /"] = {**SERVE_HEADERS, "Content-Security-Policy": CSP_BY_PATH["/"]}
+    return sets
+
+
+def nginx_config(root: Path, port: int = 8080, brotli: bool = True) -> str:
+    """A whole nginx.conf serving `root` (a built dist/) as `build.py serve` does: isolation
+    and CORS headers, CSP per path, MIME types, the precompressed copies, caching."""
+    types = "\n".join(f"        {mime.split(';')[0]} {ext[1:]};"
+                      for ext, mime in sorted(MIME_TYPES.items()))
+
+    def location(match: str, headers: dict[str, str]) -> str:
+        lines = "\n".join(f'            add_header {name} "{value}" always;'
+                           for name, value in headers.items())
+        return f"        location {match} {{\n{lines}\n        }}"
+
+    locations = []
+    for path, headers in header_sets().items():
+        match = path if path.startswith("= ") else f"= {path}" if path != "/" else "/"
+        locations.append(location(match, headers))
+    return "\n".join([
+        "# Generated by `python build.py nginx`: serves a built dist/ like `build.py serve`.",
+        f"load_module {NGINX_BROTLI};" if brotli else "# (no brotli_static module)",
+        "worker_processes 1;",
+        "events { worker_connections 256; }",
+        "http {",
+        "    include /etc/nginx/mime.types;",
+        "    types {",
+        types,
+        "    }",
+        "    default_type application/octet-stream;",
+        "    sendfile on;",
+        "    # Precompressed copies (file.br, file.gz) written by the build; Vary on both.",
+        "    gzip_static on;",
+        "    gzip_vary on;",
+        "    brotli_static on;" if brotli else "",
+        "    server {",
+        f"        listen 127.0.0.1:{port};",
+        f"        root {root};",
+        "        index index.html;",
+        # add_header in a location replaces the server's: each location carries the full set.
+        *locations,
+        "    }",
+        "}",
+        "",
+    ])
+
+
+def headers_file() -> str:
+    """dist/_headers, for static hosts that read one (Cloudflare Pages' syntax; `! name`
+    drops a header an earlier rule set, so a path gets one policy, not two)."""
+    out = ["# Generated by build.py: the headers `build.py serve` sends.", "/*"]
+    out += [f"  {name}: {value}" for name, value in SERVE_HEADERS.items()]
+    for path, policy in CSP_BY_PATH.items():
+        out += [path, "  ! Content-Security-Policy", f"  Content-Security-Policy: {policy}"]
+    return "\n".join(out) + "\n"
 
 
 def make_server(host: str, port: int, root: Path = DIST) -> http.server.ThreadingHTTPServer:
@@ -686,8 +862,8 @@ def venv_python() -> Path:
 
 
 def ensure_env(test: bool = True) -> Path:
-    """A virtualenv with the package (numpy, Pillow) and, for `test`, its test extras;
-    refreshed when pyproject changes."""
+    """A virtualenv with the package (numpy, Pillow), the build's brotli and, for `test`,
+    the test extras; refreshed when pyproject changes."""
     stamp = VENV / ".upscale-pyproject.sha256"
     sha = sha256_file(ROOT / "pyproject.toml")
     have = stamp.read_text().split() if stamp.is_file() else []
@@ -696,8 +872,8 @@ def ensure_env(test: bool = True) -> Path:
     if not venv_python().is_file():
         log("creating .venv")
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    target = f"{ROOT}[test]" if test else str(ROOT)
-    log(f"installing {'the test dependencies' if test else 'numpy and Pillow'} into .venv")
+    target = f"{ROOT}[build,test]" if test else f"{ROOT}[build]"
+    log(f"installing {'the test dependencies' if test else 'numpy, Pillow and brotli'} into .venv")
     result = subprocess.run([str(venv_python()), "-m", "pip", "install", "--quiet", "-e", target])
     if result.returncode != 0:
         raise BuildError(f"pip install -e {target} failed: is PyPI reachable? (see above)")
@@ -705,24 +881,38 @@ def ensure_env(test: bool = True) -> Path:
     return venv_python()
 
 
-def find_chromium() -> Path:
-    """$CHROMIUM, else /usr/bin/chromium; as root on Debian, install it when missing."""
-    wanted = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+def debian_tool(wanted: Path, packages: list[str], what: str) -> Path:
+    """`wanted`, installed with apt-get (as root on Debian) when it is missing."""
     if wanted.is_file():
         return wanted
-    if "CHROMIUM" not in os.environ and os.geteuid() == 0 and shutil.which("apt-get"):
-        log("installing Debian's chromium with apt-get")
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log(f"installing Debian's {' '.join(packages)} with apt-get")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         for command in (["apt-get", "update", "-qq"],
-                        ["apt-get", "install", "-y", "-qq", "chromium"]):
+                        ["apt-get", "install", "-y", "-qq", *packages]):
             if subprocess.run(command, env=env).returncode != 0:
                 raise BuildError(f"{' '.join(command)} failed")
         if wanted.is_file():
             return wanted
-    raise BuildError(
-        f"no Chromium at {wanted}: install Debian's package (sudo apt-get install chromium) "
-        "or set CHROMIUM=/path/to/chrome"
-    )
+    raise BuildError(f"no {what} at {wanted}: install Debian's {' '.join(packages)} "
+                     f"(sudo apt-get install {' '.join(packages)})")
+
+
+def find_chromium() -> Path:
+    """$CHROMIUM, else /usr/bin/chromium, installed when missing."""
+    if "CHROMIUM" in os.environ:
+        wanted = Path(os.environ["CHROMIUM"])
+        if not wanted.is_file():
+            raise BuildError(f"no Chromium at CHROMIUM={wanted}")
+        return wanted
+    return debian_tool(Path("/usr/bin/chromium"), ["chromium"], "Chromium")
+
+
+def find_nginx() -> Path:
+    """Debian's nginx with its brotli_static module, for the test of a real server."""
+    debian_tool(Path(NGINX_BROTLI), ["nginx", "libnginx-mod-http-brotli-static"],
+                "nginx brotli module")
+    return debian_tool(Path("/usr/sbin/nginx"), ["nginx"], "nginx")
 
 
 def run_tests(pytest_args: list[str]) -> int:
@@ -730,6 +920,7 @@ def run_tests(pytest_args: list[str]) -> int:
     ensure_photos()  # test inputs; fetched now so a failure names them before pytest starts
     python = ensure_env()
     chromium = find_chromium()
+    find_nginx()
     env = {**os.environ, "CHROMIUM": str(chromium), "UPSCALE_DIST": str(DIST)}
     return subprocess.run([str(python), "-m", "pytest", *pytest_args], cwd=ROOT, env=env).returncode
 
@@ -759,6 +950,11 @@ def main(argv: list[str] | None = None) -> int:
     photos_parser.add_argument("out", type=Path)
     convert_parser = commands.add_parser("convert-ncnn", help=argparse.SUPPRESS)
     convert_parser.add_argument("jobs", type=json.loads)
+    nginx_parser = commands.add_parser("nginx", help="build, then print an nginx.conf for dist/")
+    nginx_parser.add_argument("--root", type=Path, default=DIST)
+    nginx_parser.add_argument("--port", type=int, default=8080)
+    compress_parser = commands.add_parser("compress", help=argparse.SUPPRESS)
+    compress_parser.add_argument("jobs", type=json.loads)
     args, rest = parser.parse_known_args(argv)
     if rest and args.command not in ("test", "bench"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -773,6 +969,11 @@ def main(argv: list[str] | None = None) -> int:
             make_shop_photos(args.out)
         elif args.command == "convert-ncnn":
             convert_ncnn(args.jobs)
+        elif args.command == "nginx":
+            build()
+            print(nginx_config(args.root.resolve(), args.port), end="")
+        elif args.command == "compress":
+            compress(args.jobs)
         else:
             build()
     except BuildError as error:

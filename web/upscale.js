@@ -120,12 +120,14 @@ class Connection {
    * A worker can also vanish without an error event (the browser reclaims it, or it closes
    * itself): while calls are pending, it is pinged, and `stallMs` of silence counts as a crash.
    */
-  constructor(onCrash, stallMs) {
+  constructor(onCrash, stallMs, startMs) {
     this.pending = new Map();
     this.nextId = 1;
     this.dead = null;
     this.onCrash = onCrash;
     this.stallMs = stallMs;
+    this.startMs = startMs; // how long the worker may take to say its first word
+    this.born = performance.now();
     this.heard = performance.now();
     this.spoken = false; // nothing is judged before the worker's first word: booting is busy
     this.watch = null;
@@ -155,6 +157,12 @@ class Connection {
         this.watch = null;
       } else if (this.spoken && performance.now() - this.heard > this.stallMs) {
         this.die(`the Upscale worker stopped answering (silent for ${Math.round(this.stallMs / 1000)} s)`);
+      } else if (!this.spoken && performance.now() - this.born > this.startMs) {
+        this.crash(new UpscaleError(
+          `the Upscale worker did not start: its scripts did not load within ${Math.round(this.startMs / 1000)} s`,
+          { name: 'Stalled' },
+        ));
+        this.onCrash();
       } else {
         this.worker.postMessage({ ns: NS, type: 'ping' });
       }
@@ -214,12 +222,16 @@ class Connection {
 export class Upscaler {
   /**
    * @param {{ model?: string, backend?: 'auto'|'webgpu'|'webgl'|'wasm'|'cpu',
-   *           workers?: 'auto'|number, stallMs?: number }} options
+   *           workers?: 'auto'|number, stallMs?: number, stepLimitMs?: number }} options
    * `workers`: on WebAssembly, how many tile workers (TF.js instances) share the tiles;
    * 'auto' is one per logical core, 1 runs the model in the engine worker itself.
+   * `stepLimitMs`: the longest one step of loading may take (the worker's scripts, Python,
+   * the backend, a download that stops moving, the model's first run); past it, `ready`
+   * rejects with a `Stalled` error naming the step, and the next call starts afresh.
    */
-  constructor({ model = DEFAULT_MODEL, backend = 'auto', workers = 'auto', stallMs = 60_000 } = {}) {
-    this.options = { model, backend, workers };
+  constructor({ model = DEFAULT_MODEL, backend = 'auto', workers = 'auto', stallMs = 60_000,
+                stepLimitMs = null } = {}) {
+    this.options = { model, backend, workers, stepLimitMs: stepLimitMs ?? 180_000 };
     this.stallMs = stallMs; // silence that counts as a dead worker while a call is pending
     this.disposed = false;
     this.connection = null;
@@ -233,11 +245,18 @@ export class Upscaler {
   start() {
     const connection = new Connection(() => {
       this.ready = null; // the next call starts a fresh worker
-    }, this.stallMs);
+    }, this.stallMs, this.options.stepLimitMs);
     this.connection = connection;
     let ready = connection.call('init', this.options);
     if (this.custom) ready = ready.then(() => this.sendCustom(connection, this.custom));
-    ready.catch(() => {}); // callers see the rejection through `ready`; no unhandled noise
+    ready.catch((error) => {
+      // callers see the rejection through `ready`. A stalled step may still hold the worker
+      // (a script half-loaded): that worker goes, and the next call starts a fresh one.
+      if (error.name === 'Stalled' && !connection.dead) {
+        connection.crash(error);
+        if (this.connection === connection) this.ready = null;
+      }
+    });
     return ready;
   }
 

@@ -16,7 +16,8 @@ const BASE = self.UPSCALE_BASE || new URL('./', self.location.href).href;
 
 // TF.js itself loads only if this worker runs the model (TfBridge.loadTf): on WebAssembly with
 // several cores the tile workers do, and this worker's thread is left to Python.
-importScripts(BASE + 'vendor/pyodide/pyodide.js', BASE + 'tfbridge.js', BASE + 'tilepool.js');
+importScripts(BASE + 'vendor/pyodide/pyodide.js', BASE + 'tfbridge.js', BASE + 'tilepool.js',
+  BASE + 'modelfiles.js');
 const TF_BASE = BASE + 'vendor/tfjs/';
 
 const NS = 'upscale';
@@ -33,6 +34,9 @@ const state = {
   // 'auto' (WebAssembly): the Python tiler picks it per image, up to LARGEST_AUTO_PATCH.
   tile: null,
   limits: deviceLimits(),
+  // The longest one step of loading may take (Python's start, the backend, a download that
+  // stops moving, loading into TF.js, the first run): past it, the step fails as Stalled.
+  stepLimitMs: 180_000,
   info: null,
   cancelled: new Set(),
 };
@@ -77,6 +81,31 @@ async function loadCatalogue() {
 }
 
 /**
+ * `promise`, or a Stalled error naming `step` if it has not settled within the step limit.
+ * The work itself may go on (a script cannot be stopped half-loaded); the caller is told.
+ */
+function withinLimit(step, promise) {
+  const ms = state.stepLimitMs;
+  let timer;
+  const limit = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(Object.assign(
+      new Error(`${step} did not finish within ${Math.round(ms / 1000)} s`), { name: 'Stalled' },
+    )), ms);
+  });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
+}
+
+/** A catalogue model's files, downloaded once here and checked against their sha256. */
+function downloadModel(manifest) {
+  const sha256 = async (bytes) => {
+    await state.pythonReady;
+    if (!state.engine) throw new Error('no SubtleCrypto here, and Python did not start to check the model files');
+    return state.engine.sha256(new Uint8Array(bytes));
+  };
+  return ModelFiles.fetchModel(manifest, BASE, { stallMs: state.stepLimitMs, sha256 });
+}
+
+/**
  * The largest images this device should take, in pixels, checked before any work starts.
  * The output exists about three times over at 4 bytes a pixel (Python's array in the wasm heap,
  * the copy handed to the page, the page's canvas): one copy may take a sixteenth of the
@@ -102,19 +131,20 @@ function findModel(modelId) {
 }
 
 /**
- * Load and warm up `manifest`'s model, then free the one it replaces. `artifacts`: a model
- * held in memory (one the user brought), see TfBridge.Model.load.
+ * Load and warm up `manifest`'s model, then free the one it replaces. `artifacts`: the model
+ * held in memory (see TfBridge.Model.load), or a promise of it; downloaded when not given.
  */
 async function switchModel(manifest, artifacts = null) {
   const m0 = performance.now();
-  const model = state.pool
-    ? await TilePool.PoolModel.load(state.pool, manifest, artifacts)
-    : await TfBridge.Model.load(manifest, BASE, artifacts);
+  const files = await (artifacts || downloadModel(manifest));
+  const model = await withinLimit(`loading ${manifest.id} into TF.js`, state.pool
+    ? TilePool.PoolModel.load(state.pool, manifest, files)
+    : TfBridge.Model.load(manifest, BASE, files));
   const modelMs = performance.now() - m0;
   const w0 = performance.now();
   let tile;
   try {
-    tile = await largestTile(model, manifest);
+    tile = await withinLimit(`the first run of ${manifest.id} (its warm-up)`, largestTile(model, manifest));
   } catch (error) {
     model.dispose();
     throw error;
@@ -282,21 +312,29 @@ function bitmapToRgba(bitmap) {
 }
 
 const methods = {
-  async init({ model: modelId, backend = 'auto', workers = 'auto' }) {
+  async init({ model: modelId, backend = 'auto', workers = 'auto', stepLimitMs }) {
     const t0 = performance.now();
     TilePool.size(workers); // a bad count fails here, before anything loads
     state.workers = workers;
-    const python = loadPython();
+    if (stepLimitMs != null) {
+      if (!(Number(stepLimitMs) >= 1000)) throw invalidOptions(`stepLimitMs must be at least 1000, not ${stepLimitMs}`);
+      state.stepLimitMs = Number(stepLimitMs);
+    }
+    const python = withinLimit('starting Python (Pyodide, numpy, Pillow)', loadPython());
     state.pythonReady = python.catch(() => {});
-    const tfReady = (async () => {
+    const tfReady = withinLimit('starting the TF.js backend', (async () => {
       const started = performance.now();
       const choice = await startBackend(backend);
       return { choice, ms: performance.now() - started };
-    })();
-    state.catalogue = await loadCatalogue();
+    })());
+    tfReady.catch(() => {}); // awaited below, after the catalogue; its failure is reported there
+    state.catalogue = await withinLimit('loading the model catalogue', loadCatalogue());
     const manifest = findModel(modelId);
+    // The weights download while the backend starts: neither waits for the other.
+    const files = downloadModel(manifest);
+    files.catch(() => {});
     const { choice, ms: tfMs } = await tfReady;
-    const { modelMs, warmupMs } = await switchModel(manifest);
+    const { modelMs, warmupMs } = await switchModel(manifest, files);
     TfBridge.watchGpuLoss(gpuLost);
     const pythonMs = await python;
     state.info = {

@@ -7,6 +7,7 @@ handed back as a numpy array the worker copies out once.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 
 import numpy as np
@@ -92,3 +93,9 @@ def convert_ncnn(param: JsProxy, weights: JsProxy):
 def inspect(data: JsProxy) -> dict:
     """What the page may want to know about a file before upscaling it (see describe_file)."""
     return describe_file(data.to_bytes())
+
+
+def sha256(data: JsProxy) -> str:
+    """The hex digest of a downloaded model file, where the browser has no SubtleCrypto (a
+    page on plain http from another host is not a secure context)."""
+    return hashlib.sha256(data.to_bytes()).hexdigest()

@@ -1,7 +1,9 @@
 """The dev server: MIME types and the isolation headers, as a browser would receive them."""
 
+import gzip
 import urllib.request
 
+import brotli
 import pytest
 
 
@@ -77,3 +79,23 @@ def test_the_policy_blocks_inline_script_and_the_suite_sees_it(app, site, consol
     seen = [line for line in console_log if "CSP violation: script-src" in line]
     assert seen, console_log
     console_log[:] = [line for line in console_log if line not in seen]  # expected here
+
+
+@pytest.mark.parametrize(("accept", "encoding"), [
+    ("gzip, deflate, br, zstd", "br"), ("gzip", "gzip"), ("br;q=0, gzip", "gzip"), ("", None)])
+@pytest.mark.parametrize("path", ["/vendor/pyodide/pyodide.asm.wasm", "/worker.js",
+                                  "/models/index.json"])
+def test_precompressed_copies_answer_accept_encoding(site, dist_dir, path, accept, encoding):
+    request = urllib.request.Request(site + path, headers={"Accept-Encoding": accept})
+    with urllib.request.urlopen(request) as response:
+        body = response.read()
+        headers = response.headers
+    assert headers.get("Content-Encoding") == encoding
+    assert headers["Vary"] == "Accept-Encoding"
+    assert headers["Content-Type"].startswith(("application/", "text/javascript"))
+    assert int(headers["Content-Length"]) == len(body)
+    unpack = {"br": brotli.decompress, "gzip": gzip.decompress, None: bytes}[encoding]
+    original = (dist_dir / path.lstrip("/")).read_bytes()
+    assert unpack(body) == original
+    if encoding:
+        assert len(body) < 0.95 * len(original)

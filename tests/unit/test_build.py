@@ -125,6 +125,9 @@ def test_built_dist_serves_exactly_the_plan():
     converted = build.converted_models(manifests)
     expected = set(build.dist_plan(manifests, wheels, converted)) | set(
         build.generated_files(manifests, lock, converted))
+    compressed = build.compressed_copies(sorted(expected))
+    assert {"vendor/pyodide/pyodide.asm.wasm.br", "worker.js.gz"} <= set(compressed)
+    expected |= set(compressed)
     on_disk = {p.relative_to(build.DIST).as_posix() for p in build.DIST.rglob("*") if p.is_file()}
     assert on_disk == expected
     served = json.loads((build.DIST / "vendor/pyodide/pyodide-lock.json").read_text())
@@ -133,11 +136,33 @@ def test_built_dist_serves_exactly_the_plan():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == package["sha256"]
 
 
+def test_catalogue_lists_the_sha256_of_every_model_file_served():
+    """The engine refuses a model file whose sha256 differs from the catalogue's (each is
+    computed from the file dist/ serves), and downloads exactly the files listed."""
+    if not (build.DIST / "models" / "index.json").exists():
+        pytest.fail("dist/ is not built; run `python build.py test`")
+    catalogue = json.loads((build.DIST / "models" / "index.json").read_text())
+    for entry in catalogue:
+        folder = (build.DIST / entry["url"]).parent
+        topology = json.loads((folder / "model.json").read_text())
+        names = {"model.json"} | {p for g in topology["weightsManifest"] for p in g["paths"]}
+        assert set(entry["files"]) == names, entry["id"]
+        for name, digest in entry["files"].items():
+            assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+
+
 def test_manifest_weight_bytes_are_checked(monkeypatch):
     manifest = dict(next(m for m in build.load_manifests() if m.get("format") != "ncnn"))
     manifest["weightBytes"] += 1
     with pytest.raises(build.BuildError, match="weights are"):
         build.model_files(manifest)
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("gzip, deflate, br, zstd", ["br", "gzip"]), ("GZIP", ["gzip"]), ("br;q=0, gzip;q=0.5",
+    ["gzip"]), ("identity", []), (None, []), ("br;q=x", [])])
+def test_accepted_encodings_follow_the_header(header, expected):
+    assert build.accepted_encodings(header) == expected
 
 
 def test_serve_headers_allow_wasm_threads():
