@@ -403,7 +403,8 @@ def served_lock(full_lock: dict, upscale_wheel: tuple[str, bytes]) -> dict:
         "sha256": hashlib.sha256(data).hexdigest(),
         "package_type": "package",
         "imports": ["upscale"],
-        "depends": ["numpy", "pillow"],
+        # Pillow is listed in the lock but loaded by the worker only when a file is decoded.
+        "depends": ["numpy"],
         "unvendored_tests": False,
     }
     return {"info": full_lock["info"], "packages": packages}

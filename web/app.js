@@ -239,7 +239,7 @@ async function startEngine() {
     if (info.limits) limits = info.limits;
     showEngine(info);
     const v = info.versions;
-    ui.versions.textContent = `Pyodide ${v.pyodide} (Python ${v.python}), numpy ${v.numpy}, Pillow ${v.pillow}, TensorFlow.js ${v.tfjs}.`;
+    ui.versions.textContent = `Pyodide ${v.pyodide} (Python ${v.python}), numpy ${v.numpy}, Pillow ${v.pillow || '(loaded for the first file)'}, TensorFlow.js ${v.tfjs}.`;
   } catch (error) {
     setEngine('error', `The engine could not start: ${error.message}`);
     return;

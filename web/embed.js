@@ -288,10 +288,16 @@ class UpscaleImg extends HTMLElement {
     try {
       const response = await fetch(src, { signal });
       if (!response.ok) throw Object.assign(new Error(`the image ${src} answered HTTP ${response.status}`), { name: 'LoadError' });
-      const output = await upscaler.upscale(await response.blob(), {
-        signal,
-        onProgress: ({ done, total }) => this.emit('upscale-progress', { done, total }),
-      });
+      const input = await decoded(await response.blob());
+      let output;
+      try {
+        output = await upscaler.upscale(input, {
+          signal,
+          onProgress: ({ done, total }) => this.emit('upscale-progress', { done, total }),
+        });
+      } finally {
+        if (input.close) input.close(); // an ImageBitmap: the engine has its own copy
+      }
       const blob = await encodePng(output);
       if (cache) await cache.put(key, new Response(blob, { headers: { 'Content-Type': 'image/png' } })).catch(() => {});
       if (!signal.aborted) await this.show(blob, { fromCache: false, ms: performance.now() - started });
@@ -317,6 +323,19 @@ class UpscaleImg extends HTMLElement {
     this.state = 'done';
     this.controller = null;
     this.emit('upscale-done', { fromCache, ms, width: this.large.naturalWidth, height: this.large.naturalHeight });
+  }
+}
+
+/**
+ * The photo decoded by the browser (EXIF orientation applied, as <img> shows it), so the
+ * engine never has to load Pillow for it; a format the browser cannot decode goes to the
+ * engine as it is, which names what is wrong with it.
+ */
+async function decoded(blob) {
+  try {
+    return await createImageBitmap(blob, { premultiplyAlpha: 'none' });
+  } catch {
+    return blob;
   }
 }
 

@@ -27,6 +27,7 @@ const state = {
   pyodide: null,
   model: null, // TfBridge.Model, or TilePool.PoolModel when tile workers run the model
   pool: null, // TilePool.Pool: one TF.js WASM instance per core, when there is no GPU
+  ownArtifacts: null, // the converted model the user brought, kept to reload it after a GPU loss
   backend: null, // the backend the model runs on
   workers: 'auto', // how many tile workers were asked for
   catalogue: [],
@@ -67,11 +68,37 @@ async function loadPython() {
   const pyodide = await loadPyodide({
     indexURL: BASE + 'vendor/pyodide/',
     lockFileURL: BASE + 'vendor/pyodide/pyodide-lock.json',
-    packages: ['numpy', 'pillow', 'upscale'],
+    packages: ['numpy', 'upscale'],
   });
   state.pyodide = pyodide;
   state.engine = pyodide.pyimport('upscale.bridge');
   return performance.now() - started;
+}
+
+/**
+ * Pillow, loaded the first time a file has to be decoded (or a transparent image's alpha
+ * resized): pixels handed over as ImageData, ImageBitmap or <img> never need it, so a
+ * storefront's engine does not download it.
+ */
+function ensurePillow() {
+  state.pillow = state.pillow || withinLimit('loading Pillow', (async () => {
+    await state.pyodide.loadPackage('pillow', { messageCallback: () => {} });
+    if (state.info) state.info.versions = { ...state.info.versions, ...versionsNow() };
+  })());
+  state.pillow.catch(() => {
+    state.pillow = null; // the next file tries again
+  });
+  return state.pillow;
+}
+
+function versionsNow() {
+  return state.engine.versions().toJs({ dict_converter: Object.fromEntries });
+}
+
+/** Whether RGBA pixels have any transparency (its alpha is then resized with Pillow). */
+function hasTransparency(rgba) {
+  for (let i = 3; i < rgba.length; i += 4) if (rgba[i] !== 255) return true;
+  return false;
 }
 
 async function loadCatalogue() {
@@ -230,7 +257,8 @@ function gpuLost(what) {
     } catch {
       // its textures went with the context
     }
-    await switchModel(model.manifest);
+    // A model the user brought has no URL: it is loaded again from what was converted.
+    await switchModel(model.manifest, model.manifest.custom ? state.ownArtifacts : null);
     state.info = {
       ...state.info,
       backend: choice.backend,
@@ -347,7 +375,7 @@ const methods = {
       versions: {
         tfjs: self.tf ? tf.version.tfjs : state.pool.tfjs,
         pyodide: state.pyodide.version,
-        ...state.engine.versions().toJs({ dict_converter: Object.fromEntries }),
+        ...versionsNow(),
       },
       timings: {
         pythonMs,
@@ -369,6 +397,7 @@ const methods = {
     if (ncnn) {
       const { manifest, artifacts } = convertOwnModel(ncnn, { scale, inputRange, name });
       const { modelMs, warmupMs } = await switchModel(manifest, artifacts);
+      state.ownArtifacts = artifacts;
       state.info = {
         ...state.info, model: manifest, tile: state.tile, timings: { ...state.info.timings, modelMs, warmupMs },
       };
@@ -410,6 +439,7 @@ const methods = {
 async function upscaleNow({ input, options = {} }, id) {
   const manifest = state.model.manifest;
   const source = input.kind === 'bitmap' ? bitmapToRgba(input.bitmap) : input;
+  if (source.kind === 'encoded' || hasTransparency(new Uint8Array(source.data))) await ensurePillow();
   const pyInput = {
     kind: source.kind,
     bytes: source.kind === 'encoded' ? new Uint8Array(source.bytes) : undefined,
@@ -513,6 +543,7 @@ async function inspectNow(id, { bytes }) {
   try {
     await state.pythonReady;
     if (!state.engine) throw new Error('the engine is not initialised');
+    await ensurePillow();
     const answer = state.engine.inspect(new Uint8Array(bytes));
     let value;
     try {

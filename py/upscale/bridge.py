@@ -8,10 +8,10 @@ handed back as a numpy array the worker copies out once.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import sys
 
 import numpy as np
-import PIL
 from pyodide.ffi import JsProxy
 
 from . import __version__
@@ -21,11 +21,16 @@ from .pipeline import Options, upscale
 from .tiling import Region, check_integer
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, str | None]:
+    """What runs; Pillow's version once it is installed (the worker loads it on first need)."""
+    try:
+        pillow = importlib.metadata.version("pillow")
+    except importlib.metadata.PackageNotFoundError:
+        pillow = None
     return {
         "python": sys.version.split()[0],
         "numpy": np.__version__,
-        "pillow": PIL.__version__,
+        "pillow": pillow,
         "upscale": __version__,
     }
 

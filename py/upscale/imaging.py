@@ -1,13 +1,21 @@
-"""Decoding with Pillow, alpha, and the size limits checked before any work starts."""
+"""Decoding with Pillow, alpha, and the size limits checked before any work starts.
+
+Pillow is imported inside the functions that use it: in the browser it is loaded only when a
+file has to be decoded or a transparent image's alpha resized, so a page that hands over
+pixels (ImageData, ImageBitmap, <img>) never downloads it.
+"""
 
 from __future__ import annotations
 
 import io
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 from .errors import (
     CORRUPT_IMAGE,
@@ -58,6 +66,8 @@ def _known_format(data: bytes) -> str | None:
 
 def open_image(data: bytes) -> Image.Image:
     """Read the header only: format and size are known, no pixel is decoded yet."""
+    from PIL import Image, UnidentifiedImageError
+
     if not data:
         raise EmptyFile(EMPTY_FILE)
     try:
@@ -78,6 +88,8 @@ def open_image(data: bytes) -> Image.Image:
 
 def to_array(image: Image.Image) -> np.ndarray:
     """Pixels as (H, W, 3) or, where the image has any transparency, (H, W, 4) uint8."""
+    from PIL import ImageOps
+
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit grey: keep the top 8 bits (Pillow's own conversion would clip at 255)
@@ -93,6 +105,8 @@ def to_array(image: Image.Image) -> np.ndarray:
 
 def decode(data: bytes, scale: int, limits: Limits) -> np.ndarray:
     """Decode an encoded image to RGB(A), refusing what is too large before decoding it."""
+    from PIL import Image
+
     image = open_image(data)
     limits.check(image.width, image.height, scale)
     try:
@@ -109,6 +123,8 @@ def resize_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
     height, width = alpha.shape
     if alpha.min() == 255:
         return np.full((height * scale, width * scale), 255, np.uint8)
+    from PIL import Image
+
     plane = Image.fromarray(np.ascontiguousarray(alpha), mode="L")
     return np.asarray(plane.resize((width * scale, height * scale), Image.Resampling.BICUBIC))
 

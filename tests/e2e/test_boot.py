@@ -24,20 +24,28 @@ def test_worker_imports_numpy_pil_and_upscale(app, site):
     app.goto(f"{site}/index.html")
     app.wait_for_function("() => document.querySelector('#engine').dataset.state === 'ready'",
                           timeout=BOOT_TIMEOUT_MS)
-    info = app.evaluate(
+    info, later = app.evaluate(
         """async () => {
             const { Upscaler } = await import('./upscale.js');
             const up = new Upscaler();
             const info = await up.ready;
+            await up.upscale(new ImageData(new Uint8ClampedArray(8 * 8 * 4).fill(255), 8, 8));
+            const opaque = (await up.setModel(info.model.id)).versions.pillow;
+            const canvas = new OffscreenCanvas(8, 8);
+            canvas.getContext('2d').fillRect(0, 0, 8, 8);
+            const png = await canvas.convertToBlob({ type: 'image/png' });
+            await up.upscale(png);
+            const later = (await up.setModel(info.model.id)).versions.pillow;
             up.dispose();
-            return info;
+            return [{ ...info, opaque }, later];
         }"""
     )
     assert info["versions"]["python"].startswith("3.12")
     assert info["versions"]["tfjs"] == "4.22.0"
     assert info["versions"]["numpy"].startswith("2.0")
-    assert info["versions"]["pillow"] == "10.2.0"
     assert info["model"]["id"] == "span-x2"  # the default: sharpest on photos per cost
+    # Pillow loads only when a file has to be decoded: opaque pixels never need it.
+    assert (info["versions"]["pillow"], info["opaque"], later) == (None, None, "10.2.0")
 
 
 def test_page_is_cross_origin_isolated(app, site):
