@@ -168,9 +168,9 @@ WIRE_PARTS = [("Pyodide wasm", "pyodide.asm.wasm"), ("Pyodide JS", "/vendor/pyod
 
 
 def wire_summary(served: list[dict]) -> dict:
-    """Bytes on the wire (bodies as sent, compressed or not) by part, and what a brotli-taking
-    client would have been sent: Chromium offers br over https only, so on this http test
-    server it takes gzip; the .br copies are the ones build.py wrote."""
+    """Bytes on the wire (bodies as sent, compressed or not) by part, and what a client
+    taking brotli would have been sent (the .br copies build.py wrote), whatever the browser
+    asked for."""
     parts: dict[str, int] = {}
     brotli = 0
     for response in served:
@@ -728,9 +728,9 @@ def wire_section(shop: dict) -> list[str]:
     mb = 1e6
     out = ["### Bytes on the wire", "",
            f"Counted by the server, response bodies as sent. First visit: {first['requests']} "
-           f"requests, {first['bytes'] / mb:.2f} MB ({', '.join(first['encodings']) or 'none'}: "
-           "Chromium offers brotli over https only); with brotli, "
-           f"{first['brotli_bytes'] / mb:.2f} MB. Second visit: {second['requests']} requests "
+           f"requests, {first['bytes'] / mb:.2f} MB (content encodings used: "
+           f"{', '.join(first['encodings']) or 'none'}; with brotli wherever a .br copy exists, "
+           f"{first['brotli_bytes'] / mb:.2f} MB). Second visit: {second['requests']} requests "
            f"({second['not_modified']} answered 304 Not Modified), {second['bytes'] / mb:.2f} MB.",
            "", "| part | first visit (MB) | second visit (MB) |", "| --- | --- | --- |"]
     for part, size in sorted(first["parts"].items(), key=lambda kv: -kv[1]):
