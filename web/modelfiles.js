@@ -14,6 +14,17 @@ const ModelFiles = (() => {
     return Object.assign(new Error(message), { name });
   }
 
+  /** One ArrayBuffer holding `parts` (Uint8Arrays or ArrayBuffers) end to end, in order. */
+  function joined(parts) {
+    const bytes = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
+    let at = 0;
+    for (const part of parts) {
+      bytes.set(part instanceof Uint8Array ? part : new Uint8Array(part), at);
+      at += part.byteLength;
+    }
+    return bytes.buffer;
+  }
+
   /** The body of `url`, aborted with a `Stalled` error when no byte arrives for stallMs. */
   async function download(url, what, stallMs) {
     const controller = new AbortController();
@@ -34,21 +45,13 @@ const ModelFiles = (() => {
       if (!response.ok) throw named('FetchError', `could not download ${what}: HTTP ${response.status}`);
       const reader = response.body.getReader();
       const chunks = [];
-      let size = 0;
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
         arm();
         chunks.push(value);
-        size += value.byteLength;
       }
-      const bytes = new Uint8Array(size);
-      let at = 0;
-      for (const chunk of chunks) {
-        bytes.set(chunk, at);
-        at += chunk.byteLength;
-      }
-      return bytes.buffer;
+      return joined(chunks);
     } catch (error) {
       if (!controller.signal.aborted) throw error;
       throw named('Stalled', `downloading ${what} stalled: no data for ${Math.round(stallMs / 1000)} s`);
@@ -100,16 +103,10 @@ const ModelFiles = (() => {
     const shards = await Promise.all(paths.map((path) => checked(
       new URL(path, url).href, `${manifest.id}'s weights (${path})`, files[name(path)], options,
     )));
-    const weightData = new Uint8Array(shards.reduce((sum, shard) => sum + shard.byteLength, 0));
-    let at = 0;
-    for (const shard of shards) {
-      weightData.set(new Uint8Array(shard), at);
-      at += shard.byteLength;
-    }
     return {
       modelTopology: model.modelTopology,
       weightSpecs: groups.flatMap((group) => group.weights),
-      weightData: weightData.buffer,
+      weightData: joined(shards),
       format: model.format,
       generatedBy: model.generatedBy,
       convertedBy: model.convertedBy,

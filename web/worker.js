@@ -348,7 +348,7 @@ const methods = {
       if (!(Number(stepLimitMs) >= 1000)) throw invalidOptions(`stepLimitMs must be at least 1000, not ${stepLimitMs}`);
       state.stepLimitMs = Number(stepLimitMs);
     }
-    const python = withinLimit('starting Python (Pyodide, numpy, Pillow)', loadPython());
+    const python = withinLimit('starting Python (Pyodide, numpy)', loadPython());
     state.pythonReady = python.catch(() => {});
     const tfReady = withinLimit('starting the TF.js backend', (async () => {
       const started = performance.now();
