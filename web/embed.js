@@ -16,7 +16,8 @@
  * Events (bubbling, composed): upscale-start, upscale-progress {done, total}, upscale-done
  * {fromCache, ms, width, height}, upscale-error {name, message}, upscale-skip {reason}.
  */
-import { Upscaler } from './upscale.js';
+// web-HASH/ is the content-hashed folder of this build; build.py writes its name.
+import { Upscaler } from './web-HASH/upscale.js';
 
 const CACHE_NAME = 'upscale-img';
 const CACHE_VERSION = '1'; // part of every key: bump it to retire all cached results

@@ -15,8 +15,9 @@
 
 const BASE = self.UPSCALE_BASE || new URL('./', self.location.href).href;
 
-importScripts(BASE + 'vendor/tfjs/tf.min.js', BASE + 'vendor/tfjs/tf-backend-wasm.min.js',
-  BASE + 'tfbridge.js');
+importScripts(BASE + 'assets.js');
+const TF_BASE = new URL(self.UPSCALE_ASSETS.tfjs, BASE).href;
+importScripts(TF_BASE + 'tf.min.js', TF_BASE + 'tf-backend-wasm.min.js', BASE + 'tfbridge.js');
 
 const models = new Map(); // manifest key (else id) -> TfBridge.Model
 let backendReady = null;
@@ -24,7 +25,7 @@ let backendReady = null;
 async function setUpBackend() {
   // One thread each: the threaded build would start a pthread pool in every tile worker.
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
-  tf.wasm.setWasmPaths(BASE + 'vendor/tfjs/');
+  tf.wasm.setWasmPaths(TF_BASE);
   if (!(await tf.setBackend('wasm'))) {
     throw new Error('the WebAssembly backend could not be initialised in a tile worker');
   }

@@ -362,10 +362,16 @@ export class Upscaler {
     if (this.connection) this.connection.crash(new UpscaleError('this Upscaler was disposed', { name: 'Disposed' }));
   }
 
-  /** The model manifests this site serves. */
+  /** The model manifests this site serves, each `url` absolute. */
   static async listModels() {
-    const response = await fetch(new URL('models/index.json', HERE));
+    const catalogue = new URL('models.json', HERE);
+    const response = await fetch(catalogue);
     if (!response.ok) throw new UpscaleError(`model catalogue: HTTP ${response.status}`);
-    return response.json();
+    return withAbsoluteUrls(await response.json(), catalogue);
   }
+}
+
+/** Catalogue entries name their model.json relative to the catalogue; callers get it whole. */
+function withAbsoluteUrls(entries, catalogue) {
+  return entries.map((entry) => ({ ...entry, url: new URL(entry.url, catalogue).href }));
 }

@@ -10,15 +10,18 @@
  */
 'use strict';
 
-// Where the assets live. A page on another origin cannot start this file as a worker, so it
+// Where this build's files live: this worker's folder (web-<hash>/), whose assets.js says where
+// Pyodide and TF.js are. A page on another origin cannot start this file as a worker, so it
 // starts a blob: worker that sets UPSCALE_BASE and imports this file (see upscale.js).
 const BASE = self.UPSCALE_BASE || new URL('./', self.location.href).href;
+importScripts(BASE + 'assets.js');
+const PYODIDE_BASE = new URL(self.UPSCALE_ASSETS.pyodide, BASE).href;
+const TF_BASE = new URL(self.UPSCALE_ASSETS.tfjs, BASE).href;
 
 // TF.js itself loads only if this worker runs the model (TfBridge.loadTf): on WebAssembly with
 // several cores the tile workers do, and this worker's thread is left to Python.
-importScripts(BASE + 'vendor/pyodide/pyodide.js', BASE + 'tfbridge.js', BASE + 'tilepool.js',
+importScripts(PYODIDE_BASE + 'pyodide.js', BASE + 'tfbridge.js', BASE + 'tilepool.js',
   BASE + 'modelfiles.js');
-const TF_BASE = BASE + 'vendor/tfjs/';
 
 const NS = 'upscale';
 
@@ -66,8 +69,8 @@ function describe(error) {
 async function loadPython() {
   const started = performance.now();
   const pyodide = await loadPyodide({
-    indexURL: BASE + 'vendor/pyodide/',
-    lockFileURL: BASE + 'vendor/pyodide/pyodide-lock.json',
+    indexURL: PYODIDE_BASE,
+    lockFileURL: BASE + 'pyodide-lock.json',
     packages: ['numpy', 'upscale'],
   });
   state.pyodide = pyodide;
@@ -102,9 +105,10 @@ function hasTransparency(rgba) {
 }
 
 async function loadCatalogue() {
-  const response = await fetch(BASE + 'models/index.json');
+  const response = await fetch(BASE + 'models.json');
   if (!response.ok) throw new Error(`model catalogue: HTTP ${response.status}`);
-  return response.json();
+  // Each entry names its model.json relative to the catalogue; info.model.url says it whole.
+  return (await response.json()).map((entry) => ({ ...entry, url: new URL(entry.url, BASE).href }));
 }
 
 /**

@@ -43,6 +43,13 @@ def start_plain_server(root: Path) -> tuple[str, object]:
     return f"http://127.0.0.1:{server.server_address[1]}", server
 
 
+def built(path: str) -> str:
+    """A path of the built dist/ with {web}, {pyodide} and {tfjs} filled in with those
+    folders' content-hashed names ("/{pyodide}/pyodide.asm.wasm")."""
+    return path.format(web=build.hashed_path("web"), pyodide=build.hashed_path("vendor/pyodide"),
+                       tfjs=build.hashed_path("vendor/tfjs"))
+
+
 @pytest.fixture(scope="session")
 def dist_dir() -> Path:
     dist = Path(os.environ.get("UPSCALE_DIST", build.DIST))
@@ -66,6 +73,13 @@ def browser_type_launch_args(browser_type_launch_args):
     if not Path(chromium).is_file():
         pytest.fail(f"no Chromium at {chromium}: run `python build.py test`, which installs it")
     return {**browser_type_launch_args, "executable_path": chromium, "args": build.CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    """No service workers but where a test asks for one (test_offline.py): once the page's
+    sw.js controls it, it answers requests that other tests route or count at the server."""
+    return {**browser_context_args, "service_workers": "block"}
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from harness import BOOT_TIMEOUT_MS
 
@@ -161,7 +162,8 @@ def test_a_lost_webgl_context_fails_the_job_clearly_and_the_next_runs_on_wasm(ap
     # On WASM the model runs in one tile worker per core (up to 8), each with its weights.
     workers = min(after["cores"], 8)
     url = app.evaluate("window.__info.model.url")
-    topology = json.loads((Path(os.environ.get("UPSCALE_DIST", build.DIST)) / url).read_text())
+    served = Path(os.environ.get("UPSCALE_DIST", build.DIST))
+    topology = json.loads((served / urlsplit(url).path.lstrip("/")).read_text())
     weights = sum(len(group["weights"]) for group in topology["weightsManifest"])
     assert after["tensors"] == weights * workers, "only the models' weights, now on WASM"
 

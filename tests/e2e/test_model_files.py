@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import functools
 import http.server
-import json
 import threading
 import time
 from pathlib import Path
@@ -83,9 +82,8 @@ def engine_page(page, host, other_origin, foreign_requests, console_log):
 
 def model_paths(model_id: str) -> list[str]:
     """The served paths of a model's files, from the catalogue build.py wrote."""
-    entry = next(m for m in json.loads((build.DIST / "models" / "index.json").read_text())
-                 if m["id"] == model_id)
-    folder = "/" + entry["url"].rsplit("/", 1)[0]
+    entry = next(m for m in build.built_catalogue() if m["id"] == model_id)
+    folder = entry["url"].rsplit("/", 1)[0]
     return [f"{folder}/{name}" for name in entry["files"]]
 
 

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import CSP_WATCH
+from conftest import CSP_WATCH, built
 from harness import photo_crop, png_bytes
 from playwright.sync_api import expect
 
@@ -43,7 +43,7 @@ def other_origin(tmp_path_factory, dist_dir):
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
-            urllib.request.urlopen(url + "/models/index.json").close()
+            urllib.request.urlopen(url + "/upscale.js").close()
             break
         except OSError:
             if server.poll() is not None:
@@ -61,10 +61,11 @@ def fetch(url: str, accept: str = "") -> tuple[dict, bytes]:
         return response.headers, response.read()
 
 
-@pytest.mark.parametrize("path", ["/", "/index.html", "/shop.html", "/worker.js",
-                                  "/tileworker.js", "/upscale.js", "/models/index.json",
-                                  "/vendor/pyodide/pyodide.asm.wasm"])
+@pytest.mark.parametrize("path", ["/", "/index.html", "/shop.html", "/{web}/worker.js",
+                                  "/{web}/tileworker.js", "/upscale.js", "/{web}/models.json",
+                                  "/{pyodide}/pyodide.asm.wasm", "/sw.js"])
 def test_nginx_sends_the_dev_servers_headers(other_origin, site, path):
+    path = built(path)
     theirs, _ = fetch(other_origin + path)
     ours, _ = fetch(site + path)
     for name in build.SERVE_HEADERS:
@@ -74,12 +75,13 @@ def test_nginx_sends_the_dev_servers_headers(other_origin, site, path):
 
 @pytest.mark.parametrize(("accept", "encoding"), [("gzip, deflate, br", "br"), ("gzip", "gzip")])
 def test_nginx_serves_the_precompressed_copies(other_origin, accept, encoding):
-    headers, body = fetch(other_origin + "/vendor/pyodide/pyodide.asm.wasm", accept)
+    path = built("/{pyodide}/pyodide.asm.wasm")
+    headers, body = fetch(other_origin + path, accept)
     assert headers["Content-Encoding"] == encoding
     assert "Accept-Encoding" in headers["Vary"]
     assert headers["Content-Type"] == "application/wasm"
     suffix = build.ENCODINGS[encoding]
-    assert body == (build.DIST / f"vendor/pyodide/pyodide.asm.wasm{suffix}").read_bytes()
+    assert body == (build.DIST / f"{path.lstrip('/')}{suffix}").read_bytes()
 
 
 def test_the_upscaler_page_works_through_nginx(page, other_origin, foreign_requests, photos,

@@ -17,6 +17,8 @@ from harness import photo_crop, png_bytes, psnr
 from PIL import Image
 from playwright.sync_api import expect
 
+import build
+
 READY_MS = 120_000
 JOB_MS = 240_000
 SHOTS = ARTIFACTS / "screenshots"
@@ -296,12 +298,12 @@ def megabytes(size: int) -> str:
 
 
 def test_model_picker_groups_by_purpose_with_size_and_speed(app, site, dist_dir):
-    catalogue = json.loads((dist_dir / "models" / "index.json").read_text())
+    catalogue = json.loads((dist_dir / build.hashed_path("web") / "models.json").read_text())
     by_id = {entry["id"]: entry for entry in catalogue}
     for entry in catalogue:  # one measured model, one not: both hints are checked
         entry.pop("msPerMegapixel", None)
     by_id["span-x2"]["msPerMegapixel"] = 4200
-    app.route("**/models/index.json", lambda route: route.fulfill(
+    app.route("**/models.json", lambda route: route.fulfill(
         body=json.dumps(catalogue), content_type="application/json"))
     open_page(app, site)
     groups = app.eval_on_selector_all("#model optgroup", """groups => groups.map((g) =>

@@ -5,19 +5,24 @@ import urllib.request
 
 import brotli
 import pytest
+from conftest import built
+
+import build
 
 
 @pytest.mark.parametrize(
     ("path", "mime"),
     [
-        ("/vendor/tfjs/tfjs-backend-wasm-simd.wasm", "application/wasm"),
-        ("/vendor/pyodide/pyodide.asm.wasm", "application/wasm"),
+        ("/{tfjs}/tfjs-backend-wasm-simd.wasm", "application/wasm"),
+        ("/{pyodide}/pyodide.asm.wasm", "application/wasm"),
+        ("/{pyodide}/python_stdlib.zip", "application/zip"),
         ("/upscale.js", "text/javascript"),
-        ("/models/index.json", "application/json"),
+        ("/{web}/models.json", "application/json"),
+        ("/manifest.webmanifest", "application/manifest+json"),
     ],
 )
 def test_mime_and_isolation_headers(site, path, mime):
-    with urllib.request.urlopen(site + path) as response:
+    with urllib.request.urlopen(site + built(path)) as response:
         assert response.headers["Content-Type"].startswith(mime)
         assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
         assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
@@ -43,11 +48,11 @@ def test_the_upscaler_page_may_also_fetch_addresses_the_user_gives(site, path):
 def test_only_the_worker_may_eval(site):
     """Pyodide evals EM_ASM snippets, TF.js starts threads from blob: scripts and finds its
     global with Function(): the workers only."""
-    with urllib.request.urlopen(site + "/worker.js") as response:
+    with urllib.request.urlopen(site + built("/{web}/worker.js")) as response:
         policy = response.headers["Content-Security-Policy"]
     assert "script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval' blob:;" in policy
     assert "connect-src 'self'" in policy
-    with urllib.request.urlopen(site + "/tileworker.js") as response:
+    with urllib.request.urlopen(site + built("/{web}/tileworker.js")) as response:
         policy = response.headers["Content-Security-Policy"]
     assert "script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval';" in policy
 
@@ -83,9 +88,10 @@ def test_the_policy_blocks_inline_script_and_the_suite_sees_it(app, site, consol
 
 @pytest.mark.parametrize(("accept", "encoding"), [
     ("gzip, deflate, br, zstd", "br"), ("gzip", "gzip"), ("br;q=0, gzip", "gzip"), ("", None)])
-@pytest.mark.parametrize("path", ["/vendor/pyodide/pyodide.asm.wasm", "/worker.js",
-                                  "/models/index.json"])
+@pytest.mark.parametrize("path", ["/{pyodide}/pyodide.asm.wasm", "/{web}/worker.js",
+                                  "/{web}/models.json", "/{pyodide}/python_stdlib.zip"])
 def test_precompressed_copies_answer_accept_encoding(site, dist_dir, path, accept, encoding):
+    path = built(path)
     request = urllib.request.Request(site + path, headers={"Accept-Encoding": accept})
     with urllib.request.urlopen(request) as response:
         body = response.read()
@@ -99,3 +105,21 @@ def test_precompressed_copies_answer_accept_encoding(site, dist_dir, path, accep
     assert unpack(body) == original
     if encoding:
         assert len(body) < 0.95 * len(original)
+
+
+@pytest.mark.parametrize(("path", "cache"), [
+    ("/{pyodide}/pyodide.asm.wasm", build.IMMUTABLE), ("/{web}/worker.js", build.IMMUTABLE),
+    ("/{web}/models.json", build.IMMUTABLE), ("/{tfjs}/tf.min.js", build.IMMUTABLE),
+    ("/", "no-cache"), ("/index.html", "no-cache"), ("/embed.js", "no-cache"),
+    ("/upscale.js", "no-cache"), ("/sw.js", "no-cache"),
+    ("/shop/small/mission-patch.jpg", "no-cache"),
+])
+def test_content_hashed_files_are_kept_a_year_and_the_rest_revalidated(site, path, cache):
+    with urllib.request.urlopen(site + built(path)) as response:
+        assert response.headers["Cache-Control"] == cache
+
+
+def test_a_models_files_are_kept_a_year(site):
+    entry = next(m for m in build.built_catalogue() if m["id"] == "span-x2")
+    with urllib.request.urlopen(site + entry["url"]) as response:
+        assert response.headers["Cache-Control"] == build.IMMUTABLE

@@ -135,8 +135,10 @@ def other_origin(tmp_path, dist_dir, site):
     page, count = re.subn(r'<script type="module" src="embed.js"></script>', snippet, page)
     assert count == 1
     (tmp_path / "shop.html").write_text(page)
+    web = build.hashed_path("web")  # the shop's own stylesheet and icon, where it links them
+    (tmp_path / web).mkdir()
     for name in ("shop.css", "favicon.svg"):
-        (tmp_path / name).write_bytes((dist_dir / name).read_bytes())
+        (tmp_path / web / name).write_bytes((dist_dir / web / name).read_bytes())
     (tmp_path / "shop").mkdir()
     for folder in ("small",):
         target = tmp_path / "shop" / folder

@@ -1,8 +1,10 @@
 """build.py: the hash check, the cache, and the list of what dist/ serves."""
 
+import base64
 import hashlib
 import json
 import re
+import urllib.parse
 import zipfile
 from io import BytesIO
 
@@ -84,66 +86,125 @@ def test_packed_wheel_is_reproducible_and_complete():
 
 def test_served_lock_lists_exactly_what_dist_serves():
     full = json.loads((build.PYODIDE_DIR / "pyodide-lock.json").read_text())
-    wheel = build.pack_upscale_wheel("0.1.0")
-    lock = build.served_lock(full, wheel)
+    name, wheel = build.pack_upscale_wheel("0.1.0")
+    numpy = (full["packages"]["numpy"]["file_name"], b"repacked numpy")
+    lock = build.served_lock(full, {"upscale": (f"../upscale-0123456789/{name}", wheel),
+                                    "numpy": numpy})
     assert set(lock["packages"]) == {"numpy", "pillow", "upscale"}
-    assert lock["packages"]["upscale"]["sha256"] == hashlib.sha256(wheel[1]).hexdigest()
-    assert lock["packages"]["numpy"]["sha256"] == full["packages"]["numpy"]["sha256"]
+    assert lock["packages"]["upscale"]["sha256"] == hashlib.sha256(wheel).hexdigest()
+    assert lock["packages"]["upscale"]["file_name"] == f"../upscale-0123456789/{name}"
+    assert lock["packages"]["numpy"]["sha256"] == hashlib.sha256(b"repacked numpy").hexdigest()
+    assert lock["packages"]["pillow"]["sha256"] == full["packages"]["pillow"]["sha256"]
     assert lock["info"]["version"] == build.PYODIDE_VERSION
 
 
-def test_dist_plan_covers_every_model_wasm_file_and_pyodide_core(tmp_path):
+def test_a_hashed_folder_is_named_by_its_content():
+    folder, files = build.hashed_folder("vendor/x", {"a.js": b"one", "b.js": b"two"})
+    assert folder.startswith("vendor/x-") and len(folder) == len("vendor/x-") + build.HASH_LENGTH
+    assert set(files) == {f"{folder}/a.js", f"{folder}/b.js"}
+    assert build.hashed_folder("vendor/x", {"b.js": b"two", "a.js": b"one"})[0] == folder
+    assert build.hashed_folder("vendor/x", {"a.js": b"one", "b.js": b"tw0"})[0] != folder
+    assert build.hashed_folder("vendor/x", {"a.js": b"one", "c.js": b"two"})[0] != folder
+
+
+def test_repacked_zips_are_stored_and_leave_out_what_is_unused(tmp_path):
+    source = tmp_path / "w.whl"
+    with zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("numpy/__init__.py", "x = 1\n" * 100)
+        archive.writestr("numpy/random/__init__.py", "y = 2\n")
+        archive.writestr("numpy/__init__.pyi", "x: int\n")
+        archive.writestr("numpy-2.0.2.dist-info/RECORD",
+                         "numpy/__init__.py,sha256=a,600\nnumpy/random/__init__.py,sha256=b,6\n"
+                         "numpy/__init__.pyi,sha256=c,7\nnumpy-2.0.2.dist-info/RECORD,,\n")
+    data = build.repacked(source, build.wheel_unused)
+    archive = zipfile.ZipFile(BytesIO(data))
+    assert archive.namelist() == ["numpy/__init__.py", "numpy-2.0.2.dist-info/RECORD"]
+    assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
+    assert archive.read("numpy/__init__.py") == b"x = 1\n" * 100
+    assert archive.read("numpy-2.0.2.dist-info/RECORD").decode().splitlines() == [
+        "numpy/__init__.py,sha256=a,600", "numpy-2.0.2.dist-info/RECORD,,"]
+    assert build.repacked(source, build.wheel_unused) == data  # reproducible
+
+
+@pytest.mark.parametrize(("name", "unused"), [
+    ("encodings/utf_8.py", False), ("encodings/cp437.py", False), ("encodings/__init__.py", False),
+    ("encodings/cp1252.py", True), ("encodings/shift_jis.py", True), ("unittest/case.py", True),
+    ("pydoc.py", True), ("asyncio/tasks.py", False), ("email/parser.py", False),
+    ("zipfile/__init__.py", False), ("json/decoder.py", False)])
+def test_the_stdlib_keeps_what_the_engine_imports(name, unused):
+    assert build.stdlib_unused(name) is unused
+
+
+def test_the_served_stdlib_still_has_every_module_the_engine_imports():
+    """What Pyodide's boot, upscale.bridge and Pillow import (read off sys.modules in the
+    worker: the e2e suite runs them all), spot-checked against the repacked zip."""
+    data = build.repacked(build.PYODIDE_DIR / build.PYODIDE_STDLIB, build.stdlib_unused)
+    names = set(zipfile.ZipFile(BytesIO(data)).namelist())
+    for module in ("asyncio/__init__.py", "importlib/metadata/__init__.py", "email/parser.py",
+                   "json/__init__.py", "zipfile/__init__.py", "traceback.py", "inspect.py",
+                   "encodings/aliases.py", "tempfile.py", "typing.py", "dataclasses.py"):
+        assert module in names, module
+    with zipfile.ZipFile(build.PYODIDE_DIR / build.PYODIDE_STDLIB) as original:
+        whole = sum(info.file_size for info in original.infolist())
+    assert len(data) < 0.75 * whole  # measured: 6.0 of 8.9 MB
+
+
+def test_assembled_dist_covers_every_model_wasm_file_and_pyodide_core():
+    lock = json.loads((build.PYODIDE_DIR / "pyodide-lock.json").read_text())
     manifests = build.load_manifests()
-    fake_wheels = {n: tmp_path / f"{n}.whl" for n in build.PYODIDE_PACKAGES}
-    plan = build.dist_plan(manifests, fake_wheels, build.converted_models(manifests))
-    upscalerjs = [m for m in manifests if m.get("format") != "ncnn"]
-    for manifest in manifests:
-        if manifest.get("format") == "ncnn":
-            assert f"models/{manifest['id']}/model.json" in plan
-            assert any(p.startswith(f"models/{manifest['id']}/group1-shard1of") for p in plan)
-        else:
-            folder = manifest["package"].removeprefix("@upscalerjs/")
-            assert f"models/{folder}/{manifest['path']}" in plan
-    shards = [p for p in plan if p.startswith("models/") and not p.endswith(".json")]
-    assert sum(plan[p].stat().st_size for p in shards) >= sum(
-        m["weightBytes"] for m in {m["package"] + m["path"]: m for m in upscalerjs}.values()
-    )
+    served = build.assemble(manifests, lock, build.ensure_wheels(lock),
+                            build.converted_models(manifests))
+    folders = {path.rsplit("/", 1)[0] for path in served if "/" in path}
+    (web,) = [f for f in folders if f.startswith("web-")]
+    catalogue = json.loads(served[f"{web}/models.json"])
+    for entry in catalogue:
+        url = urllib.parse.urljoin(f"/{web}/", entry["url"]).lstrip("/")
+        assert url in served and url.startswith(f"models/{entry['id']}-"), entry["id"]
+        folder = url.rsplit("/", 1)[0]
+        assert {f"{folder}/{name}" for name in entry["files"]} <= set(served)
+    (tfjs,) = [f for f in folders if f.startswith("vendor/tfjs-")]
     for flavour in ("", "-simd", "-threaded-simd"):
-        assert f"vendor/tfjs/tfjs-backend-wasm{flavour}.wasm" in plan
-    for core in build.PYODIDE_CORE:
-        assert f"vendor/pyodide/{core}" in plan
-    assert "worker.js" in plan and "upscale.js" in plan
+        assert f"{tfjs}/tfjs-backend-wasm{flavour}.wasm" in served
+    (pyodide,) = [f for f in folders if f.startswith("vendor/pyodide-")]
+    for core in (*build.PYODIDE_CORE, build.PYODIDE_STDLIB):
+        assert f"{pyodide}/{core}" in served
+    assert f"{web}/worker.js" in served and f"{web}/upscale.js" in served
+    for name in (*build.FIXED_WEB, "upscale.js"):
+        text = served[name].decode()
+        assert build.WEB_MARK not in text
+        assert f"{web}/" in text, name
+    assets = served[f"{web}/assets.js"].decode()
+    assert f'"../{pyodide}/"' in assets and f'"../{tfjs}/"' in assets
 
 
-def test_built_dist_serves_exactly_the_plan():
+def test_built_dist_serves_exactly_what_is_assembled():
     """After `build.py` ran (the test command builds first), dist/ holds nothing extra."""
     if not (build.DIST / "index.html").exists():
         pytest.fail("dist/ is not built; run `python build.py test`")
     lock = json.loads((build.PYODIDE_DIR / "pyodide-lock.json").read_text())
-    wheels = {w.name: w.cached() for w in build.pinned_wheels(lock)}
     manifests = build.load_manifests()
-    converted = build.converted_models(manifests)
-    expected = set(build.dist_plan(manifests, wheels, converted)) | set(
-        build.generated_files(manifests, lock, converted))
+    expected = set(build.assemble(manifests, lock, build.ensure_wheels(lock),
+                                  build.converted_models(manifests)))
     compressed = build.compressed_copies(sorted(expected))
-    assert {"vendor/pyodide/pyodide.asm.wasm.br", "worker.js.gz"} <= set(compressed)
+    pyodide, web = build.hashed_path("vendor/pyodide"), build.hashed_path("web")
+    assert {f"{pyodide}/pyodide.asm.wasm.br", f"{web}/worker.js.gz",
+            f"{pyodide}/python_stdlib.zip.br"} <= set(compressed)
     expected |= set(compressed)
     on_disk = {p.relative_to(build.DIST).as_posix() for p in build.DIST.rglob("*") if p.is_file()}
     assert on_disk == expected
-    served = json.loads((build.DIST / "vendor/pyodide/pyodide-lock.json").read_text())
+    served = json.loads((build.DIST / web / "pyodide-lock.json").read_text())
     for package in served["packages"].values():
-        path = build.DIST / "vendor/pyodide" / package["file_name"]
+        path = build.DIST / pyodide / package["file_name"]
         assert hashlib.sha256(path.read_bytes()).hexdigest() == package["sha256"]
 
 
 def test_catalogue_lists_the_sha256_of_every_model_file_served():
     """The engine refuses a model file whose sha256 differs from the catalogue's (each is
     computed from the file dist/ serves), and downloads exactly the files listed."""
-    if not (build.DIST / "models" / "index.json").exists():
+    if not (build.DIST / "index.html").exists():
         pytest.fail("dist/ is not built; run `python build.py test`")
-    catalogue = json.loads((build.DIST / "models" / "index.json").read_text())
-    for entry in catalogue:
-        folder = (build.DIST / entry["url"]).parent
+    for entry in build.built_catalogue():
+        folder = (build.DIST / entry["url"].lstrip("/")).parent
         topology = json.loads((folder / "model.json").read_text())
         names = {"model.json"} | {p for g in topology["weightsManifest"] for p in g["paths"]}
         assert set(entry["files"]) == names, entry["id"]
@@ -172,12 +233,29 @@ def test_serve_headers_allow_wasm_threads():
     assert build.MIME_TYPES[".mjs"] == "text/javascript"
 
 
-def test_readme_snippet_carries_the_current_integrity_hash():
-    readme = (build.ROOT / "README.md").read_text()
-    assert f'integrity="{build.embed_integrity()}"' in readme, \
-        "README's shop snippet is stale: paste the hash `python3 build.py` prints"
+def test_the_built_embed_links_this_builds_engine_and_carries_its_own_integrity():
+    """embed.js names the content-hashed web folder, so each build of the engine changes it:
+    a shop pastes the integrity value this build prints (test_shop checks it in Chromium)."""
+    if not (build.DIST / "embed.js").exists():
+        pytest.fail("dist/ is not built; run `python build.py test`")
+    embed = (build.DIST / "embed.js").read_bytes()
+    assert f"from './{build.hashed_path('web')}/upscale.js'".encode() in embed
+    digest = base64.b64encode(hashlib.sha384(embed).digest()).decode()
+    assert build.embed_integrity() == f"sha384-{digest}"
 
 
+def test_headers_cache_hashed_paths_for_a_year_and_give_the_workers_their_policy():
+    assert build.headers_for("/web-0123456789/app.js")["Cache-Control"] == build.IMMUTABLE
+    assert build.headers_for("/models/span-x2-0123456789/model.json")["Cache-Control"] == \
+        build.IMMUTABLE
+    assert build.headers_for("/index.html")["Cache-Control"] == "no-cache"
+    assert build.headers_for("/embed.js")["Cache-Control"] == "no-cache"
+    assert build.headers_for("/web-0123456789/worker.js")["Content-Security-Policy"] == \
+        build.WORKER_CSP
+    assert build.headers_for("/web-0123456789/tileworker.js")["Content-Security-Policy"] == \
+        build.TILE_WORKER_CSP
+    assert build.headers_for("/")["Content-Security-Policy"] == build.UPSCALER_CSP
+    assert build.headers_for("/shop.html")["Content-Security-Policy"] == build.CSP
 def test_shop_page_lists_every_product_photo_and_nothing_else():
     page = (build.ROOT / "web" / "shop.html").read_text()
     shown = re.findall(r'src="shop/small/([\w-]+)\.jpg"', page)
