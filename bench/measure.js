@@ -183,6 +183,24 @@
     return { ms: doneAt, readyMs: readyAt, width: result.width, timings: info.timings, workers: info.workers };
   }
 
+  /**
+   * A bare loadPyodide() (no packages) in a worker, as the engine starts it: Pyodide's own
+   * start, from navigation to ready, the yardstick of the cold start.
+   */
+  async function barePyodide() {
+    const folder = new URL(window.BENCH_FOLDERS.pyodide, location.href).href;
+    const lock = new URL(window.BENCH_FOLDERS.web + 'pyodide-lock.json', location.href).href;
+    const source = `importScripts(${JSON.stringify(folder + 'pyodide.js')});
+      loadPyodide({ indexURL: ${JSON.stringify(folder)}, lockFileURL: ${JSON.stringify(lock)} })
+        .then(() => postMessage(performance.timeOrigin + performance.now()),
+              (error) => postMessage({ error: String(error) }));`;
+    const worker = new Worker(URL.createObjectURL(new Blob([source], { type: 'text/javascript' })));
+    const at = await new Promise((resolve) => { worker.onmessage = (event) => resolve(event.data); });
+    worker.terminate();
+    if (at.error) throw new Error(`loadPyodide: ${at.error}`);
+    return { ms: at - performance.timeOrigin };
+  }
+
   /** One large upscale; the engine's memory afterwards (WASM heaps only grow: their peak). */
   async function large({ model, size, workers }) {
     const { Upscaler } = await import('./upscale.js');
@@ -278,5 +296,5 @@
     return out;
   }
 
-  window.bench = { contenders, firstResult, large, threads, quality };
+  window.bench = { contenders, firstResult, barePyodide, large, threads, quality };
 })();

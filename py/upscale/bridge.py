@@ -8,7 +8,6 @@ handed back as a numpy array the worker copies out once.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import sys
 
 import numpy as np
@@ -23,9 +22,9 @@ from .tiling import Region, check_integer
 
 def versions() -> dict[str, str | None]:
     """What runs; Pillow's version once it is installed (the worker loads it on first need)."""
-    try:
-        pillow = importlib.metadata.version("pillow")
-    except importlib.metadata.PackageNotFoundError:
+    try:  # the package only (its version); PIL.Image is imported when a file is decoded
+        from PIL import __version__ as pillow
+    except ImportError:
         pillow = None
     return {
         "python": sys.version.split()[0],

@@ -93,7 +93,7 @@ def test_report_and_chart_are_complete(quick_bench):
     for word in ("nan", "None", "failed", "undefined"):
         assert word not in report, word
     targets = report.split("## Targets")[1].split("##")[0]
-    assert targets.count("| yes |") + targets.count("| no |") == 6, targets
+    assert targets.count("| yes |") + targets.count("| no |") == 7, targets
     svg = ET.fromstring(chart)
     lines = svg.findall(f"{SVG}polyline")
     assert len(lines) == 3 * len(results["contenders"]), "one line per contender and model"

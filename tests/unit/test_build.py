@@ -198,6 +198,34 @@ def test_built_dist_serves_exactly_what_is_assembled():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == package["sha256"]
 
 
+def pyc_flags(data: bytes) -> int:
+    """The flags word of a .pyc header (PEP 552): 0b01 hash-based, 0b10 check the source."""
+    return int.from_bytes(data[4:8], "little")
+
+
+def test_the_served_python_carries_bytecode_for_what_the_engine_imports_first():
+    """Made by Pyodide itself at build time: asyncio and numpy's core arrive compiled (the
+    stdlib's module without its source; a wheel's beside its source, in __pycache__), and
+    what the start does not import stays source only."""
+    if not (build.DIST / "index.html").exists():
+        pytest.fail("dist/ is not built; run `python build.py test`")
+    pyodide = build.DIST / build.hashed_path("vendor/pyodide")
+    stdlib = zipfile.ZipFile(pyodide / build.PYODIDE_STDLIB)
+    names = set(stdlib.namelist())
+    assert {"asyncio/tasks.pyc", "encodings/utf_8.pyc", "json/decoder.pyc"} <= names
+    assert "asyncio/tasks.py" not in names
+    assert "difflib.py" in names and "difflib.pyc" not in names  # not imported at the start
+    assert pyc_flags(stdlib.read("asyncio/tasks.pyc")) == 0b01
+    (numpy,) = pyodide.glob("numpy-*.whl")
+    members = set(zipfile.ZipFile(numpy).namelist())
+    assert {"numpy/__init__.py", "numpy/__pycache__/__init__.cpython-312.pyc",
+            "numpy/_core/__pycache__/numeric.cpython-312.pyc"} <= members
+    assert "numpy/ma/__pycache__/core.cpython-312.pyc" not in members  # imported on demand
+    (upscale,) = (build.DIST / build.hashed_path("vendor/upscale")).glob("*.whl")
+    members = set(zipfile.ZipFile(upscale).namelist())
+    assert {"upscale/bridge.py", "upscale/__pycache__/bridge.cpython-312.pyc"} <= members
+
+
 def test_catalogue_lists_the_sha256_of_every_model_file_served():
     """The engine refuses a model file whose sha256 differs from the catalogue's (each is
     computed from the file dist/ serves), and downloads exactly the files listed."""
