@@ -20,6 +20,10 @@ class Case:
     data: bytes
     error: str | None = None  # the error's name, or None for a result
     shape: tuple[int, ...] | None = None  # the decoded (height, width, channels)
+    level: float | None = None  # the decoded pixels' mean (0-255), within LEVEL_TOLERANCE
+
+
+LEVEL_TOLERANCE = 2.0
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -53,6 +57,18 @@ def exif_rotated() -> bytes:
     return encode(photo(24, 16), "JPEG", exif=exif.tobytes())
 
 
+def png16(samples: np.ndarray) -> bytes:
+    """A 16-bit PNG, written by hand (Pillow writes 16-bit grey only): (H, W) grey or
+    (H, W, 3) RGB uint16 samples."""
+    height, width = samples.shape[:2]
+    colour = 0 if samples.ndim == 2 else 2
+    rows = samples.astype(">u2").reshape(height, -1)
+    raw = b"".join(b"\0" + row.tobytes() for row in rows)
+    header = struct.pack(">IIBBBBB", width, height, 16, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b""))
+
+
 def animated_gif() -> bytes:
     frames = [Image.new("RGB", (20, 12), colour) for colour in ("red", "blue", "green")]
     return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
@@ -64,6 +80,7 @@ def hostile_inputs() -> dict[str, Case]:
     palette = photo().convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
     palette.info["transparency"] = 0
     wide16 = Image.fromarray(np.arange(16 * 24, dtype=np.uint16).reshape(16, 24) * 170)
+    ramp16 = np.arange(16 * 24, dtype=np.uint16).reshape(16, 24)
     return {
         "zero bytes": Case(b"", error="EmptyFile"),
         "random bytes": Case(np.random.default_rng(1).bytes(4096), error="NotAnImage"),
@@ -77,6 +94,14 @@ def hostile_inputs() -> dict[str, Case]:
                                          error="ImageTooLarge"),
         "1x1": Case(encode(Image.new("RGB", (1, 1), "orange"), "PNG"), shape=(1, 1, 3)),
         "16-bit grey PNG": Case(encode(wide16, "PNG"), shape=(16, 24, 3)),
+        # A dark and a bright 16-bit image: scaled by the bit depth, not by the brightest pixel.
+        "dark 16-bit grey PNG": Case(png16(ramp16 % 200), shape=(16, 24, 3), level=0.0),
+        "bright 16-bit grey PNG": Case(png16(65535 - ramp16 % 200), shape=(16, 24, 3),
+                                       level=255.0),
+        "dark 16-bit RGB PNG": Case(png16(np.stack([ramp16 % 200] * 3, axis=2)),
+                                    shape=(16, 24, 3), level=0.0),
+        "mid 16-bit RGB PNG": Case(png16(np.full((16, 24, 3), 32768, np.uint16)),
+                                   shape=(16, 24, 3), level=128.0),
         "greyscale": Case(encode(photo().convert("L"), "PNG"), shape=(16, 24, 3)),
         "palette with transparency": Case(encode(palette, "PNG"), shape=(16, 24, 4)),
         "CMYK JPEG": Case(encode(photo().convert("CMYK"), "JPEG"), shape=(16, 24, 3)),

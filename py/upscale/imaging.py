@@ -92,10 +92,14 @@ def to_array(image: Image.Image) -> np.ndarray:
 
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit grey: keep the top 8 bits (Pillow's own conversion would clip at 255)
-        grey = np.asarray(image, dtype=np.uint32)
-        grey = (grey >> 8 if grey.max() > 255 else grey).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
+        # 16-bit grey (a PNG's, whichever of these modes Pillow gives it): scaled by its bit
+        # depth, not by its brightest pixel, so a dark image stays dark. Pillow's own
+        # conversion would clip at 255. A 32-bit "I" image (TIFF) is read as 16-bit when all
+        # of it fits, else by its top 8 of 32 bits.
+        grey = np.asarray(image, dtype=np.int64)
+        depth = 16 if image.mode != "I" or (grey.min() >= 0 and grey.max() < 1 << 16) else 32
+        shifted = (np.clip(grey, 0, (1 << depth) - 1) >> (depth - 8)).astype(np.uint8)
+        return np.repeat(shifted[..., None], 3, axis=2)
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         "transparency" in image.info
     )

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from harness import BOOT_TIMEOUT_MS
 
 import build
-from tests.corpus import encode, hostile_inputs, photo
+from tests.corpus import LEVEL_TOLERANCE, encode, hostile_inputs, photo
 
 # One Upscaler: each hostile file, then a good one, in turn; then the worker's memory.
 EACH_THEN_GOOD = """async ({ cases, good }) => {
@@ -26,7 +26,9 @@ EACH_THEN_GOOD = """async ({ cases, good }) => {
     let outcome;
     try {
       const out = await up.upscale(new Blob([bytes(data)]));
-      outcome = { width: out.width, height: out.height, alpha: out.data[3] };
+      let sum = 0;
+      for (let i = 0; i < out.data.length; i += 4) sum += out.data[i] + out.data[i + 1] + out.data[i + 2];
+      outcome = { width: out.width, height: out.height, alpha: out.data[3], level: sum / (out.data.length * 0.75) };
     } catch (error) {
       outcome = { error: error.name, message: error.message };
     }
@@ -59,6 +61,8 @@ def test_each_hostile_input_gets_a_result_or_its_error_then_the_next_works(app, 
             height, width = case.shape[:2]
             assert (outcome.get("height"), outcome.get("width")) == (2 * height, 2 * width), \
                 (name, outcome)
+            if case.level is not None:  # the model keeps a flat image's level within a few
+                assert abs(outcome["level"] - case.level) <= 4 * LEVEL_TOLERANCE, (name, outcome)
     record_property("outcomes", "; ".join(table))
     assert got["after"]["tensors"] == got["before"]["tensors"], "no tensors left behind"
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.corpus import encode, hostile_inputs, photo
+from tests.corpus import LEVEL_TOLERANCE, encode, hostile_inputs, photo
 from upscale import errors
 from upscale.imaging import Limits, decode
 
@@ -26,6 +26,8 @@ def test_hostile_and_awkward_inputs(name):
     else:
         pixels = decode(case.data, 2, Limits())
         assert pixels.dtype == np.uint8 and pixels.shape == case.shape
+        if case.level is not None:
+            assert abs(pixels[..., :3].mean() - case.level) <= LEVEL_TOLERANCE, pixels.mean()
 
 
 def test_limit_message_names_the_limit_and_the_size():
