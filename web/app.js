@@ -74,6 +74,7 @@ const ui = {
   viewer: $('viewer'), viewerTitle: $('viewer-title'), viewerMeta: $('viewer-meta'),
   progressRow: $('progress-row'), progress: $('progress'), progressText: $('progress-text'), cancel: $('cancel'),
   compare: $('compare'), download: $('download'), versions: $('versions'),
+  undo: $('undo'), undoText: $('undo-text'), undoButton: $('undo-button'),
 };
 
 const view = new CompareView(ui.compare, {
@@ -482,6 +483,7 @@ function addJob(source) {
     controller: null,
     jpeg: null, // { quality, denoise } when the file is a JPEG that noise removal would help
     rerun: false, // cancelled only to run again (with another model)
+    saved: false, // its result was downloaded (alone or in the zip)
   };
   job.element = renderJob(job);
   jobs.push(job);
@@ -569,7 +571,7 @@ function updateJob(job) {
   if (job.state === 'running') {
     actions.append(button('Cancel', () => cancelJob(job), `Cancel ${job.name}`));
   } else {
-    actions.append(button('✕', () => removeJob(job), `Remove ${job.name}`));
+    actions.append(button('✕', () => removeJobs([job]), `Remove ${job.name}`));
   }
   renderNote(job);
 }
@@ -621,14 +623,55 @@ function cancelJob(job) {
   if (job.controller) job.controller.abort();
 }
 
-function removeJob(job) {
-  cancelJob(job);
-  jobs.splice(jobs.indexOf(job), 1);
-  job.parts.item.remove();
-  if (job.thumbUrl) URL.revokeObjectURL(job.thumbUrl);
-  if (job.result) job.result.close();
-  if (shown === job) showAnother(job);
+// Removed jobs (✕, Clear) wait this long for Undo before their pixels are let go.
+const UNDO_MS = 10_000;
+let removal = null; // { entries: [{ job, index }], timer }: what Undo brings back
+
+function removeJobs(list) {
+  if (!list.length) return;
+  finishRemoval(); // an earlier removal can no longer be undone
+  const entries = list.map((job) => ({ job, index: jobs.indexOf(job) }));
+  for (const { job } of entries) {
+    cancelJob(job);
+    jobs.splice(jobs.indexOf(job), 1);
+    job.parts.item.remove();
+    if (shown === job) showAnother(job);
+  }
+  removal = { entries, timer: setTimeout(finishRemoval, UNDO_MS) };
+  ui.undoText.textContent = list.length === 1 ? `Removed ${list[0].name}.` : `Removed ${list.length} photos.`;
+  ui.undo.hidden = false;
   updateQueueChrome();
+}
+
+function undoRemoval() {
+  if (!removal) return;
+  clearTimeout(removal.timer);
+  for (const { job, index } of [...removal.entries].sort((a, b) => a.index - b.index)) {
+    const at = Math.min(index, jobs.length);
+    ui.queue.insertBefore(job.parts.item, jobs[at] ? jobs[at].parts.item : null);
+    jobs.splice(at, 0, job);
+  }
+  removal = null;
+  ui.undo.hidden = true;
+  if (!shown) {
+    const back = [...jobs].reverse().find((job) => job.state === 'done' || job.state === 'running');
+    if (back) showJob(back, false);
+  }
+  updateQueueChrome();
+  pump();
+}
+
+/** Let the removed jobs go for good: their thumbnails and results are freed. */
+function finishRemoval() {
+  if (!removal) return;
+  clearTimeout(removal.timer);
+  for (const { job } of removal.entries) {
+    if (job.thumbUrl) URL.revokeObjectURL(job.thumbUrl);
+    if (job.result) job.result.close();
+    job.result = null;
+  }
+  removal = null;
+  ui.undo.hidden = true;
 }
 
 /** The viewer leaves `job` (removed, or it failed): show the newest finished or running job. */
@@ -641,7 +684,15 @@ function showAnother(job) {
 }
 
 function clearAll() {
-  for (const job of [...jobs]) removeJob(job);
+  removeJobs([...jobs]);
+}
+
+// Closing the tab with results nobody saved asks first (browsers show their own wording).
+function warnBeforeLeaving(event) {
+  if (jobs.some((job) => job.state === 'done' && !job.saved)) {
+    event.preventDefault();
+    event.returnValue = '';
+  }
 }
 
 /** Name, size and a drawable of the original, if the browser can decode it at all. */
@@ -658,20 +709,64 @@ function probe(blob) {
   });
 }
 
-/** Fetch an image the user gave by address; a failure says what to do instead. */
-async function fetchSource(address) {
+// An image fetched by address: given up after this long, or past this many bytes (the largest
+// input, 4096 x 4096, is under 70 MB even as an uncompressed PNG).
+const FETCH_LIMIT_MS = 60_000;
+const FETCH_LIMIT_BYTES = 100 * 2 ** 20;
+
+/**
+ * Fetch an image the user gave by address; a failure says what to do instead. Cancel (the
+ * job's `signal`) stops it; so do a server that takes longer than FETCH_LIMIT_MS and a body
+ * larger than FETCH_LIMIT_BYTES, which is never read whole.
+ */
+async function fetchSource(address, signal) {
+  const host = new URL(address).host;
+  const slow = AbortSignal.timeout(FETCH_LIMIT_MS);
+  const both = AbortSignal.any([signal, slow]);
+  const tooSlow = () => new UpscaleError(
+    `${host} did not send the image within ${FETCH_LIMIT_MS / 1000} s; try again, or save it and drop the file here`,
+    { name: 'FetchError' },
+  );
+  const tooLarge = () => new UpscaleError(
+    `the file at ${host} is larger than ${FETCH_LIMIT_BYTES / 2 ** 20} MB, more than any image Upscale takes`,
+    { name: 'FetchError' },
+  );
   let response;
   try {
-    response = await fetch(address, { mode: 'cors', credentials: 'omit' });
-  } catch {
-    const host = new URL(address).host;
+    response = await fetch(address, { mode: 'cors', credentials: 'omit', signal: both });
+  } catch (error) {
+    signal.throwIfAborted();
+    if (slow.aborted) throw tooSlow();
     throw new UpscaleError(
       `${host} did not let this page read the image: the site is unreachable or does not allow other sites to use its images (CORS). Save the image and drop the file here instead`,
       { name: 'FetchError' },
     );
   }
   if (!response.ok) throw new UpscaleError(`the server answered HTTP ${response.status} for ${address}`, { name: 'FetchError' });
-  return response.blob();
+  if (Number(response.headers.get('Content-Length')) > FETCH_LIMIT_BYTES) {
+    response.body.cancel().catch(() => {});
+    throw tooLarge();
+  }
+  const reader = response.body.getReader();
+  const chunks = [];
+  let received = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      received += value.length;
+      if (received > FETCH_LIMIT_BYTES) {
+        reader.cancel().catch(() => {});
+        throw tooLarge();
+      }
+      chunks.push(value);
+    }
+  } catch (error) {
+    if (error instanceof UpscaleError) throw error;
+    signal.throwIfAborted();
+    throw slow.aborted ? tooSlow() : new UpscaleError(`the download from ${host} broke off (${error.message})`, { name: 'FetchError' });
+  }
+  return new Blob(chunks, { type: response.headers.get('Content-Type') || '' });
 }
 
 async function pump() {
@@ -702,7 +797,7 @@ async function runJob(job) {
   const started = performance.now();
   try {
     if (!job.blob) {
-      job.blob = await fetchSource(job.url);
+      job.blob = await fetchSource(job.url, signal);
       inspectJob(job);
     }
     signal.throwIfAborted();
@@ -941,6 +1036,7 @@ function save(blob, name) {
 async function downloadJob(job) {
   try {
     save(await encode(job), fileName(job));
+    job.saved = true;
   } catch (error) {
     setEngine('error', `Saving ${job.name} failed: ${error.message}`);
   }
@@ -962,6 +1058,7 @@ async function downloadAll() {
       files.push({ name, blob: await encode(job) });
     }
     save(await zipFiles(files), 'upscaled.zip');
+    for (const job of done) job.saved = true;
   } catch (error) {
     setEngine('error', `The zip could not be made: ${error.message}`);
   } finally {
@@ -972,6 +1069,28 @@ async function downloadAll() {
 
 /* ---------- getting files in ---------- */
 
+// What a saved file may be called, whatever an address or a dropped file said: a base name (no
+// folders: "..%2F..%2Fx.png" is x.png), no control or reserved characters (NUL, "C:\", "|"),
+// no leading or trailing dots, not a name Windows reserves, at most 100 characters.
+const UNSAFE_CHARACTERS = /[\u0000-\u001f\u007f<>:"|?*]+/g;
+const RESERVED_NAME = /^(con|prn|aux|nul|com\d|lpt\d)(\.|$)/i;
+
+function safeName(text) {
+  const base = String(text).split(/[/\\]/).filter(Boolean).pop() || '';
+  let name = base.replace(UNSAFE_CHARACTERS, '_').replace(/^[.\s]+|[.\s]+$/g, '').slice(0, 100);
+  if (RESERVED_NAME.test(name)) name = `_${name}`;
+  return name || 'image';
+}
+
+/** A path segment decoded; one with a malformed % escape stays as it was. */
+function decoded(segment) {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 /** Files from any route: an ncnn pair becomes the model, everything else joins the queue. */
 function addFiles(fileList) {
   const files = [...fileList];
@@ -979,7 +1098,7 @@ function addFiles(fileList) {
     useOwnFiles(files);
     return;
   }
-  for (const file of files) addJob({ name: file.name || 'pasted image', blob: file });
+  for (const file of files) addJob({ name: safeName(file.name || 'pasted image'), blob: file });
 }
 
 function addAddress(text) {
@@ -990,8 +1109,7 @@ function addAddress(text) {
     return false;
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return false;
-  const last = decodeURIComponent(url.pathname.split('/').filter(Boolean).pop() || '') || url.host;
-  addJob({ name: last, url: url.href });
+  addJob({ name: safeName(decoded(url.pathname.split('/').filter(Boolean).pop() || '') || url.host), url: url.href });
   return true;
 }
 
@@ -1090,6 +1208,8 @@ ui.cancel.addEventListener('click', () => shown && cancelJob(shown));
 ui.download.addEventListener('click', () => shown && shown.state === 'done' && downloadJob(shown));
 ui.downloadAll.addEventListener('click', downloadAll);
 ui.clear.addEventListener('click', clearAll);
+ui.undoButton.addEventListener('click', undoRemoval);
+window.addEventListener('beforeunload', warnBeforeLeaving);
 document.addEventListener('keydown', (event) => {
   if (event.key === 'Escape' && running) cancelJob(running);
 });

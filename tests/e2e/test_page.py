@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ARTIFACTS, start_plain_server
+from conftest import ARTIFACTS, start_plain_server, start_server
 from harness import photo_crop, png_bytes, psnr
 from PIL import Image
 from playwright.sync_api import expect
@@ -189,6 +189,79 @@ def test_cancel_stops_the_run_and_the_next_upscale_works(app, site, photos, kitt
     expect(item(app, "big.png").get_by_role("button", name="Retry big.png")).to_be_visible()
     hand_over(app, {"next.png": png_bytes(kitten)})
     wait_state(app, "next.png", "done")
+
+
+def test_names_from_addresses_become_safe_file_names(app, site, kitten, console_log):
+    """Folders, NUL and a malformed % escape in an address: the zip gets plain base names,
+    and the page throws nothing."""
+    open_page(app, site)
+    data = png_bytes(kitten)
+    for path in ("..%2F..%2Fevil%00.png", "bad%E0%A4%A.png", "C:%5Cboot%5Cnul.png"):
+        app.route(f"**/addresses/{path}", lambda route: route.fulfill(
+            body=data, content_type="image/png"))
+        app.fill("#url", f"{site}/addresses/{path}")
+        app.press("#url", "Enter")
+    names = ["evil_.png", "bad%E0%A4%A.png", "_nul.png"]
+    for name in names:
+        wait_state(app, name, "done")
+    _, zipped = download(app, "#download-all")
+    with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
+        assert archive.namelist() == [name.replace(".png", "@2x.png") for name in names]
+    no_errors(console_log)
+
+
+@pytest.fixture
+def big_file_site(tmp_path):
+    """A server with the site's headers (CORS) and a 101 MB file it announces as such."""
+    with (tmp_path / "huge.png").open("wb") as handle:
+        handle.truncate(101 * 2**20)  # sparse: nothing is written
+    url, server = start_server(tmp_path)
+    yield url
+    server.shutdown()
+
+
+def test_an_address_that_never_answers_can_be_cancelled_and_a_huge_one_is_refused(
+        app, site, kitten, big_file_site, allowed_origins, console_log):
+    allowed_origins.add(big_file_site)  # the one other origin this page may reach
+    open_page(app, site)
+    app.route("**/addresses/silent.png", lambda route: None)  # never answered
+    app.fill("#url", f"{site}/addresses/silent.png")
+    app.press("#url", "Enter")
+    expect(item(app, "silent.png")).to_have_attribute("data-state", "running")
+    app.click("#cancel")
+    wait_state(app, "silent.png", "cancelled")
+    app.fill("#url", f"{big_file_site}/huge.png")
+    app.press("#url", "Enter")
+    wait_state(app, "huge.png", "error")
+    expect(item(app, "huge.png").locator(".state")).to_contain_text("larger than 100 MB")
+    hand_over(app, {"after.png": png_bytes(kitten)})
+    wait_state(app, "after.png", "done")
+    no_errors(console_log)
+
+
+def test_removed_photos_come_back_with_undo_and_unsaved_results_ask_before_closing(
+        app, site, kitten):
+    open_page(app, site)
+    hand_over(app, {"one.png": png_bytes(kitten), "two.png": png_bytes(kitten[:32])})
+    wait_state(app, "one.png", "done")
+    wait_state(app, "two.png", "done")
+    app.get_by_role("button", name="Remove one.png").click()
+    expect(item(app, "one.png")).to_have_count(0)
+    expect(app.locator("#undo")).to_contain_text("Removed one.png.")
+    app.get_by_role("button", name="Undo").click()
+    expect(app.locator(".item .name")).to_have_text(["one.png", "two.png"])
+    expect(app.locator("#undo")).to_be_hidden()
+    app.click("#clear")
+    expect(app.locator(".item")).to_have_count(0)
+    expect(app.locator("#undo")).to_contain_text("Removed 2 photos.")
+    app.get_by_role("button", name="Undo").click()
+    expect(app.locator(".item .name")).to_have_text(["one.png", "two.png"])
+    name, _ = download(app, "#download")  # the result in view is saved; the other is not yet
+    dialogs = []
+    app.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))
+    app.close(run_before_unload=True)
+    app.wait_for_timeout(500)
+    assert dialogs == ["beforeunload"], (name, dialogs)
 
 
 def test_bad_files_each_get_their_own_message(app, site, kitten, console_log):
