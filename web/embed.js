@@ -20,7 +20,11 @@
 import { Upscaler } from './web-HASH/upscale.js';
 
 const CACHE_NAME = 'upscale-img';
-const CACHE_VERSION = '1'; // part of every key: bump it to retire all cached results
+const CACHE_VERSION = '2'; // part of every key: bump it to retire all cached results
+// The results kept, at most (least recently shown go first); a shop may set its own with
+// <meta name="upscale-img-cache-mb" content="20">.
+const CACHE_LIMIT_MB = 50;
+const INDEX_KEY = 'upscale-img:index'; // localStorage: { [key]: { src, bytes, used } }
 const NEAR_VIEWPORT = '200px'; // start this far before an image scrolls into view
 const SCALES = [2, 3, 4];
 // SPAN at x2 and x4 (+3.9 and +2.2 dB PSNR-Y over bicubic on photos). There is no SPAN x3:
@@ -100,19 +104,97 @@ function modelKey(manifest) {
   return `${manifest.package}@${manifest.version}/${manifest.path}`;
 }
 
-function cacheKey(src, manifest) {
+/**
+ * A result is keyed by the photo's content (its sha-256), not only its address: a photo
+ * replaced at the same URL gets a new enlargement, and the old one is dropped.
+ */
+function cacheKey(src, digest, manifest) {
   const model = modelKey(manifest);
-  const params = new URLSearchParams({ src, model, v: CACHE_VERSION });
-  return new Request(new URL(`/__upscale-img__/?${params}`, location.origin).href);
+  const params = new URLSearchParams({ src, sha256: digest, model, v: CACHE_VERSION });
+  return new URL(`/__upscale-img__/?${params}`, location.origin).href;
 }
 
-async function openCache() {
-  try {
-    return await caches.open(CACHE_NAME);
-  } catch {
-    return null; // no Cache API here (insecure context, storage blocked): just no caching
-  }
+async function sha256(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  return [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
+
+/**
+ * The Cache API store of results, with an index in localStorage (size and last use of each
+ * entry) so that it stays under its cap. Without the Cache API (an insecure context, storage
+ * blocked) nothing is cached; without localStorage nothing is evicted.
+ */
+const results = {
+  pruned: false,
+  async open() {
+    let cache;
+    try {
+      cache = crypto.subtle ? await caches.open(CACHE_NAME) : null;
+    } catch {
+      return null;
+    }
+    if (cache && !this.pruned) {
+      this.pruned = true;
+      await this.prune(cache).catch(() => {});
+    }
+    return cache;
+  },
+  /** Once per page: drop what the index does not know (an older CACHE_VERSION's results). */
+  async prune(cache) {
+    localStorage.getItem(INDEX_KEY); // throws where storage is blocked: then keep everything
+    const index = this.index();
+    const orphans = (await cache.keys()).filter((request) => !index[request.url]);
+    await Promise.all(orphans.map((request) => cache.delete(request)));
+  },
+  limitBytes() {
+    const meta = document.querySelector('meta[name="upscale-img-cache-mb"]');
+    const mb = meta ? Number(meta.content) : CACHE_LIMIT_MB;
+    return (Number.isFinite(mb) && mb >= 0 ? mb : CACHE_LIMIT_MB) * 2 ** 20;
+  },
+  index() {
+    try {
+      return JSON.parse(localStorage.getItem(INDEX_KEY)) || {};
+    } catch {
+      return {};
+    }
+  },
+  save(index) {
+    try {
+      localStorage.setItem(INDEX_KEY, JSON.stringify(index));
+    } catch {
+      // storage full or blocked: the cache still works, it is just not trimmed
+    }
+  },
+  async get(cache, key) {
+    const hit = await cache.match(key);
+    if (hit) {
+      const index = this.index();
+      if (index[key]) index[key].used = Date.now();
+      this.save(index);
+    }
+    return hit;
+  },
+  /** Keep `blob` under `key`: older results for the same address go, then the least recently
+   * shown ones until everything fits under the cap. */
+  async put(cache, key, src, blob) {
+    const index = this.index();
+    const drop = Object.keys(index).filter((other) => other !== key && index[other].src === src);
+    index[key] = { src, bytes: blob.size, used: Date.now() };
+    const byAge = Object.keys(index).sort((a, b) => index[a].used - index[b].used);
+    let total = byAge.reduce((sum, k) => sum + index[k].bytes, 0);
+    for (const old of byAge) {
+      if (total <= this.limitBytes()) break;
+      if (drop.includes(old)) continue;
+      drop.push(old);
+      total -= index[old].bytes;
+    }
+    if (drop.includes(key)) return; // larger than the whole cap: not kept
+    for (const old of drop) delete index[old];
+    this.save(index);
+    await Promise.all(drop.map((old) => cache.delete(old)));
+    await cache.put(key, new Response(blob, { headers: { 'Content-Type': 'image/png' } }));
+  },
+};
 
 /* ---------- the element ---------- */
 
@@ -243,7 +325,7 @@ class UpscaleImg extends HTMLElement {
     const src = this.original.src; // absolute
     this.state = 'waiting';
     this.controller = new AbortController();
-    const { signal } = this.controller;
+    const { signal } = this.controller; // aborted by reset(): a new src, scale or model
     this.emit('upscale-start', { src });
     let scale;
     try {
@@ -271,25 +353,32 @@ class UpscaleImg extends HTMLElement {
       this.fail(Object.assign(new Error(`unknown model "${model}"`), { name: 'UnknownModel' }));
       return;
     }
-    const cache = await openCache();
-    const key = cacheKey(src, manifest);
-    const hit = cache && (await cache.match(key));
-    if (signal.aborted) return;
-    if (hit) {
-      await this.show(await hit.blob(), { fromCache: true, ms: 0 });
+    let photo;
+    try {
+      const response = await fetch(src, { signal });
+      if (!response.ok) throw Object.assign(new Error(`the image ${src} answered HTTP ${response.status}`), { name: 'LoadError' });
+      photo = await response.blob();
+    } catch (error) {
+      if (error.name !== 'AbortError') this.fail(error);
       return;
     }
-    enqueue({ element: this, model, run: (upscaler) => this.upscaleWith(upscaler, src, cache, key, signal) });
+    const cache = await results.open();
+    const key = cache && cacheKey(src, await sha256(await photo.arrayBuffer()), manifest);
+    const hit = cache && (await results.get(cache, key));
+    if (signal.aborted) return;
+    if (hit) {
+      await this.show(await hit.blob(), { fromCache: true, ms: 0 }, signal);
+      return;
+    }
+    enqueue({ element: this, model, run: (upscaler) => this.upscaleWith(upscaler, { src, photo }, cache, key, signal) });
   }
 
-  async upscaleWith(upscaler, src, cache, key, signal) {
+  async upscaleWith(upscaler, { src, photo }, cache, key, signal) {
     if (signal.aborted) return;
     this.state = 'working';
     const started = performance.now();
     try {
-      const response = await fetch(src, { signal });
-      if (!response.ok) throw Object.assign(new Error(`the image ${src} answered HTTP ${response.status}`), { name: 'LoadError' });
-      const input = await decoded(await response.blob());
+      const input = await decoded(photo);
       let output;
       try {
         output = await upscaler.upscale(input, {
@@ -300,22 +389,30 @@ class UpscaleImg extends HTMLElement {
         if (input.close) input.close(); // an ImageBitmap: the engine has its own copy
       }
       const blob = await encodePng(output);
-      if (cache) await cache.put(key, new Response(blob, { headers: { 'Content-Type': 'image/png' } })).catch(() => {});
-      if (!signal.aborted) await this.show(blob, { fromCache: false, ms: performance.now() - started });
+      if (cache) await results.put(cache, key, src, blob).catch(() => {});
+      await this.show(blob, { fromCache: false, ms: performance.now() - started }, signal);
     } catch (error) {
       if (error.name !== 'AbortError') this.fail(error);
     }
   }
 
-  /** Decode the large picture first, then swap it in: no flash, no layout change. */
-  async show(blob, { fromCache, ms }) {
+  /**
+   * Decode the large picture first, then swap it in: no flash, no layout change. Nothing is
+   * shown once `signal` is aborted: the element moved on to another photo meanwhile.
+   */
+  async show(blob, { fromCache, ms }, signal) {
+    if (signal.aborted) return;
     const url = URL.createObjectURL(blob);
     this.large.src = url;
     try {
       await this.large.decode();
     } catch {
       URL.revokeObjectURL(url);
-      this.fail(Object.assign(new Error('the cached result could not be decoded'), { name: 'DecodeError' }));
+      if (!signal.aborted) this.fail(Object.assign(new Error('the cached result could not be decoded'), { name: 'DecodeError' }));
+      return;
+    }
+    if (signal.aborted) {
+      URL.revokeObjectURL(url); // reset() already cleared this.large
       return;
     }
     if (this.largeUrl) URL.revokeObjectURL(this.largeUrl);

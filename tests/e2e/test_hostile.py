@@ -27,8 +27,10 @@ EACH_THEN_GOOD = """async ({ cases, good }) => {
     try {
       const out = await up.upscale(new Blob([bytes(data)]));
       let sum = 0;
-      for (let i = 0; i < out.data.length; i += 4) sum += out.data[i] + out.data[i + 1] + out.data[i + 2];
-      outcome = { width: out.width, height: out.height, alpha: out.data[3], level: sum / (out.data.length * 0.75) };
+      const d = out.data;
+      for (let i = 0; i < d.length; i += 4) sum += d[i] + d[i + 1] + d[i + 2];
+      const level = sum / (d.length * 0.75);
+      outcome = { width: out.width, height: out.height, alpha: d[3], level };
     } catch (error) {
       outcome = { error: error.name, message: error.message };
     }

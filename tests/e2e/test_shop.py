@@ -7,9 +7,12 @@ import re
 
 import pytest
 from conftest import start_plain_server
+from harness import photo_crop
+from PIL import Image
 from playwright.sync_api import expect
 
 import build
+from tests.corpus import encode
 
 WAIT_MS = 300_000
 PRODUCTS = len(build.SHOP_PRODUCTS)
@@ -200,3 +203,75 @@ def test_an_unknown_model_falls_back_with_its_name(shop, site):
     wait_finished(shop, ["shop/small/mission-patch.jpg"])
     [error] = events(shop, "upscale-error")
     assert error["detail"] == {"name": "UnknownModel", "message": 'unknown model "no-such-model"'}
+
+
+CACHED = """async () => {
+  const cache = await caches.open('upscale-img');
+  const out = [];
+  for (const request of await cache.keys()) {
+    const params = new URL(request.url).searchParams;
+    out.push({ src: params.get('src'), sha256: params.get('sha256'),
+               bytes: (await (await cache.match(request)).blob()).size });
+  }
+  return out;
+}"""
+
+
+def test_a_photo_replaced_at_the_same_address_gets_a_new_enlargement(shop, site, photos):
+    """The result cache is keyed by the photo's content: a new photo under the old URL is
+    upscaled again, and the old result is dropped."""
+    src = "shop/small/astronaut-print.jpg"
+    served = {"photo": (build.DIST / src).read_bytes()}
+    shop.route(f"**/{src}", lambda route: route.fulfill(
+        body=served["photo"], content_type="image/jpeg", headers=build.SERVE_HEADERS))
+    shop.goto(f"{site}/product.html")
+    wait_finished(shop, [src])
+    [before] = shop.evaluate(CACHED)
+    served["photo"] = encode(Image.fromarray(photo_crop(photos, "chelsea.png", 150, 100, 0)),
+                             "JPEG")
+    shop.reload()
+    wait_finished(shop, [src])
+    [done] = events(shop, "upscale-done")
+    assert not done["detail"]["fromCache"], "a new photo is upscaled again"
+    [after] = shop.evaluate(CACHED)
+    assert after["src"].endswith(src) and after["sha256"] != before["sha256"]
+    shop.reload()
+    wait_finished(shop, [src])
+    [done] = events(shop, "upscale-done")
+    assert done["detail"]["fromCache"], "the same photo again comes from the cache"
+
+
+def test_the_result_cache_stays_under_the_shops_cap(shop, site):
+    shop.goto(f"{site}/shop.html")
+    shop.evaluate("""() => document.head.append(Object.assign(document.createElement('meta'),
+        { name: 'upscale-img-cache-mb', content: '0.25' }))""")
+    near = shop.evaluate(NEAR, 250)
+    wait_finished(shop, near)
+    cached = shop.evaluate(CACHED)
+    assert 0 < len(cached) < len(near), (len(cached), len(near))
+    assert sum(entry["bytes"] for entry in cached) <= 0.25 * 2**20
+
+
+def test_a_new_src_while_the_cached_result_loads_never_paints_the_old_one(shop, site):
+    first, second = "shop/small/astronaut-print.jpg", "shop/small/mission-patch.jpg"
+    shop.goto(f"{site}/product.html")
+    wait_finished(shop, [first])
+    # On the next visit, reading a body takes a while: the photo changes meanwhile.
+    shop.add_init_script("""{
+        window.__reads = 0;
+        const blob = Response.prototype.blob;
+        Response.prototype.blob = async function (...args) {
+          window.__reads += 1;
+          await new Promise((resolve) => setTimeout(resolve, 400));
+          return blob.apply(this, args);
+        };
+    }""")
+    shop.reload()
+    shop.wait_for_function("() => window.__reads > 0")
+    shop.evaluate(f"document.querySelector('upscale-img').setAttribute('src', '{second}')")
+    shop.wait_for_function(
+        "() => window.__events.some((e) => e.name === 'upscale-done' && !e.detail.fromCache)",
+        timeout=WAIT_MS)
+    done = events(shop, "upscale-done")
+    assert [e["detail"]["fromCache"] for e in done] == [False], \
+        "only the new photo's enlargement was painted, not the old one from the cache"
