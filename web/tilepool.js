@@ -9,6 +9,15 @@
 const TilePool = (() => {
   const MAX_WORKERS = 8;
 
+  /**
+   * Whether a tile worker's TF.js is broken beyond use: a WebAssembly trap ("memory access out
+   * of bounds", "table index is out of bounds") or a failed allocation leaves its heap
+   * corrupted, and every later call on it would fail too.
+   */
+  function broken(error) {
+    return error.name === 'RuntimeError' || error.name === 'RangeError' || /out of memory/i.test(error.message);
+  }
+
   /** How many tile workers this device gets: one per logical core, 1 meaning "no pool". */
   function size(wanted) {
     const cores = navigator.hardwareConcurrency || 1;
@@ -30,7 +39,8 @@ const TilePool = (() => {
   }
 
   class Member {
-    constructor(base) {
+    /** `onCrash(member)`: called once if the worker dies (an uncaught error, a crash). */
+    constructor(base, onCrash) {
       this.worker = startWorker(base);
       this.pending = new Map();
       this.nextId = 1;
@@ -44,7 +54,9 @@ const TilePool = (() => {
       };
       this.worker.onerror = (event) => {
         event.preventDefault();
+        if (this.dead) return;
         this.fail(`a tile worker crashed: ${event.message || 'unknown error'}`);
+        onCrash(this);
       };
     }
 
@@ -68,8 +80,35 @@ const TilePool = (() => {
   class Pool {
     constructor(count, base) {
       this.base = base;
-      this.members = Array.from({ length: count }, () => new Member(base));
+      this.members = Array.from({ length: count }, () => this.newMember());
       this.waiting = []; // tiles waiting for an idle member: { run, resolve, reject }
+      this.loaded = new Map(); // model key -> { manifest, artifacts }: what a new member loads
+    }
+
+    newMember() {
+      return new Member(this.base, (member) => this.replace(member));
+    }
+
+    /**
+     * Swap a broken or crashed member for a fresh worker, which loads every model the pool
+     * holds before it takes a tile; the other members carry on meanwhile.
+     */
+    replace(member) {
+      const index = this.members.indexOf(member);
+      if (index < 0) return;
+      if (!member.dead) member.fail('this tile worker was replaced');
+      const fresh = this.newMember();
+      fresh.busy = true; // until its models are loaded
+      this.members[index] = fresh;
+      const loads = [...this.loaded.values()].map(({ manifest, artifacts }) => fresh.call(
+        'load', { manifest, base: this.base, artifacts }));
+      Promise.all(loads).then(() => {
+        fresh.busy = false;
+        this.drain();
+      }, (error) => {
+        fresh.fail(`a new tile worker could not load the model: ${error.message}`);
+        this.drain();
+      });
     }
 
     get size() {
@@ -137,13 +176,25 @@ const TilePool = (() => {
       const [first] = await pool.everyMember('load', { manifest, base: pool.base, artifacts });
       pool.flavour = first.flavour; // e.g. 'WASM SIMD, 1 thread': what each member runs
       pool.tfjs = first.tfjs;
+      pool.loaded.set(manifest.key || manifest.id, { manifest, artifacts });
       return new PoolModel(pool, manifest);
     }
 
-    /** Run one tile on `member`; `buffer` (an ArrayBuffer of the tile's RGB) is moved there. */
+    /**
+     * Run one tile on `member`; `buffer` (an ArrayBuffer of the tile's RGB) is moved there. A
+     * tile that breaks its worker fails as OutOfMemory, and the worker is replaced, so the
+     * next job runs as usual.
+     */
     runOn(member, buffer, height, width) {
       return member.call('predict', { model: this.key, pixels: buffer, height, width }, [buffer])
-        .then((out) => new Uint8Array(out));
+        .then((out) => new Uint8Array(out), (error) => {
+          if (!broken(error)) throw error;
+          this.pool.replace(member);
+          throw Object.assign(new Error(
+            `${this.manifest.id} ran out of memory on a ${width}×${height} px tile (${error.message}); ` +
+            'its tile worker was replaced: use a smaller patchSize',
+          ), { name: 'OutOfMemory' });
+        });
     }
 
     /**
@@ -166,6 +217,7 @@ const TilePool = (() => {
     abandon() {} // no GPU behind it: nothing to lose
 
     dispose() {
+      this.pool.loaded.delete(this.key);
       this.pool.everyMember('unload', { model: this.key }).catch(() => {});
     }
   }

@@ -219,6 +219,10 @@ class Connection {
   }
 }
 
+const MIN_STALL_MS = 1000;
+// Init failures that a fresh worker would meet again.
+const CALLERS_MISTAKES = new Set(['InvalidOptions', 'UnknownModel']);
+
 export class Upscaler {
   /**
    * @param {{ model?: string, backend?: 'auto'|'webgpu'|'webgl'|'wasm'|'cpu',
@@ -231,6 +235,10 @@ export class Upscaler {
    */
   constructor({ model = DEFAULT_MODEL, backend = 'auto', workers = 'auto', stallMs = 60_000,
                 stepLimitMs = null } = {}) {
+    if (!(Number(stallMs) >= MIN_STALL_MS)) {
+      // 0 or NaN would ping the worker without pause and judge it dead at once
+      throw new UpscaleError(`stallMs must be at least ${MIN_STALL_MS} (ms), not ${stallMs}`, { name: 'InvalidOptions' });
+    }
     this.options = { model, backend, workers, stepLimitMs: stepLimitMs ?? 180_000 };
     this.stallMs = stallMs; // silence that counts as a dead worker while a call is pending
     this.disposed = false;
@@ -250,12 +258,12 @@ export class Upscaler {
     let ready = connection.call('init', this.options);
     if (this.custom) ready = ready.then(() => this.sendCustom(connection, this.custom));
     ready.catch((error) => {
-      // callers see the rejection through `ready`. A stalled step may still hold the worker
-      // (a script half-loaded): that worker goes, and the next call starts a fresh one.
-      if (error.name === 'Stalled' && !connection.dead) {
-        connection.crash(error);
-        if (this.connection === connection) this.ready = null;
-      }
+      // Callers see the rejection through `ready`. That worker goes (a stalled step may still
+      // hold it, a script half-loaded), and the next call starts a fresh one: a download that
+      // failed may work then. Only the caller's own mistakes stay: they would fail again.
+      if (CALLERS_MISTAKES.has(error.name)) return;
+      if (!connection.dead) connection.crash(error);
+      if (this.connection === connection) this.ready = null;
     });
     return ready;
   }

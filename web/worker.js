@@ -182,8 +182,23 @@ async function switchModel(manifest, artifacts = null) {
   }
   if (state.model) state.model.dispose();
   state.model = model;
-  state.tile = tile;
+  state.tile = { ...tile, largestSide: largestSide(manifest, files) };
   return { modelMs, warmupMs: performance.now() - w0 };
+}
+
+// What one tile may ask of memory. Its widest activation (the widest layer's channels, or the
+// output's 3 x scale² before the pixel shuffle, per input pixel, as float32) lives a few times
+// over (a layer's input, its output, a temporary); past this, a WebAssembly heap (4 GiB at
+// most) traps, so a patchSize that large is refused before it runs.
+const TILE_MEMORY_BYTES = 2 ** 30;
+const LIVE_ACTIVATIONS = 4;
+
+/** The largest tile side (patch, padding and margin) `manifest`'s model may run at. */
+function largestSide(manifest, files) {
+  const specs = (files && files.weightSpecs) || [];
+  const widest = Math.max(3 * manifest.scale ** 2,
+    ...specs.filter((w) => w.shape.length === 4).map((w) => w.shape[3]));
+  return Math.floor(Math.sqrt(TILE_MEMORY_BYTES / (widest * 4 * LIVE_ACTIVATIONS)));
 }
 
 const TEXTURE_TOO_LARGE = /texture size .* greater than WebGL maximum/i;
@@ -420,10 +435,12 @@ const methods = {
   async upscale(params, id) {
     if (state.recovering) await state.recovering;
     state.lost = null;
+    state.tileFailure = null;
     try {
       return await upscaleNow(params, id);
     } catch (error) {
-      throw state.lost || error; // a lost GPU surfaces as itself, not as a Python traceback
+      // A lost GPU or a tile worker out of memory surfaces as itself, not as a Python traceback.
+      throw state.lost || state.tileFailure || error;
     }
   },
 
@@ -460,6 +477,14 @@ async function upscaleNow({ input, options = {} }, id) {
     margin: manifest.margin || 0,
     largestPatch: largestAutoPatch(manifest),
   };
+  const side = Number(settings.patchSize) + 2 * (Number(settings.padding) + settings.margin);
+  if (side > state.tile.largestSide) {
+    throw invalidOptions(
+      `patchSize ${settings.patchSize} with padding ${settings.padding} is more than ${manifest.id} ` +
+      `can run here: its activations would need over ${TILE_MEMORY_BYTES / 2 ** 30} GiB. Use at most ` +
+      `${state.tile.largestSide - 2 * (Number(settings.padding) + settings.margin)}`,
+    );
+  }
   if (state.tile.maxPatchSize && settings.patchSize > state.tile.maxPatchSize) {
     throw Object.assign(new Error(
       `patchSize ${settings.patchSize} is more than this GPU can hold for ${manifest.id}: ` +
@@ -470,7 +495,10 @@ async function upscaleNow({ input, options = {} }, id) {
   const predict = (tile, height, width) => {
     const view = tile.getBuffer('u8');
     try {
-      return state.model.predict(view.data, height, width);
+      return state.model.predict(view.data, height, width).catch((error) => {
+        if (error.name === 'OutOfMemory') state.tileFailure = state.tileFailure || error;
+        throw error;
+      });
     } finally {
       view.release();
     }

@@ -236,3 +236,100 @@ def test_tiles_shrink_to_what_the_gpu_textures_hold(app):
     assert got["refused"]["message"].startswith(
         f"patchSize 128 is more than this GPU can hold for esrgan-slim-x8: at most "
         f"{tile['patchSize']}"), got
+
+
+def test_a_patch_too_large_for_memory_is_refused_by_name_and_the_next_job_runs(app):
+    """patchSize 2048 on slim x4 used to trap the WebAssembly heap ("table index is out of
+    bounds") and break every later job: the model's widest activation says up front that it
+    cannot fit."""
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
+    got = app.evaluate("""async () => {
+        const { Upscaler } = await import('./upscale.js');
+        const up = new Upscaler({ model: 'esrgan-slim-x4', backend: 'wasm' });
+        const info = await up.ready;
+        const refused = await up.upscale(new ImageData(64, 64), { patchSize: 2048 }).then(
+            () => 'resolved', (e) => ({ name: e.name, message: e.message }));
+        const out = await up.upscale(new ImageData(64, 64));
+        up.dispose();
+        return { refused, size: [out.width, out.height], largest: info.tile.largestSide };
+    }""")
+    assert got["refused"]["name"] == "InvalidOptions", got
+    assert "its activations would need over 1 GiB" in got["refused"]["message"], got
+    assert 512 < got["largest"] < 2048, got
+    assert got["size"] == [256, 256]
+
+
+def test_a_tile_worker_broken_by_a_trap_is_replaced_and_the_next_job_runs(app):
+    """A WebAssembly trap in a tile worker fails the job as OutOfMemory; the worker is
+    replaced (its model loaded again), and the next jobs use every worker as before."""
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
+    app.evaluate("""async () => {
+        const { Upscaler } = await import('./upscale.js');
+        window.__up = new Upscaler({ model: 'esrgan-slim-x2', backend: 'wasm', workers: 2 });
+        window.__info = await window.__up.ready;
+        window.__before = await window.__up.memory();
+    }""")
+    tiles = [w for w in app.workers if w.url.endswith("/tileworker.js")]
+    assert len(tiles) == 2, [w.url for w in app.workers]
+    # One worker answers as a heap corrupted by a trap would: every call fails.
+    tiles[0].evaluate("""() => { handlers.predict = async () => {
+        throw new WebAssembly.RuntimeError('memory access out of bounds'); }; }""")
+    got = app.evaluate("""async () => {
+        const image = new ImageData(64, 48);
+        // Tiles enough for both workers, so the broken one gets one.
+        const failed = await window.__up.upscale(new ImageData(256, 256)).then(
+            () => 'resolved', (e) => ({ name: e.name, message: e.message }));
+        const runs = [];
+        for (let i = 0; i < 3; i++) {
+          const out = await window.__up.upscale(image);
+          runs.push([out.width, out.height]);
+        }
+        const after = await window.__up.memory();
+        window.__up.dispose();
+        return { failed, runs, after, before: window.__before };
+    }""")
+    assert got["failed"]["name"] == "OutOfMemory", got
+    assert "its tile worker was replaced" in got["failed"]["message"], got
+    assert got["runs"] == [[128, 96]] * 3
+    assert got["after"]["tensors"] == got["before"]["tensors"], "the new workers hold the model"
+
+
+def test_a_stall_limit_of_zero_or_nan_is_refused(app):
+    got = app.evaluate("""async () => {
+        const { Upscaler } = await import('./upscale.js');
+        return [0, NaN, -5, 'soon'].map((stallMs) => {
+          try {
+            new Upscaler({ stallMs });
+            return 'accepted';
+          } catch (e) {
+            return `${e.name}: ${e.message}`;
+          }
+        });
+    }""")
+    assert all(g.startswith("InvalidOptions: stallMs must be at least 1000") for g in got), got
+
+
+def test_a_failed_start_is_not_final_the_next_call_starts_afresh(app):
+    """The catalogue fails once (a flaky network): `ready` rejects, and the next upscale
+    starts a fresh engine that works."""
+    failures = {"left": 1}
+
+    def flaky(route):
+        if failures["left"]:
+            failures["left"] -= 1
+            route.fulfill(status=503, body="busy")
+        else:
+            route.continue_()
+
+    app.route("**/models.json", flaky)
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
+    got = app.evaluate("""async () => {
+        const { Upscaler } = await import('./upscale.js');
+        const up = new Upscaler({ backend: 'wasm' });
+        const first = await up.ready.then(() => 'ready', (e) => `${e.name}: ${e.message}`);
+        const out = await up.upscale(new ImageData(16, 12));
+        up.dispose();
+        return { first, size: [out.width, out.height] };
+    }""")
+    assert "HTTP 503" in got["first"], got
+    assert got["size"] == [32, 24]
