@@ -95,14 +95,20 @@ NUMPY_UNUSED = ("numpy/f2py/", "numpy/random/", "numpy/polynomial/", "numpy/test
                 "numpy/typing/", "numpy/_pyinstaller/", "numpy/doc/")
 
 TFJS_FILES = {
-    "@tensorflow/tfjs/dist/tf.min.js": "tf.min.js",
-    "@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js": "tf-backend-wasm.min.js",
+    # The ES2017 bundles: the ES5 ones carry regenerator-runtime, whose Function() fallback
+    # would need 'unsafe-eval' in every worker that loads TF.js.
+    "@tensorflow/tfjs/dist/tf.es2017.min.js": "tf.es2017.min.js",
+    "@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.es2017.min.js": (
+        "tf-backend-wasm.es2017.min.js"
+    ),
     "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm": "tfjs-backend-wasm.wasm",
     "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm": "tfjs-backend-wasm-simd.wasm",
     "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm": (
         "tfjs-backend-wasm-threaded-simd.wasm"
     ),
-    "@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js": "tf-backend-webgpu.min.js",
+    "@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.es2017.min.js": (
+        "tf-backend-webgpu.es2017.min.js"
+    ),
 }
 
 # Headers every response carries. COOP+COEP make the page cross-origin isolated, which is
@@ -111,16 +117,15 @@ TFJS_FILES = {
 # the page reads the user's files through blob: URLs.
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
        "img-src 'self' blob: data:; connect-src 'self'; style-src 'self'")
-# The worker alone gets more, and has no DOM to protect; pages keep the strict policy:
-# 'unsafe-eval' because Pyodide's Emscripten loader evals the EM_ASM snippets of the modules
-# it links; blob: because TF.js's threaded WASM starts its thread pool from a blob: script.
-WORKER_CSP = CSP.replace("'wasm-unsafe-eval'", "'wasm-unsafe-eval' 'unsafe-eval' blob:")
-# Tile workers run TF.js alone: its bundle finds the global object with Function("return this").
-TILE_WORKER_CSP = CSP.replace("'wasm-unsafe-eval'", "'wasm-unsafe-eval' 'unsafe-eval'")
+# The engine worker alone gets more: blob:, because TF.js's threaded WASM starts its thread
+# pool from a blob: script. No 'unsafe-eval' anywhere: Pyodide 0.27 and TF.js's ES2017
+# bundles never eval (the whole suite runs under this policy).
+WORKER_CSP = CSP.replace("'wasm-unsafe-eval'", "'wasm-unsafe-eval' blob:")
+# Tile workers run TF.js alone (its ES2017 bundles, which never eval): the pages' policy.
 # The upscaler page fetches images from addresses the user types in: any http(s) origin,
 # and only when asked. Every other page stays at connect-src 'self'.
 UPSCALER_CSP = CSP.replace("connect-src 'self'", "connect-src 'self' https: http:")
-CSP_BY_NAME = {"worker.js": WORKER_CSP, "tileworker.js": TILE_WORKER_CSP}
+CSP_BY_NAME = {"worker.js": WORKER_CSP}
 CSP_BY_PATH = {"/": UPSCALER_CSP, "/index.html": UPSCALER_CSP}
 IMMUTABLE = "public, max-age=31536000, immutable"
 SERVE_HEADERS = {

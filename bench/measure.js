@@ -39,8 +39,8 @@
   function pageTf() {
     tfReady = tfReady || (async () => {
       const folder = new URL(window.BENCH_FOLDERS.tfjs, location.href).href;
-      await script(folder + 'tf.min.js');
-      await script(folder + 'tf-backend-wasm.min.js');
+      await script(folder + 'tf.es2017.min.js');
+      await script(folder + 'tf-backend-wasm.es2017.min.js');
       tf.wasm.setWasmPaths(folder);
       if (!(await tf.setBackend('wasm'))) throw new Error('no WASM backend on the page');
     })();

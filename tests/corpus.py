@@ -69,6 +69,50 @@ def png16(samples: np.ndarray) -> bytes:
             + png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b""))
 
 
+SRGB_COLORANTS = ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141))
+P3_COLORANTS = ((0.5151, 0.2412, -0.0011), (0.2920, 0.6922, 0.0419), (0.1571, 0.0666, 0.7841))
+
+
+def rgb_profile(name: str, colorants=SRGB_COLORANTS, gamma: float | None = 1.0) -> bytes:
+    """A minimal ICC v2 RGB matrix/TRC profile, written by hand (Pillow makes no RGB profile
+    but sRGB): three colorants (XYZ, D50) and one tone curve for all channels, a plain gamma
+    ('curv') or, with gamma None, sRGB's own curve ('para' type 3), as Display P3 has it."""
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ \0\0\0\0" + b"".join(struct.pack(">i", round(v * 65536)) for v in (x, y, z))
+
+    text = name.encode() + b"\0"
+    if gamma is not None:
+        trc = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
+    else:
+        srgb = (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)
+        trc = b"para\0\0\0\0" + struct.pack(">HH", 3, 0) + b"".join(
+            struct.pack(">i", round(v * 65536)) for v in srgb)
+    tags = {
+        b"desc": b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + b"\0" * 79,
+        b"wtpt": xyz(0.9642, 1.0, 0.8249),
+        b"rXYZ": xyz(*colorants[0]), b"gXYZ": xyz(*colorants[1]), b"bXYZ": xyz(*colorants[2]),
+        b"rTRC": trc, b"gTRC": trc, b"bTRC": trc,
+    }
+    table, body, offset = b"", b"", 128 + 4 + 12 * len(tags)
+    for signature, data in tags.items():
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data + b"\0" * (-len(data) % 4)
+    header = (struct.pack(">I", offset + len(body)) + b"lcms" + struct.pack(">I", 0x02100000)
+              + b"mntrRGB XYZ " + b"\0" * 12 + b"acsp" + b"\0" * 28
+              + xyz(0.9642, 1.0, 0.8249)[8:] + b"\0" * 48)
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+def linear_rgb_profile() -> bytes:
+    """sRGB's primaries with a straight curve: linear mid-grey 128 is sRGB 188."""
+    return rgb_profile("Linear RGB (test)")
+
+
+def animated(fmt: str) -> bytes:
+    frames = [Image.new("RGB", (20, 12), colour) for colour in ("red", "blue", "green")]
+    return encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100)
+
+
 def animated_gif() -> bytes:
     frames = [Image.new("RGB", (20, 12), colour) for colour in ("red", "blue", "green")]
     return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
@@ -106,5 +150,12 @@ def hostile_inputs() -> dict[str, Case]:
         "palette with transparency": Case(encode(palette, "PNG"), shape=(16, 24, 4)),
         "CMYK JPEG": Case(encode(photo().convert("CMYK"), "JPEG"), shape=(16, 24, 3)),
         "animated GIF": Case(animated_gif(), shape=(12, 20, 3)),
+        "animated WebP": Case(animated("WEBP"), shape=(12, 20, 3)),
+        "animated PNG": Case(animated("PNG"), shape=(12, 20, 3)),
+        "progressive JPEG": Case(encode(photo(), "JPEG", progressive=True), shape=(16, 24, 3)),
+        # Linear mid-grey in its own colour profile: converted to sRGB it is 188, not 128.
+        "ICC linear-RGB PNG": Case(encode(Image.new("RGB", (24, 16), (128, 128, 128)), "PNG",
+                                          icc_profile=linear_rgb_profile()),
+                                   shape=(16, 24, 3), level=188.0),
         "EXIF rotation": Case(exif_rotated(), shape=(24, 16, 3)),
     }

@@ -482,6 +482,7 @@ function addJob(source) {
     ms: 0,
     controller: null,
     jpeg: null, // { quality, denoise } when the file is a JPEG that noise removal would help
+    facts: null, // what the engine read of the file's header (upscaler.inspect)
     rerun: false, // cancelled only to run again (with another model)
     saved: false, // its result was downloaded (alone or in the zip)
   };
@@ -864,31 +865,39 @@ function engineCrashed(error) {
   setEngine('loading', `The engine stopped (${error.message}); it restarts with the next photo.`);
 }
 
-/* ---------- JPEG noise: suggest the waifu2x model that removes it ---------- */
-
-const JPEG_MAGIC = [0xff, 0xd8, 0xff];
-
-async function looksLikeJpeg(blob) {
-  const head = new Uint8Array(await blob.slice(0, JPEG_MAGIC.length).arrayBuffer());
-  return JPEG_MAGIC.every((byte, i) => head[i] === byte);
-}
+/* ---------- what a file is: JPEG noise (and the waifu2x model for it), animation, colour ---------- */
 
 /**
- * Ask the engine how compressed a JPEG is. The answer comes from the file's header, beside
- * any running upscale, so the queue never waits for it; a file it cannot read just gets no note.
+ * Ask the engine about a file: how compressed a JPEG is, how many frames, which colour
+ * profile. The answer comes from the file's header, beside any running upscale, so the queue
+ * never waits for it; a file it cannot read just gets no note.
  */
 async function inspectJob(job) {
   if (!job.blob) return;
   try {
-    if (!(await looksLikeJpeg(job.blob))) return;
     await engineUp;
     const facts = await upscaler.inspect(job.blob);
-    if (facts.format !== 'JPEG' || facts.denoise == null) return;
-    job.jpeg = { quality: facts.jpegQuality, denoise: facts.denoise };
+    job.facts = facts;
+    if (facts.format === 'JPEG' && facts.denoise != null) {
+      job.jpeg = { quality: facts.jpegQuality, denoise: facts.denoise };
+    }
     renderNote(job);
   } catch (error) {
-    console.debug(`no JPEG check for ${job.name}:`, error);
+    console.debug(`no look at ${job.name} before its upscale:`, error); // the upscale says what is wrong
   }
+}
+
+/** What the page says of a file as it is read: an animation, a colour profile converted. */
+function remarks(facts) {
+  const out = [];
+  if (!facts) return out;
+  if (facts.frames > 1) out.push(`Animated (${facts.frames} frames): only the first frame is upscaled.`);
+  if (facts.colourProfile && facts.colourConverted) {
+    out.push(`Converted from its colour profile (${facts.colourProfile}) to sRGB.`);
+  } else if (facts.colourProfile) {
+    out.push(`Its colour profile (${facts.colourProfile}) could not be converted: colours may look different.`);
+  }
+  return out;
 }
 
 /** The catalogue's waifu2x entry that removes noise of `level`. */
@@ -907,8 +916,15 @@ function renderNote(job) {
   const model = modelFor(job);
   const entry = job.jpeg && denoiseEntry(job.jpeg.denoise);
   const helps = entry && job.state !== 'error' && !(model && model.denoise != null);
-  note.hidden = !helps;
+  const said = job.state === 'error' ? [] : remarks(job.facts);
+  note.hidden = !helps && !said.length;
   note.textContent = '';
+  for (const remark of said) {
+    const line = document.createElement('span');
+    line.className = 'remark';
+    line.textContent = remark;
+    note.append(line, ' ');
+  }
   if (!helps) return;
   const text = document.createElement('span');
   text.textContent = JPEG_NOTE(job.jpeg.quality, job.jpeg.denoise);

@@ -46,6 +46,7 @@ const engine = {
   upscaler: null,
   queue: [], // jobs waiting: { element, model, run }
   busy: false,
+  blocked: null, // the SecurityError of an engine the page's Content-Security-Policy refused
 };
 
 function inViewport(element) {
@@ -70,6 +71,10 @@ async function drain() {
     while (engine.queue.length) {
       const visible = engine.queue.findIndex((job) => inViewport(job.element));
       const [job] = engine.queue.splice(visible >= 0 ? visible : 0, 1);
+      if (engine.blocked) {
+        job.element.fail(engine.blocked); // the page's policy will not let the engine start
+        continue;
+      }
       if (!engine.upscaler) engine.upscaler = new Upscaler({ model: job.model });
       try {
         if (engine.upscaler.options.model !== job.model) await engine.upscaler.setModel(job.model);
@@ -355,7 +360,9 @@ class UpscaleImg extends HTMLElement {
     }
     let photo;
     try {
-      const response = await fetch(src, { signal });
+      // The bytes <img> just loaded (chooseScale waited for it, revalidating as the shop's
+      // headers say): from the HTTP cache, without asking the network a second time.
+      const response = await fetch(src, { signal, cache: 'force-cache' });
       if (!response.ok) throw Object.assign(new Error(`the image ${src} answered HTTP ${response.status}`), { name: 'LoadError' });
       photo = await response.blob();
     } catch (error) {
@@ -392,6 +399,7 @@ class UpscaleImg extends HTMLElement {
       if (cache) await results.put(cache, key, src, blob).catch(() => {});
       await this.show(blob, { fromCache: false, ms: performance.now() - started }, signal);
     } catch (error) {
+      if (error.name === 'SecurityError') engine.blocked = error;
       if (error.name !== 'AbortError') this.fail(error);
     }
   }

@@ -83,7 +83,7 @@ const TfBridge = (() => {
   /** The TF.js bundles (core + layers, WASM, WebGPU) from `base`, once. */
   function loadTf(base) {
     if (typeof self.tf !== 'undefined') return;
-    importScripts(base + 'tf.min.js', base + 'tf-backend-wasm.min.js', base + 'tf-backend-webgpu.min.js');
+    importScripts(base + 'tf.es2017.min.js', base + 'tf-backend-wasm.es2017.min.js', base + 'tf-backend-webgpu.es2017.min.js');
   }
 
   async function tryBackend(name, wasmBase) {

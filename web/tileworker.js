@@ -17,7 +17,7 @@ const BASE = self.UPSCALE_BASE || new URL('./', self.location.href).href;
 
 importScripts(BASE + 'assets.js');
 const TF_BASE = new URL(self.UPSCALE_ASSETS.tfjs, BASE).href;
-importScripts(TF_BASE + 'tf.min.js', TF_BASE + 'tf-backend-wasm.min.js', BASE + 'tfbridge.js');
+importScripts(TF_BASE + 'tf.es2017.min.js', TF_BASE + 'tf-backend-wasm.es2017.min.js', BASE + 'tfbridge.js');
 
 const models = new Map(); // manifest key (else id) -> TfBridge.Model
 let backendReady = null;

@@ -109,9 +109,21 @@ async function toBuffer(source, what) {
 function startWorker() {
   const script = new URL('worker.js', HERE);
   if (script.origin === self.location.origin) return { worker: new Worker(script, { name: 'upscale' }), url: null };
-  const boot = `self.UPSCALE_BASE = ${JSON.stringify(HERE.href)}; importScripts(${JSON.stringify(script.href)});`;
+  // The page's policy governs this blob: worker: what it blocks is reported before it fails.
+  const boot = `${REPORT_CSP}; self.UPSCALE_BASE = ${JSON.stringify(HERE.href)}; importScripts(${JSON.stringify(script.href)});`;
   const url = URL.createObjectURL(new Blob([boot], { type: 'text/javascript' }));
   return { worker: new Worker(url, { name: 'upscale' }), url };
+}
+
+// Run first in a worker: a Content-Security-Policy violation there goes to the page as
+// { type: 'csp' }, so a failed start can say which directive stopped it.
+const REPORT_CSP = `self.addEventListener('securitypolicyviolation', (e) => self.postMessage({ ns: '${NS}', type: 'csp', directive: e.effectiveDirective, blocked: e.blockedURI }))`;
+
+// Violations on the page itself (a worker-src that refuses the engine's worker), by time.
+const pageViolations = [];
+if (self.document) {
+  document.addEventListener('securitypolicyviolation', (e) => pageViolations.push(
+    { directive: e.effectiveDirective, blocked: e.blockedURI, at: performance.now() }));
 }
 
 /** One worker and the requests in flight on it. A crash rejects every one of them. */
@@ -143,8 +155,16 @@ class Connection {
   }
 
   die(message) {
-    this.crash(new UpscaleError(message, { name: 'WorkerCrashed' }));
-    this.onCrash();
+    const blocked = this.violation || pageViolations.find((v) => v.at >= this.born);
+    if (blocked && !this.spokenBeyondCsp) {
+      this.crash(new UpscaleError(
+        `the page's Content-Security-Policy stopped the Upscale engine: ${blocked.directive} does not allow ${blocked.blocked || 'it'}`,
+        { name: 'SecurityError' },
+      ));
+    } else {
+      this.crash(new UpscaleError(message, { name: 'WorkerCrashed' }));
+    }
+    this.onCrash(this.dead);
   }
 
   /** Ping while calls are pending; give up on a worker that stays silent for stallMs. */
@@ -162,7 +182,7 @@ class Connection {
           `the Upscale worker did not start: its scripts did not load within ${Math.round(this.startMs / 1000)} s`,
           { name: 'Stalled' },
         ));
-        this.onCrash();
+        this.onCrash(this.dead);
       } else {
         this.worker.postMessage({ ns: NS, type: 'ping' });
       }
@@ -173,6 +193,11 @@ class Connection {
     if (!message || message.ns !== NS) return;
     this.heard = performance.now();
     this.spoken = true;
+    if (message.type === 'csp') {
+      this.violation = this.violation || message;
+      return;
+    }
+    this.spokenBeyondCsp = true;
     if (message.type === 'pong') return;
     const entry = this.pending.get(message.id);
     if (message.type === 'event') {
@@ -220,8 +245,8 @@ class Connection {
 }
 
 const MIN_STALL_MS = 1000;
-// Init failures that a fresh worker would meet again.
-const CALLERS_MISTAKES = new Set(['InvalidOptions', 'UnknownModel']);
+// Failures that a fresh worker would meet again: a bad option, or the page's own policy.
+const CALLERS_MISTAKES = new Set(['InvalidOptions', 'UnknownModel', 'SecurityError']);
 
 export class Upscaler {
   /**
@@ -251,8 +276,8 @@ export class Upscaler {
    * gets the model the user brought again, if one was in use.
    */
   start() {
-    const connection = new Connection(() => {
-      this.ready = null; // the next call starts a fresh worker
+    const connection = new Connection((error) => {
+      if (!CALLERS_MISTAKES.has(error.name)) this.ready = null; // the next call starts afresh
     }, this.stallMs, this.options.stepLimitMs);
     this.connection = connection;
     let ready = connection.call('init', this.options);
@@ -279,7 +304,9 @@ export class Upscaler {
 
   async engine() {
     if (this.disposed) throw new UpscaleError('this Upscaler was disposed', { name: 'Disposed' });
-    if (!this.ready || this.connection.dead) this.ready = this.start();
+    const dead = this.connection && this.connection.dead;
+    if (dead && CALLERS_MISTAKES.has(dead.name)) throw dead; // a fresh worker would fail alike
+    if (!this.ready || dead) this.ready = this.start();
     await this.ready;
     return this.connection;
   }

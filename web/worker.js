@@ -10,6 +10,10 @@
  */
 'use strict';
 
+// A Content-Security-Policy violation here goes to the page, which names it if the start fails.
+self.addEventListener('securitypolicyviolation', (e) => self.postMessage(
+  { ns: 'upscale', type: 'csp', directive: e.effectiveDirective, blocked: e.blockedURI }));
+
 // Where this build's files live: this worker's folder (web-<hash>/), whose assets.js says where
 // Pyodide and TF.js are. A page on another origin cannot start this file as a worker, so it
 // starts a blob: worker that sets UPSCALE_BASE and imports this file (see upscale.js).

@@ -19,6 +19,10 @@ CORRUPT_IMAGE = "the {format} file is damaged or truncated and cannot be decoded
 TOO_LARGE = (
     "{what} is {width}x{height} = {pixels:,} pixels; the limit on this device is {limit:,} pixels"
 )
+TOO_WIDE = (
+    "the result would be {width}x{height} pixels; a browser canvas holds at most {side} pixels "
+    "a side, so it could not be shown or saved"
+)
 MODEL_OUTPUT = "the model returned a tile of shape {got}; expected {want}"
 CANCELLED = "the upscale was cancelled"
 UNSUPPORTED_LAYER = (

@@ -17,11 +17,14 @@ import numpy as np
 if TYPE_CHECKING:
     from PIL import Image
 
+from .colour import Profile, read_profile
+from .colour import to_srgb as convert_to_srgb
 from .errors import (
     CORRUPT_IMAGE,
     EMPTY_FILE,
     NOT_AN_IMAGE,
     TOO_LARGE,
+    TOO_WIDE,
     UNSUPPORTED_FORMAT,
     CorruptImage,
     EmptyFile,
@@ -41,6 +44,7 @@ class Limits:
 
     input_pixels: int = 16_777_216  # 4096 x 4096
     output_pixels: int = 67_108_864  # 8192 x 8192: 256 MiB of RGBA
+    output_side: int = 32_767  # the widest canvas browsers draw (Chromium, Firefox)
 
     def check(self, width: int, height: int, scale: int) -> None:
         for what, w, h, limit in (
@@ -50,6 +54,9 @@ class Limits:
             if w * h > limit:
                 raise ImageTooLarge(TOO_LARGE.format(what=what, width=w, height=h,
                                                      pixels=w * h, limit=limit))
+        if max(width, height) * scale > self.output_side:
+            raise ImageTooLarge(TOO_WIDE.format(width=width * scale, height=height * scale,
+                                                side=self.output_side))
 
 
 def _known_format(data: bytes) -> str | None:
@@ -86,11 +93,21 @@ def open_image(data: bytes) -> Image.Image:
         raise CorruptImage(CORRUPT_IMAGE.format(format="image", detail=error)) from None
 
 
+def colour_profile(image: Image.Image) -> Profile | None:
+    """The image's embedded ICC profile, where it is not sRGB (what the browser assumes
+    without one and what the models saw in training); else None."""
+    icc = image.info.get("icc_profile")
+    profile = read_profile(icc) if icc else None
+    return None if profile is None or profile.is_srgb else profile
+
+
 def to_array(image: Image.Image) -> np.ndarray:
-    """Pixels as (H, W, 3) or, where the image has any transparency, (H, W, 4) uint8."""
+    """Pixels as (H, W, 3) or, where the image has any transparency, (H, W, 4) uint8; in
+    sRGB, and of an animation its first frame."""
     from PIL import ImageOps
 
     image = ImageOps.exif_transpose(image)
+    profile = colour_profile(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit grey (a PNG's, whichever of these modes Pillow gives it): scaled by its bit
         # depth, not by its brightest pixel, so a dark image stays dark. Pillow's own
@@ -103,8 +120,11 @@ def to_array(image: Image.Image) -> np.ndarray:
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         "transparency" in image.info
     )
-    image = image.convert("RGBA" if has_alpha else "RGB")
-    return np.asarray(image)
+    pixels = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+    if profile is not None and profile.convertible and image.mode in ("RGB", "RGBA", "P"):
+        pixels = pixels.copy()
+        pixels[..., :3] = convert_to_srgb(pixels[..., :3], profile)
+    return pixels
 
 
 def decode(data: bytes, scale: int, limits: Limits) -> np.ndarray:
@@ -173,10 +193,15 @@ def suggested_denoise(quality: int | None) -> int | None:
 
 
 def describe_file(data: bytes) -> dict:
-    """Format, size and, for a JPEG, its estimated quality and the noise level to remove;
-    from the header alone, no pixel decoded."""
+    """Format, size, frames (an animation is upscaled as its first), the colour profile it
+    is converted from (None for sRGB) and, for a JPEG, its estimated quality and the noise
+    level to remove; from the header alone, no pixel decoded."""
     image = open_image(data)
     quality = jpeg_quality(getattr(image, "quantization", None) or {}) \
         if image.format == "JPEG" else None
+    profile = colour_profile(image)
     return {"format": image.format, "width": image.width, "height": image.height,
-            "jpegQuality": quality, "denoise": suggested_denoise(quality)}
+            "jpegQuality": quality, "denoise": suggested_denoise(quality),
+            "frames": getattr(image, "n_frames", 1),
+            "colourProfile": profile.name if profile else None,
+            "colourConverted": bool(profile and profile.convertible)}

@@ -18,6 +18,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 import build
+from tests.corpus import hostile_inputs
 
 READY_MS = 120_000
 JOB_MS = 240_000
@@ -262,6 +263,20 @@ def test_removed_photos_come_back_with_undo_and_unsaved_results_ask_before_closi
     app.close(run_before_unload=True)
     app.wait_for_timeout(500)
     assert dialogs == ["beforeunload"], (name, dialogs)
+
+
+def test_an_animation_and_a_colour_profile_are_named_in_the_queue(app, site, console_log):
+    open_page(app, site)
+    corpus = hostile_inputs()
+    hand_over(app, {"moving.gif": corpus["animated GIF"].data,
+                    "linear.png": corpus["ICC linear-RGB PNG"].data})
+    wait_state(app, "moving.gif", "done")
+    wait_state(app, "linear.png", "done")
+    expect(item(app, "moving.gif").locator(".note")).to_contain_text(
+        "Animated (3 frames): only the first frame is upscaled.")
+    expect(item(app, "linear.png").locator(".note")).to_contain_text(
+        "Converted from its colour profile (Linear RGB (test)) to sRGB.")
+    no_errors(console_log)
 
 
 def test_bad_files_each_get_their_own_message(app, site, kitten, console_log):

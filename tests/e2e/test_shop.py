@@ -128,13 +128,22 @@ def test_save_data_leaves_the_originals(shop, site):
     assert shop.evaluate("window.__workers") == 0
 
 
+# The policy README gives a shop page that loads the embed from another origin ({assets}).
+SHOP_CSP = ("default-src 'self'; script-src 'self' {assets} 'wasm-unsafe-eval' blob:; "
+            "worker-src blob:; connect-src 'self' {assets}; img-src 'self' blob:; "
+            "style-src 'self'")
+
+
 @pytest.fixture
-def other_origin(tmp_path, dist_dir, site):
+def other_origin(tmp_path, dist_dir, site, request):
     """The shop on its own origin, pasting README's snippet (with its integrity hash);
-    the Upscale assets stay on `site`."""
+    the Upscale assets stay on `site`. Parametrized, the page carries that policy."""
     page = (dist_dir / "shop.html").read_text()
     snippet = (f'<script type="module" src="{site}/embed.js" '
                f'integrity="{build.embed_integrity()}" crossorigin="anonymous"></script>')
+    if policy := getattr(request, "param", None):
+        snippet = (f'<meta http-equiv="Content-Security-Policy" '
+                   f'content="{policy.format(assets=site)}">\n  {snippet}')
     page, count = re.subn(r'<script type="module" src="embed.js"></script>', snippet, page)
     assert count == 1
     (tmp_path / "shop.html").write_text(page)
@@ -163,6 +172,33 @@ def test_shop_and_assets_on_different_origins(shop, other_origin, console_log):
     assert shop.evaluate("window.__workers") == 1
     assert not uncaught(console_log), uncaught(console_log)
 
+
+
+@pytest.mark.parametrize("other_origin", [SHOP_CSP], indirect=True)
+def test_a_shop_with_readmes_policy_gets_its_enlargements(shop, other_origin, console_log):
+    shop.goto(f"{other_origin}/shop.html")
+    visible = shop.evaluate(NEAR, 0)
+    wait_finished(shop, visible)
+    assert {e["src"] for e in events(shop, "upscale-done")} == set(visible), \
+        events(shop, "upscale-error")
+
+
+@pytest.mark.parametrize("other_origin", [SHOP_CSP.replace("worker-src blob:",
+                                                           "worker-src 'self'")], indirect=True)
+def test_a_shop_policy_that_refuses_the_worker_keeps_the_originals_and_says_why(
+        shop, other_origin, console_log):
+    shop.goto(f"{other_origin}/shop.html")
+    visible = shop.evaluate(NEAR, 0)
+    wait_finished(shop, visible)
+    errors = events(shop, "upscale-error")
+    assert {e["src"] for e in errors} >= set(visible), events(shop, "upscale-done")
+    assert not events(shop, "upscale-done")
+    assert {e["detail"]["name"] for e in errors} == {"SecurityError"}, errors
+    violations = [line for line in console_log if "CSP violation" in line]
+    assert len(violations) == 1, "one refused engine, not one per image"
+    assert "Content-Security-Policy stopped the Upscale engine: worker-src" in \
+        errors[0]["detail"]["message"], errors[0]
+    console_log[:] = [line for line in console_log if "CSP violation" not in line]  # expected
 
 
 def test_product_page_paints_its_large_photo(shop, site):

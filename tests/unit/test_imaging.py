@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
-from tests.corpus import LEVEL_TOLERANCE, encode, hostile_inputs, photo
+from tests.corpus import (
+    LEVEL_TOLERANCE,
+    P3_COLORANTS,
+    SRGB_COLORANTS,
+    encode,
+    hostile_inputs,
+    photo,
+    rgb_profile,
+)
 from upscale import errors
-from upscale.imaging import Limits, decode
+from upscale.imaging import Limits, decode, describe_file
 
 CORPUS = hostile_inputs()
 
@@ -80,3 +90,39 @@ def test_fuzzed_files_give_pixels_or_our_own_errors(data):
     except errors.UpscaleError:
         return
     assert pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] in (3, 4)
+
+
+def test_a_result_wider_than_a_canvas_is_refused_before_any_work():
+    """20000 x 16 passes the pixel limits, but x2 is 40000 px wide: no canvas shows that."""
+    with pytest.raises(errors.ImageTooLarge) as raised:
+        Limits().check(20_000, 16, 2)
+    assert str(raised.value) == errors.TOO_WIDE.format(width=40_000, height=32, side=32_767)
+    Limits().check(16_383, 16, 2)  # 32766 wide: fine
+
+
+@pytest.mark.parametrize(("name", "colorants", "gamma"), [
+    ("Display P3 (test)", P3_COLORANTS, None), ("Linear RGB (test)", SRGB_COLORANTS, 1.0),
+    ("Gamma 2.2 (test)", P3_COLORANTS, 2.2)])
+def test_colour_profiles_convert_to_srgb_as_little_cms_does(name, colorants, gamma):
+    """Upscale's numpy conversion (Pyodide's Pillow has no Little CMS) against ImageCms."""
+    from PIL import ImageCms
+
+    icc = rgb_profile(name, colorants, gamma)
+    rgb = np.asarray(photo(64, 48, seed=3))
+    ours = decode(encode(Image.fromarray(rgb), "PNG", icc_profile=icc), 2, Limits())
+    theirs = np.asarray(ImageCms.profileToProfile(
+        Image.fromarray(rgb), ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+        ImageCms.createProfile("sRGB"), outputMode="RGB"))
+    assert np.abs(ours.astype(int) - theirs).max() <= 2, name
+    assert np.abs(ours.astype(int) - rgb).max() > 10, "a real change of colour"
+    facts = describe_file(encode(Image.fromarray(rgb), "PNG", icc_profile=icc))
+    assert (facts["colourProfile"], facts["colourConverted"]) == (name, True)
+
+
+def test_an_srgb_or_a_cmyk_profile_is_left_as_it_is():
+    rgb = np.asarray(photo(24, 16))
+    srgb = rgb_profile("sRGB IEC61966-2.1 (test)")
+    assert describe_file(encode(Image.fromarray(rgb), "PNG", icc_profile=srgb))[
+        "colourProfile"] is None
+    same = decode(encode(Image.fromarray(rgb), "PNG", icc_profile=srgb), 2, Limits())
+    assert np.array_equal(same, rgb)
