@@ -338,6 +338,7 @@ export class Upscaler {
       onProgress(data);
     } : null;
     const result = await connection.call('upscale', { input: payload, options }, { transfer, onEvent, signal });
+    this.lastTiling = result.tiling; // { patchSize, padding } the job ran with
     return new ImageData(new Uint8ClampedArray(result.data), result.width, result.height);
   }
 

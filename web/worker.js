@@ -475,7 +475,7 @@ async function upscaleNow({ input, options = {} }, id) {
   const settings = {
     scale: manifest.scale,
     patchSize: options.patchSize ?? state.tile.patchSize,
-    padding: options.padding ?? state.tile.padding,
+    padding: options.padding ?? paddingFor(options.patchSize),
     limits: options.limits ?? state.limits,
     parallel: state.pool ? state.pool.size : 1, // tiles in flight at once
     margin: manifest.margin || 0,
@@ -531,10 +531,22 @@ async function upscaleNow({ input, options = {} }, id) {
     const view = result.getBuffer('u8');
     const data = view.data.slice(); // the one copy out, into a transferable buffer
     view.release();
-    return { __transfer: [data.buffer], value: { data: data.buffer, width, height } };
+    const tiling = { patchSize: settings.patchSize, padding: settings.padding };
+    return { __transfer: [data.buffer], value: { data: data.buffer, width, height, tiling } };
   } finally {
     result.destroy();
   }
+}
+
+/**
+ * The padding for a job: the model's, unless an explicit patchSize is too small to hold it
+ * (a patch must be more than twice its padding); then a quarter of the patch, as the GPU's
+ * shrunken tiles get, rather than a refusal. The job's reply says what it ran with.
+ */
+function paddingFor(patchSize) {
+  const patch = Number(patchSize);
+  if (patchSize == null || !Number.isInteger(patch) || patch > 2 * state.tile.padding) return state.tile.padding;
+  return Math.floor(patch / 4);
 }
 
 // One request at a time, in arrival order.

@@ -333,3 +333,23 @@ def test_a_failed_start_is_not_final_the_next_call_starts_afresh(app):
     }""")
     assert "HTTP 503" in got["first"], got
     assert got["size"] == [32, 24]
+
+
+def test_an_explicit_patch_too_small_for_the_default_padding_runs_with_less_padding(app):
+    """slim x2 pads 8 px: patchSize 16 cannot hold that, so the job runs at padding 4 and
+    says so; a padding the caller gives is theirs, and too large is refused."""
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
+    got = app.evaluate("""async () => {
+        const { Upscaler } = await import('./upscale.js');
+        const up = new Upscaler({ model: 'esrgan-slim-x2', backend: 'wasm' });
+        await up.ready;
+        const out = await up.upscale(new ImageData(40, 24), { patchSize: 16 });
+        const tiling = up.lastTiling;
+        const refused = await up.upscale(new ImageData(40, 24), { patchSize: 16, padding: 8 })
+          .then(() => 'resolved', (e) => e.name);
+        up.dispose();
+        return { size: [out.width, out.height], tiling, refused };
+    }""")
+    assert got["size"] == [80, 48]
+    assert got["tiling"] == {"patchSize": 16, "padding": 4}, got
+    assert got["refused"] == "InvalidOptions", got
