@@ -1095,11 +1095,18 @@ def headers_file(web: str) -> str:
     return "\n".join(out) + "\n"
 
 
+class DistServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up mid-file (a cancelled download, a closed tab) is no error."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 def make_server(host: str, port: int, root: Path = DIST) -> http.server.ThreadingHTTPServer:
     handler = lambda *a, **k: DistHandler(*a, directory=str(root), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return DistServer((host, port), handler)
 
 
 def serve(host: str, port: int) -> None:

@@ -102,7 +102,9 @@ def test_a_missing_image_falls_back_and_the_others_finish(shop, site, console_lo
     assert [e["src"] for e in errors] == ["shop/small/shuttle-model.jpg"]
     assert errors[0]["detail"]["name"] == "LoadError"
     done = {e["src"] for e in events(shop, "upscale-done")}
-    assert done == set(visible) - {"shop/small/shuttle-model.jpg"}
+    missing = {"shop/small/shuttle-model.jpg"}
+    # The visible ones, and maybe one just below the fold (they start 200 px early).
+    assert set(visible) - missing <= done <= set(shop.evaluate(NEAR, 250)) - missing
     assert not uncaught(console_log), uncaught(console_log)
 
 
@@ -168,7 +170,9 @@ def test_shop_and_assets_on_different_origins(shop, other_origin, console_log):
     visible = shop.evaluate(NEAR, 0)
     wait_finished(shop, visible)
     done = {e["src"] for e in events(shop, "upscale-done")}
-    assert done == set(visible), events(shop, "upscale-error")
+    # The visible ones, and maybe one just below the fold (they start 200 px early).
+    assert set(visible) <= done <= set(shop.evaluate(NEAR, 250)), events(shop, "upscale-error")
+    assert not events(shop, "upscale-error")
     assert shop.evaluate("window.__workers") == 1
     assert not uncaught(console_log), uncaught(console_log)
 
@@ -179,8 +183,8 @@ def test_a_shop_with_readmes_policy_gets_its_enlargements(shop, other_origin, co
     shop.goto(f"{other_origin}/shop.html")
     visible = shop.evaluate(NEAR, 0)
     wait_finished(shop, visible)
-    assert {e["src"] for e in events(shop, "upscale-done")} == set(visible), \
-        events(shop, "upscale-error")
+    done = {e["src"] for e in events(shop, "upscale-done")}
+    assert set(visible) <= done <= set(shop.evaluate(NEAR, 250)), events(shop, "upscale-error")
 
 
 @pytest.mark.parametrize("other_origin", [SHOP_CSP.replace("worker-src blob:",
