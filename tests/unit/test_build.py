@@ -136,8 +136,8 @@ def test_the_stdlib_keeps_what_the_engine_imports(name, unused):
 
 
 def test_the_served_stdlib_still_has_every_module_the_engine_imports():
-    """What Pyodide's boot, upscale.bridge and Pillow import (read off sys.modules in the
-    worker: the e2e suite runs them all), spot-checked against the repacked zip."""
+    """Modules Pyodide's boot, upscale.bridge and Pillow import, spot-checked against the
+    repacked zip (the e2e suite runs them all in the browser)."""
     data = build.repacked(build.PYODIDE_DIR / build.PYODIDE_STDLIB, build.stdlib_unused)
     names = set(zipfile.ZipFile(BytesIO(data)).namelist())
     for module in ("asyncio/__init__.py", "importlib/metadata/__init__.py", "email/parser.py",
