@@ -19,6 +19,7 @@ import http.server
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -781,6 +782,61 @@ def assets_script(pyodide: str, tfjs: str, shell: list[str]) -> bytes:
             f"self.UPSCALE_ASSETS = {json.dumps(assets, indent=1)};\n").encode()
 
 
+# The web folder's files the engine runs or reads (worker.js's imports and the tile worker's,
+# the catalogue, the lock): with every file of the Pyodide and TF.js folders but the wheels
+# (the lock gives their sha256, and Pyodide checks them), they make the integrity list that
+# upscale.js carries. A page on another origin checks each before it runs (upscale.js
+# checkedStart); the models are checked against the catalogue's sha256.
+ENGINE_WEB = ("assets.js", "worker.js", "tfbridge.js", "tilepool.js", "modelfiles.js",
+              "tileworker.js", "models.json", "pyodide-lock.json")
+INTEGRITY_MARK = "const INTEGRITY = {};"
+
+
+def sri(content: Content) -> str:
+    """The Subresource Integrity value of `content` (sha384, as browsers check it)."""
+    data = content.read_bytes() if isinstance(content, Path) else content
+    return "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
+
+
+def with_integrity(source: Path, web_files: dict[str, Content],
+                   vendored: dict[str, Content]) -> bytes:
+    """upscale.js with its integrity list written in: ENGINE_WEB by name, the vendored files
+    (Pyodide, TF.js; wheels left to the lock) by their address relative to the web folder."""
+    listed = {name: sri(web_files[name]) for name in ENGINE_WEB}
+    listed.update({f"../{path}": sri(content) for path, content in sorted(vendored.items())
+                   if not path.endswith(".whl")})
+    text = source.read_text()
+    if text.count(INTEGRITY_MARK) != 1:
+        raise BuildError(f"{source} must declare `{INTEGRITY_MARK}` once (the build fills it)")
+    return text.replace(INTEGRITY_MARK,
+                        f"const INTEGRITY = {json.dumps(listed, indent=1)};").encode()
+
+
+# embed.js imports the engine's module; the build puts that module inside it instead, so the
+# integrity value a shop gives embed.js covers the module and, through its list, the engine.
+EMBED_IMPORT = "import { Upscaler } from './web-HASH/upscale.js';"
+MODULE_HERE = "const HERE = new URL('./', import.meta.url);"
+
+
+def bundled_embed(web: str, module: bytes) -> bytes:
+    """embed.js with the web folder's upscale.js (`module`) in place of its import."""
+    text = (ROOT / "web" / "embed.js").read_text()
+    source = module.decode()
+    if text.count(EMBED_IMPORT) != 1 or source.count(MODULE_HERE) != 1:
+        raise BuildError(f"embed.js must hold `{EMBED_IMPORT}` and upscale.js `{MODULE_HERE}` "
+                         f"once each: the build bundles the module into the embed there")
+    source = source.replace(MODULE_HERE, f"const HERE = new URL('./{web}/', import.meta.url);")
+    declaration = re.compile(r"export (?=(const|let|class|function|async function) )")
+    lines = [declaration.sub("", line, count=1) for line in source.splitlines()]
+    if any(line.startswith(("export", "import ")) for line in lines):
+        raise BuildError("upscale.js may only export declarations (`export const|class|function`) "
+                         "to be bundled into embed.js")
+    inlined = "\n".join([
+        f"// {web}/upscale.js, bundled by build.py so that embed.js's integrity covers it.",
+        "const { Upscaler } = (() => {", *lines, "return { Upscaler };", "})();"])
+    return text.replace(EMBED_IMPORT, inlined).replace(WEB_MARK, f"{web}/").encode()
+
+
 def linked(name: str, web: str) -> bytes:
     """A fixed file of web/ with WEB_MARK replaced by the web folder's name."""
     text = (ROOT / "web" / name).read_text()
@@ -833,10 +889,14 @@ def assemble(manifests: list[dict], full_lock: dict, wheels: dict[str, Path],
              *sorted([*web_files, "assets.js"]),
              *(f"../{path}" for path in served if path.startswith(("vendor/",)))]
     web_files["assets.js"] = assets_script(pyodide, tfjs, sorted(shell))
+    web_files["upscale.js"] = with_integrity(ROOT / "web" / "upscale.js", web_files, {
+        path: content for path, content in served.items()
+        if path.startswith((f"{pyodide}/", f"{tfjs}/"))})
     web, files = hashed_folder("web", web_files)
     served.update(files)
 
     served.update({name: linked(name, web) for name in FIXED_WEB})
+    served["embed.js"] = bundled_embed(web, web_files["upscale.js"])
     served["upscale.js"] = (
         "// Written by build.py: the module's fixed address; what it exports lives in the\n"
         f"// content-hashed {web}/.\nexport * from './{web}/upscale.js';\n").encode()

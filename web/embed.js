@@ -16,7 +16,8 @@
  * Events (bubbling, composed): upscale-start, upscale-progress {done, total}, upscale-done
  * {fromCache, ms, width, height}, upscale-error {name, message}, upscale-skip {reason}.
  */
-// web-HASH/ is the content-hashed folder of this build; build.py writes its name.
+// The engine's module, from this build's content-hashed folder (web-HASH/). build.py puts
+// the module itself here, so that the integrity value a shop gives this file covers it too.
 import { Upscaler } from './web-HASH/upscale.js';
 
 const CACHE_NAME = 'upscale-img';
@@ -46,7 +47,9 @@ const engine = {
   upscaler: null,
   queue: [], // jobs waiting: { element, model, run }
   busy: false,
-  blocked: null, // the SecurityError of an engine the page's Content-Security-Policy refused
+  // Why the engine cannot run on this page, for good: the page's Content-Security-Policy
+  // refused it (SecurityError), or a file of the engine is not the one built (IntegrityError).
+  blocked: null,
 };
 
 function inViewport(element) {
@@ -72,7 +75,7 @@ async function drain() {
       const visible = engine.queue.findIndex((job) => inViewport(job.element));
       const [job] = engine.queue.splice(visible >= 0 ? visible : 0, 1);
       if (engine.blocked) {
-        job.element.fail(engine.blocked); // the page's policy will not let the engine start
+        job.element.fail(engine.blocked);
         continue;
       }
       if (!engine.upscaler) engine.upscaler = new Upscaler({ model: job.model });
@@ -96,7 +99,8 @@ let catalogue = null;
 /** The served model manifests, fetched once per page (no engine needed for this). */
 function models() {
   catalogue ??= Upscaler.listModels().catch((error) => {
-    catalogue = null; // try again for the next image
+    // A failed download is tried again for the next image; a changed file is not.
+    if (error.name !== 'IntegrityError') catalogue = null;
     throw error;
   });
   return catalogue;
@@ -350,7 +354,8 @@ class UpscaleImg extends HTMLElement {
     try {
       manifest = (await models()).find((m) => m.id === model);
     } catch (error) {
-      this.fail(Object.assign(new Error(`the model list could not be loaded: ${error.message}`), { name: 'LoadError' }));
+      this.fail(error.name === 'IntegrityError' ? error : Object.assign(
+        new Error(`the model list could not be loaded: ${error.message}`), { name: 'LoadError' }));
       return;
     }
     if (signal.aborted) return;
@@ -399,7 +404,7 @@ class UpscaleImg extends HTMLElement {
       if (cache) await results.put(cache, key, src, blob).catch(() => {});
       await this.show(blob, { fromCache: false, ms: performance.now() - started }, signal);
     } catch (error) {
-      if (error.name === 'SecurityError') engine.blocked = error;
+      if (['SecurityError', 'IntegrityError'].includes(error.name)) engine.blocked = error;
       if (error.name !== 'AbortError') this.fail(error);
     }
   }

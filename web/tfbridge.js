@@ -80,14 +80,20 @@ const TfBridge = (() => {
     return { ok: true, why: `WebGL: ${renderer}` };
   }
 
-  /** The TF.js bundles (core + layers, WASM, WebGPU) from `base`, once. */
-  function loadTf(base) {
+  /**
+   * The TF.js bundles (core + layers, WASM, WebGPU) from `base`, once; checked against the
+   * build's integrity list first where the worker started from another origin.
+   */
+  async function loadTf(base) {
     if (typeof self.tf !== 'undefined') return;
-    importScripts(base + 'tf.es2017.min.js', base + 'tf-backend-wasm.es2017.min.js', base + 'tf-backend-webgpu.es2017.min.js');
+    const bundles = ['tf.es2017.min.js', 'tf-backend-wasm.es2017.min.js', 'tf-backend-webgpu.es2017.min.js']
+      .map((name) => base + name);
+    if (self.UPSCALE_CHECKED) await self.UPSCALE_CHECKED.check(bundles);
+    if (typeof self.tf === 'undefined') importScripts(...bundles);
   }
 
   async function tryBackend(name, wasmBase) {
-    loadTf(wasmBase);
+    await loadTf(wasmBase);
     if (name === 'wasm') {
       tf.wasm.setWasmPaths(wasmBase);
       if (self.crossOriginIsolated) tf.wasm.setThreadsCount(navigator.hardwareConcurrency || 1);

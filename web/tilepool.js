@@ -30,22 +30,36 @@ const TilePool = (() => {
     return n;
   }
 
-  /** A Worker running tileworker.js from `base`, also when `base` is another origin. */
+  /**
+   * A Worker running tileworker.js from `base`, and the blob: URL that started it (or null).
+   * From another origin it starts as the engine worker did: its scripts checked against the
+   * build's integrity list first (self.UPSCALE_CHECKED, set up by upscale.js).
+   */
   function startWorker(base) {
     const script = new URL('tileworker.js', base);
-    if (script.origin === self.location.origin) return new Worker(script.href);
-    const boot = `self.UPSCALE_BASE = ${JSON.stringify(base)}; importScripts(${JSON.stringify(script.href)});`;
-    return new Worker(URL.createObjectURL(new Blob([boot], { type: 'text/javascript' })));
+    if (script.origin === self.location.origin) return { worker: new Worker(script.href), url: null };
+    const tf = new URL(self.UPSCALE_ASSETS.tfjs, base).href;
+    const boot = self.UPSCALE_CHECKED
+      ? self.UPSCALE_CHECKED.script({ base, main: script.href, scripts: [
+        'assets.js', 'tfbridge.js', `${tf}tf.es2017.min.js`, `${tf}tf-backend-wasm.es2017.min.js`,
+      ].map((path) => new URL(path, base).href) })
+      : `self.UPSCALE_BASE = ${JSON.stringify(base)}; importScripts(${JSON.stringify(script.href)});`;
+    const url = URL.createObjectURL(new Blob([boot], { type: 'text/javascript' }));
+    return { worker: new Worker(url), url };
   }
 
   class Member {
     /** `onCrash(member)`: called once if the worker dies (an uncaught error, a crash). */
     constructor(base, onCrash) {
-      this.worker = startWorker(base);
+      const { worker, url } = startWorker(base);
+      this.worker = worker;
+      this.bootUrl = url;
       this.pending = new Map();
       this.nextId = 1;
       this.busy = false;
       this.worker.onmessage = ({ data }) => {
+        // What its start reports (a blocked or changed script) is the page's to know.
+        if (data.ns) return self.postMessage(data);
         const call = this.pending.get(data.id);
         if (!call) return;
         this.pending.delete(data.id);
@@ -74,6 +88,7 @@ const TilePool = (() => {
       for (const call of this.pending.values()) call.reject(this.dead);
       this.pending.clear();
       this.worker.terminate();
+      if (this.bootUrl) URL.revokeObjectURL(this.bootUrl);
     }
   }
 

@@ -101,23 +101,131 @@ async function toBuffer(source, what) {
   throw new UpscaleError(`the ${what} must be a URL, Blob or ArrayBuffer`, { name: 'InvalidOptions' });
 }
 
+// Written by build.py: the Subresource Integrity value of every file the engine runs, by
+// address relative to this folder (its scripts, Pyodide, TF.js, the catalogue and the lock).
+// The wheels and the models are checked against the sha256 the lock and the catalogue give.
+const INTEGRITY = {};
+
 /**
  * The worker, from this module's own folder. A page on another origin (a shop using the
- * embed) may not start a worker from here directly, so it gets a blob: worker that imports
- * ours; the assets' server then has to allow cross-origin reads (build.py serve does).
+ * embed) may not start a worker from here directly, so it gets a blob: worker that checks
+ * ours against INTEGRITY before running it (checkedStart); the assets' server then has to
+ * allow cross-origin reads (build.py serve does). On our own origin the page itself came from
+ * the same server as the scripts, so checking them would add nothing.
  */
 function startWorker() {
   const script = new URL('worker.js', HERE);
   if (script.origin === self.location.origin) return { worker: new Worker(script, { name: 'upscale' }), url: null };
-  // The page's policy governs this blob: worker: what it blocks is reported before it fails.
-  const boot = `${REPORT_CSP}; self.UPSCALE_BASE = ${JSON.stringify(HERE.href)}; importScripts(${JSON.stringify(script.href)});`;
+  const integrity = Object.fromEntries(
+    Object.entries(INTEGRITY).map(([path, hash]) => [new URL(path, HERE).href, hash]));
+  const config = {
+    ns: NS, base: HERE.href, integrity, main: script.href,
+    // What worker.js imports at its start; TF.js comes later, if this worker runs the model.
+    scripts: Object.keys(integrity).length
+      ? Object.keys(integrity).filter((url) => url.endsWith('.js') && !url.includes('/vendor/tfjs-'))
+      : null,
+  };
+  const boot = `(${checkedStart})(${JSON.stringify(config)}, ${fetchListed});`;
   const url = URL.createObjectURL(new Blob([boot], { type: 'text/javascript' }));
   return { worker: new Worker(url, { name: 'upscale' }), url };
 }
 
-// Run first in a worker: a Content-Security-Policy violation there goes to the page as
-// { type: 'csp' }, so a failed start can say which directive stopped it.
-const REPORT_CSP = `self.addEventListener('securitypolicyviolation', (e) => self.postMessage({ ns: '${NS}', type: 'csp', directive: e.effectiveDirective, blocked: e.blockedURI }))`;
+/**
+ * `fetchFile(resource, init)` checked against `integrity`: a file that is not the one built
+ * rejects with IntegrityError, a failed download with fetch's own error (the two look alike
+ * to fetch; a second, unchecked look tells them apart). Workers run it too (checkedStart):
+ * it uses nothing else of this module.
+ */
+async function fetchListed(fetchFile, resource, init, integrity) {
+  try {
+    return await fetchFile(resource, { ...init, integrity });
+  } catch (error) {
+    const url = String(resource instanceof Request ? resource.url : resource);
+    const plain = await fetchFile(url).catch(() => null);
+    if (!plain || !plain.ok) throw error;
+    throw Object.assign(new Error(
+      `${url.slice(url.lastIndexOf('/') + 1)} is not the file this build of Upscale was made with (${url})`,
+    ), { name: 'IntegrityError' });
+  }
+}
+
+/**
+ * Run first in a blob: worker whose scripts come from another origin: every script it imports
+ * and every file it fetches that `integrity` lists is checked against its hash before use.
+ * A mismatch, or a start that fails, is reported as { type: 'fatal', name, message }: the page
+ * then stops the engine. The page's policy governs such a worker: what it blocks is reported as
+ * { type: 'csp' }. The engine worker starts its tile workers with the same code
+ * (self.UPSCALE_CHECKED.script).
+ *
+ * importScripts() cannot check a hash, so `scripts` are fetched with `integrity` first and run
+ * from blob: copies of the checked bytes; messages that arrive meanwhile wait for `main`.
+ * Without `scripts` (no integrity list: a build that has none), `main` is imported as it is.
+ */
+function checkedStart({ ns, base, integrity, scripts, main }, fetchListed) {
+  const report = (message) => self.postMessage({ ns, ...message });
+  self.addEventListener('securitypolicyviolation', (e) => report(
+    { type: 'csp', directive: e.effectiveDirective, blocked: e.blockedURI }));
+  self.UPSCALE_BASE = base;
+  if (!scripts) {
+    importScripts(main);
+    return;
+  }
+  const early = [];
+  const wait = (event) => early.push(event);
+  self.addEventListener('message', wait);
+  const fetchFile = self.fetch.bind(self);
+  const importFile = self.importScripts.bind(self);
+  const checked = new Map(); // address -> blob: URL of its checked bytes, until it runs
+  const address = (resource) => new URL(resource instanceof Request ? resource.url : String(resource), base).href;
+  const named = (name, message) => Object.assign(new Error(message), { name });
+
+  /** fetch(), with the listed hash as `integrity`: a changed file never reaches its caller. */
+  async function fetchChecked(resource, init = {}) {
+    const hash = integrity[address(resource)];
+    if (!hash || init.integrity) return fetchFile(resource, init);
+    try {
+      return await fetchListed(fetchFile, resource, init, hash);
+    } catch (error) {
+      if (error.name === 'IntegrityError') report({ type: 'fatal', name: error.name, message: error.message });
+      throw error;
+    }
+  }
+
+  /** Fetch and check `urls`, so that importScripts() may run them. */
+  async function check(urls) {
+    await Promise.all(urls.filter((url) => !checked.has(url)).map(async (url) => {
+      if (!integrity[url]) throw named('IntegrityError', `${url} is not in this build's integrity list`);
+      const response = await fetchChecked(url);
+      if (!response.ok) throw named('FetchError', `could not load ${url}: HTTP ${response.status}`);
+      checked.set(url, URL.createObjectURL(new Blob([await response.blob()], { type: 'text/javascript' })));
+    }));
+  }
+
+  self.fetch = fetchChecked;
+  self.importScripts = (...urls) => {
+    const hrefs = urls.map(address);
+    const unchecked = hrefs.find((href) => !checked.has(href));
+    if (unchecked) throw named('IntegrityError', `${unchecked} was to run before it was checked`);
+    try {
+      importFile(...hrefs.map((href) => checked.get(href)));
+    } finally {
+      for (const href of hrefs) URL.revokeObjectURL(checked.get(href));
+      for (const href of hrefs) checked.delete(href);
+    }
+  };
+  self.UPSCALE_CHECKED = {
+    check,
+    script: (config) => `(${checkedStart})(${JSON.stringify({ ns, integrity, ...config })}, ${fetchListed});`,
+  };
+  check([...new Set([...scripts, main])]).then(() => {
+    importScripts(main);
+    self.removeEventListener('message', wait);
+    for (const event of early) self.dispatchEvent(new MessageEvent('message', { data: event.data }));
+  }).catch((error) => report({
+    type: 'fatal', name: error.name === 'IntegrityError' ? error.name : 'WorkerCrashed',
+    message: `the Upscale engine did not start: ${error.message}`,
+  }));
+}
 
 // Violations on the page itself (a worker-src that refuses the engine's worker), by time.
 const pageViolations = [];
@@ -154,7 +262,8 @@ class Connection {
     this.worker.onmessageerror = () => this.die('a message from the worker could not be read');
   }
 
-  die(message) {
+  die(message, name = 'WorkerCrashed') {
+    if (this.dead) return;
     const blocked = this.violation || pageViolations.find((v) => v.at >= this.born);
     if (blocked && !this.spokenBeyondCsp) {
       this.crash(new UpscaleError(
@@ -162,7 +271,7 @@ class Connection {
         { name: 'SecurityError' },
       ));
     } else {
-      this.crash(new UpscaleError(message, { name: 'WorkerCrashed' }));
+      this.crash(new UpscaleError(message, { name }));
     }
     this.onCrash(this.dead);
   }
@@ -195,6 +304,10 @@ class Connection {
     this.spoken = true;
     if (message.type === 'csp') {
       this.violation = this.violation || message;
+      return;
+    }
+    if (message.type === 'fatal') {
+      this.die(message.message, message.name); // a changed file, or a start that failed
       return;
     }
     this.spokenBeyondCsp = true;
@@ -245,8 +358,9 @@ class Connection {
 }
 
 const MIN_STALL_MS = 1000;
-// Failures that a fresh worker would meet again: a bad option, or the page's own policy.
-const CALLERS_MISTAKES = new Set(['InvalidOptions', 'UnknownModel', 'SecurityError']);
+// Failures that a fresh worker would meet again: a bad option, the page's own policy, or an
+// engine file that is not the one built (the host serving it is not to be trusted).
+const LASTING_FAILURES = new Set(['InvalidOptions', 'UnknownModel', 'SecurityError', 'IntegrityError']);
 
 export class Upscaler {
   /**
@@ -277,7 +391,7 @@ export class Upscaler {
    */
   start() {
     const connection = new Connection((error) => {
-      if (!CALLERS_MISTAKES.has(error.name)) this.ready = null; // the next call starts afresh
+      if (!LASTING_FAILURES.has(error.name)) this.ready = null; // the next call starts afresh
     }, this.stallMs, this.options.stepLimitMs);
     this.connection = connection;
     let ready = connection.call('init', this.options);
@@ -285,8 +399,8 @@ export class Upscaler {
     ready.catch((error) => {
       // Callers see the rejection through `ready`. That worker goes (a stalled step may still
       // hold it, a script half-loaded), and the next call starts a fresh one: a download that
-      // failed may work then. Only the caller's own mistakes stay: they would fail again.
-      if (CALLERS_MISTAKES.has(error.name)) return;
+      // failed may work then. Only lasting failures stay: they would fail again.
+      if (LASTING_FAILURES.has(error.name)) return;
       if (!connection.dead) connection.crash(error);
       if (this.connection === connection) this.ready = null;
     });
@@ -305,7 +419,7 @@ export class Upscaler {
   async engine() {
     if (this.disposed) throw new UpscaleError('this Upscaler was disposed', { name: 'Disposed' });
     const dead = this.connection && this.connection.dead;
-    if (dead && CALLERS_MISTAKES.has(dead.name)) throw dead; // a fresh worker would fail alike
+    if (dead && LASTING_FAILURES.has(dead.name)) throw dead; // a fresh worker would fail alike
     if (!this.ready || dead) this.ready = this.start();
     await this.ready;
     return this.connection;
@@ -401,7 +515,9 @@ export class Upscaler {
   /** The model manifests this site serves, each `url` absolute. */
   static async listModels() {
     const catalogue = new URL('models.json', HERE);
-    const response = await fetch(catalogue);
+    // Checked where the engine's files come from another origin (see startWorker).
+    const integrity = catalogue.origin !== self.location.origin && INTEGRITY['models.json'];
+    const response = integrity ? await fetchListed(fetch, catalogue, {}, integrity) : await fetch(catalogue);
     if (!response.ok) throw new UpscaleError(`model catalogue: HTTP ${response.status}`);
     return withAbsoluteUrls(await response.json(), catalogue);
   }

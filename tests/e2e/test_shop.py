@@ -4,6 +4,7 @@ working when the shop and the Upscale assets are on different origins."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from conftest import start_plain_server
@@ -203,6 +204,46 @@ def test_a_shop_policy_that_refuses_the_worker_keeps_the_originals_and_says_why(
     assert "Content-Security-Policy stopped the Upscale engine: worker-src" in \
         errors[0]["detail"]["message"], errors[0]
     console_log[:] = [line for line in console_log if "CSP violation" not in line]  # expected
+
+
+# A file of each kind the engine checks: a script it starts with, one only its tile workers
+# run, Pyodide's WebAssembly (which Pyodide fetches itself) and the catalogue (which names
+# every model file's sha256).
+CHANGED = {"worker.js": "web", "tf-backend-wasm.es2017.min.js": "vendor/tfjs",
+           "pyodide.asm.wasm": "vendor/pyodide", "models.json": "web"}
+
+
+@pytest.mark.parametrize("name", sorted(CHANGED))
+def test_a_changed_engine_file_stops_the_engine_and_the_originals_stay(
+        shop, other_origin, site, dist_dir, name, console_log):
+    """The asset host serves one file that is not the one built (a compromised host): the
+    shop's page, whose snippet pins embed.js, never runs or uses it."""
+    path = f"{build.hashed_path(CHANGED[name])}/{name}"
+    changed = (dist_dir / path).read_bytes() + b"\n"  # one byte more: another hash
+    fetched = []
+
+    def serve_changed(route):
+        fetched.append(route.request.url)
+        route.fulfill(status=200, body=changed, headers={
+            "Content-Type": build.MIME_TYPES[Path(name).suffix], "Access-Control-Allow-Origin": "*",
+            "Cross-Origin-Resource-Policy": "cross-origin", "Cache-Control": "no-store"})
+
+    shop.context.route(f"{site}/{path}", serve_changed)
+    shop.goto(f"{other_origin}/shop.html")
+    visible = shop.evaluate(NEAR, 0)
+    wait_finished(shop, visible)
+    assert fetched, f"the page never asked for {path}"
+    assert not events(shop, "upscale-done")
+    errors = events(shop, "upscale-error")
+    assert {e["src"] for e in errors} >= set(visible)
+    assert {e["detail"]["name"] for e in errors} == {"IntegrityError"}, errors
+    assert f"{name} is not the file this build of Upscale was made with" in \
+        errors[0]["detail"]["message"], errors[0]
+    # The page reads the catalogue itself first: changed, it starts no engine at all.
+    assert shop.evaluate("window.__workers") == (name != "models.json"), "not one per image"
+    # The browser logs the refused file itself; that is the check working.
+    console_log[:] = [line for line in console_log if "integrity" not in line.lower()]
+    assert not uncaught(console_log), uncaught(console_log)
 
 
 def test_product_page_paints_its_large_photo(shop, site):

@@ -261,15 +261,51 @@ def test_serve_headers_allow_wasm_threads():
     assert build.MIME_TYPES[".mjs"] == "text/javascript"
 
 
-def test_the_built_embed_links_this_builds_engine_and_carries_its_own_integrity():
-    """embed.js names the content-hashed web folder, so each build of the engine changes it:
-    a shop pastes the integrity value this build prints (test_shop checks it in Chromium)."""
+def integrity_list(source: str) -> dict[str, str]:
+    match = re.search(r"^const INTEGRITY = (\{.*?^\});$", source, re.S | re.M)
+    assert match, "no integrity list"
+    return json.loads(match.group(1))
+
+
+def test_the_built_embed_carries_the_engine_module_and_the_integrity_of_every_engine_file():
+    """embed.js holds this build's upscale.js instead of importing it, and the module lists
+    the sha384 of each file the engine runs, as dist/ serves it: the one integrity value a
+    shop pastes for embed.js covers them all (test_shop: a changed file is refused)."""
     if not (build.DIST / "embed.js").exists():
         pytest.fail("dist/ is not built; run `python build.py test`")
-    embed = (build.DIST / "embed.js").read_bytes()
-    assert f"from './{build.hashed_path('web')}/upscale.js'".encode() in embed
-    digest = base64.b64encode(hashlib.sha384(embed).digest()).decode()
+    embed = (build.DIST / "embed.js").read_text()
+    web = build.hashed_path("web")
+    assert not re.search(r"^\s*(import|export)\b", embed, re.M), "one file, nothing imported"
+    assert f"new URL('./{web}/', import.meta.url)" in embed
+    module = (build.DIST / web / "upscale.js").read_text()
+    listed = integrity_list(module)
+    assert integrity_list(embed) == listed
+    for path, value in listed.items():
+        served = (build.DIST / web / path).resolve().read_bytes()
+        assert value == "sha384-" + base64.b64encode(hashlib.sha384(served).digest()).decode()
+    names = {path.rsplit("/", 1)[-1] for path in listed}
+    assert {"worker.js", "tileworker.js", "tfbridge.js", "models.json", "pyodide-lock.json",
+            "pyodide.js", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip",
+            "tf.es2017.min.js", "tfjs-backend-wasm-simd.wasm"} <= names
+    assert not any(name.endswith(".whl") for name in names), "the lock's sha256 covers wheels"
+    digest = base64.b64encode(hashlib.sha384(embed.encode()).digest()).decode()
     assert build.embed_integrity() == f"sha384-{digest}"
+
+
+def test_every_script_the_engine_workers_import_is_in_the_integrity_list():
+    """A script worker.js or tileworker.js imports but the list lacks would stop the engine on
+    every page of another origin ("was to run before it was checked")."""
+    for name in ("worker.js", "tileworker.js"):
+        source = (build.ROOT / "web" / name).read_text()
+        imported = re.findall(r"(?<!\w)BASE \+ '([\w.]+\.js)'", source)
+        assert imported and set(imported) <= set(build.ENGINE_WEB), name
+
+
+def test_bundling_refuses_a_module_it_cannot_inline(monkeypatch):
+    with pytest.raises(build.BuildError, match="only export declarations"):
+        build.bundled_embed("web-x", f"{build.MODULE_HERE}\nexport {{ a }};\n".encode())
+    with pytest.raises(build.BuildError, match="bundles the module"):
+        build.bundled_embed("web-x", b"const HERE = 1;\n")
 
 
 def test_headers_cache_hashed_paths_for_a_year_and_give_the_workers_their_policy():
