@@ -10,9 +10,6 @@ import { zipFiles } from './zip.js';
 
 const $ = (id) => document.getElementById(id);
 const SETTINGS_KEY = 'upscale:settings';
-// Until the engine reports this device's limits (info.limits), the engine's own defaults.
-// Beyond them the page draws no preview either: decoding a bomb for it is the same hazard.
-let limits = { inputPixels: 16_777_216, outputPixels: 67_108_864 };
 const EXTENSIONS = { 'image/png': 'png', 'image/webp': 'webp', 'image/jpeg': 'jpg' };
 const FORMAT_NAMES = { 'image/png': 'PNG', 'image/webp': 'WebP', 'image/jpeg': 'JPEG' };
 const ERROR_TITLES = {
@@ -237,7 +234,6 @@ async function startEngine() {
     const info = await upscaler.ready;
     engineReady = true;
     loaded = settings.model;
-    if (info.limits) limits = info.limits;
     showEngine(info);
     const v = info.versions;
     ui.versions.textContent = `Pyodide ${v.pyodide} (Python ${v.python}), numpy ${v.numpy}, Pillow ${v.pillow || '(loaded for the first file)'}, TensorFlow.js ${v.tfjs}.`;
@@ -804,8 +800,11 @@ async function runJob(job) {
     signal.throwIfAborted();
     if (!job.image) {
       const seen = await probe(job.blob);
-      const pixels = seen ? seen.image.naturalWidth * seen.image.naturalHeight : 0;
-      if (seen && pixels <= limits.inputPixels && pixels * manifest.scale ** 2 <= limits.outputPixels) {
+      // Beyond the engine's limits the page draws no preview either (a canvas that size is the
+      // same hazard); the job then fails with the engine's own ImageTooLarge.
+      const fits = seen && await upscaler.check(
+        { width: seen.image.naturalWidth, height: seen.image.naturalHeight }).then(() => true, () => false);
+      if (fits) {
         job.image = seen.image;
         job.thumbUrl = seen.url;
         const thumb = document.createElement('img');

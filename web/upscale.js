@@ -83,6 +83,16 @@ async function toPayload(input) {
   );
 }
 
+/** The width and height of an input that has pixels already (not a file), else null. */
+function sizeOf(input) {
+  if (typeof HTMLImageElement !== 'undefined' && input instanceof HTMLImageElement) {
+    return input.naturalWidth ? { width: input.naturalWidth, height: input.naturalHeight } : null;
+  }
+  const sized = ['ImageData', 'ImageBitmap', 'HTMLCanvasElement', 'OffscreenCanvas', 'HTMLVideoElement']
+    .some((name) => typeof self[name] !== 'undefined' && input instanceof self[name]);
+  return sized && input.width && input.height ? { width: input.width, height: input.height } : null;
+}
+
 /** The bytes of a URL, Blob or ArrayBuffer (a model file the user brought, a file to inspect). */
 async function toBuffer(source, what) {
   if (source instanceof ArrayBuffer) return source.slice(0);
@@ -240,13 +250,16 @@ class Connection {
    * A worker can also vanish without an error event (the browser reclaims it, or it closes
    * itself): while calls are pending, it is pinged, and `stallMs` of silence counts as a crash.
    */
-  constructor(onCrash, stallMs, startMs) {
+  constructor(onCrash, stallMs, stepMs) {
     this.pending = new Map();
     this.nextId = 1;
     this.dead = null;
     this.onCrash = onCrash;
     this.stallMs = stallMs;
-    this.startMs = startMs; // how long the worker may take to say its first word
+    // The step limit: how long the worker may take to say its first word, or stay silent in a
+    // synchronous step it announced (busy: decoding a large file, converting a model).
+    this.stepMs = stepMs;
+    this.busy = null;
     this.born = performance.now();
     this.heard = performance.now();
     this.spoken = false; // nothing is judged before the worker's first word: booting is busy
@@ -284,11 +297,12 @@ class Connection {
       if (!this.pending.size || this.dead) {
         clearInterval(this.watch);
         this.watch = null;
-      } else if (this.spoken && performance.now() - this.heard > this.stallMs) {
-        this.die(`the Upscale worker stopped answering (silent for ${Math.round(this.stallMs / 1000)} s)`);
-      } else if (!this.spoken && performance.now() - this.born > this.startMs) {
+      } else if (this.spoken && performance.now() - this.heard > (this.busy ? this.stepMs : this.stallMs)) {
+        const silent = Math.round((this.busy ? this.stepMs : this.stallMs) / 1000);
+        this.die(`the Upscale worker stopped answering${this.busy ? ` while ${this.busy}` : ''} (silent for ${silent} s)`);
+      } else if (!this.spoken && performance.now() - this.born > this.stepMs) {
         this.crash(new UpscaleError(
-          `the Upscale worker did not start: its scripts did not load within ${Math.round(this.startMs / 1000)} s`,
+          `the Upscale worker did not start: its scripts did not load within ${Math.round(this.stepMs / 1000)} s`,
           { name: 'Stalled' },
         ));
         this.onCrash(this.dead);
@@ -304,6 +318,10 @@ class Connection {
     this.spoken = true;
     if (message.type === 'csp') {
       this.violation = this.violation || message;
+      return;
+    }
+    if (message.type === 'busy') {
+      this.busy = message.what; // a synchronous step: no pong until it ends
       return;
     }
     if (message.type === 'fatal') {
@@ -436,6 +454,9 @@ export class Upscaler {
   async upscale(input, { patchSize, padding, signal, onProgress, preview = false } = {}) {
     if (signal && signal.aborted) throw abortError(signal);
     const connection = await this.engine();
+    const size = sizeOf(input);
+    // A canvas or bitmap the engine would refuse is refused before its pixels are copied.
+    if (size) await connection.call('check', { ...size, patchSize }, { signal });
     const { payload, transfer } = await toPayload(input);
     const options = { preview: Boolean(preview && onProgress) };
     if (patchSize != null) options.patchSize = patchSize;
@@ -454,6 +475,15 @@ export class Upscaler {
     const result = await connection.call('upscale', { input: payload, options }, { transfer, onEvent, signal });
     this.lastTiling = result.tiling; // { patchSize, padding } the job ran with
     return new ImageData(new Uint8ClampedArray(result.data), result.width, result.height);
+  }
+
+  /**
+   * Resolves if the current model may upscale a `width` x `height` image on this device;
+   * rejects with ImageTooLarge, saying which limit, if not (see info.limits).
+   */
+  async check({ width, height, patchSize } = {}) {
+    const connection = await this.engine();
+    await connection.call('check', { width, height, patchSize });
   }
 
   /**

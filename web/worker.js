@@ -41,7 +41,6 @@ const state = {
   // { patchSize, padding, maxPatchSize } the current model runs at on this device; patchSize
   // 'auto' (WebAssembly): the Python tiler picks it per image, up to LARGEST_AUTO_PATCH.
   tile: null,
-  limits: deviceLimits(),
   // The longest one step of loading may take (Python's start, the backend, a download that
   // stops moving, loading into TF.js, the first run): past it, the step fails as Stalled.
   stepLimitMs: 180_000,
@@ -51,6 +50,23 @@ const state = {
 
 function post(message, transfer = []) {
   self.postMessage({ ns: NS, ...message }, transfer);
+}
+
+/**
+ * Tell the page a synchronous step starts (`what`: "decoding the image") or ended (null). Inside
+ * one this worker cannot answer pings, so the page allows it the step limit, not stallMs.
+ */
+function busy(what) {
+  post({ type: 'busy', what: what || null });
+}
+
+function whileBusy(what, step) {
+  busy(what);
+  try {
+    return step();
+  } finally {
+    busy(null);
+  }
 }
 
 /** Errors cross the boundary as plain data: { name, message, code }. */
@@ -140,18 +156,15 @@ function downloadModel(manifest) {
   return ModelFiles.fetchModel(manifest, BASE, { stallMs: state.stepLimitMs, sha256 });
 }
 
-/**
- * The largest images this device should take, in pixels, checked before any work starts.
- * The output exists about three times over at 4 bytes a pixel (Python's array in the wasm heap,
- * the copy handed to the page, the page's canvas): one copy may take a sixteenth of the
- * device's memory (navigator.deviceMemory, which browsers cap at 8), and at most 512 MiB,
- * well inside wasm32's 4 GB. Inputs stop at 4096 x 4096.
- */
-function deviceLimits() {
-  const gigabytes = navigator.deviceMemory || 4; // not reported: assume a mid-range device
-  const bytes = Math.min((gigabytes * 2 ** 30) / 16, 512 * 2 ** 20);
-  const output = Math.floor(bytes / 4);
-  return { input_pixels: Math.min(4096 * 4096, output), output_pixels: output };
+// What the device says of its memory, in GB (rounded; at most 8), or null: Python derives the
+// limits from it (upscale.imaging.Limits.for_device).
+const DEVICE_MEMORY = navigator.deviceMemory ?? null;
+
+/** Throws ImageTooLarge if the current model may not take a `width` x `height` image here. */
+function checkSize({ width, height }, patchSize = null) {
+  const patch = patchSize ?? state.tile.patchSize;
+  state.engine.check_size(width, height, state.model.manifest.scale, DEVICE_MEMORY,
+    Number.isInteger(patch) ? patch : null);
 }
 
 function findModel(modelId) {
@@ -289,8 +302,14 @@ function gpuLost(what) {
       tile: state.tile,
       workers: state.pool ? state.pool.size : 1,
     };
-    state.recovering = null; // on failure it stays, and every request reports why
+    state.recovering = null;
   })();
+  // WebAssembly failed too (a download, memory): this worker is done for. The page replaces
+  // it, and the next call starts afresh, on whatever backend works then.
+  state.recovering.catch((failure) => post({
+    type: 'fatal', name: 'ContextLost',
+    message: `${what}, and moving the model to WebAssembly failed (${failure.message}); the next call starts a fresh engine`,
+  }));
 }
 
 let ownModels = 0; // each model the user brings gets its own key in the tile workers
@@ -307,7 +326,8 @@ function convertOwnModel({ param, bin }, { scale, inputRange = [0, 1], name }) {
   if (!Array.isArray(range) || range.length !== 2 || range[0] !== 0 || !(range[1] > 0)) {
     throw invalidOptions(`inputRange must be [0, max] with max > 0: got ${JSON.stringify(inputRange)}`);
   }
-  const result = state.engine.convert_ncnn(new Uint8Array(param), new Uint8Array(bin));
+  const result = whileBusy('converting the model',
+    () => state.engine.convert_ncnn(new Uint8Array(param), new Uint8Array(bin)));
   let text, weights, meta;
   try {
     const [jsonText, data, info] = result.toJs({ dict_converter: Object.fromEntries, create_proxies: false });
@@ -392,7 +412,7 @@ const methods = {
       backend: choice.backend,
       reason: reasonFor(choice),
       model: manifest,
-      limits: { inputPixels: state.limits.input_pixels, outputPixels: state.limits.output_pixels },
+      limits: state.engine.device_limits(DEVICE_MEMORY).toJs({ dict_converter: Object.fromEntries }),
       tile: state.tile,
       workers: state.pool ? state.pool.size : 1,
       versions: {
@@ -448,6 +468,12 @@ const methods = {
     }
   },
 
+  /** Whether an image of this size may be upscaled: asked before a page reads its pixels. */
+  async check({ width, height, patchSize }) {
+    if (state.recovering) await state.recovering;
+    checkSize({ width, height }, patchSize);
+  },
+
   async memory() {
     const here = TfBridge.memory();
     const pool = state.pool ? await state.pool.memory() : { tensors: 0, bytes: 0, heapBytes: 0 };
@@ -463,8 +489,12 @@ const methods = {
 /** One upscale on the current model: the request handler without its GPU-loss wrapper. */
 async function upscaleNow({ input, options = {} }, id) {
   const manifest = state.model.manifest;
-  const source = input.kind === 'bitmap' ? bitmapToRgba(input.bitmap) : input;
-  if (source.kind === 'encoded' || hasTransparency(new Uint8Array(source.data))) await ensurePillow();
+  if (input.kind === 'bitmap') checkSize(input.bitmap, options.patchSize); // before its pixels are read
+  const { source, transparent } = whileBusy('reading the image', () => {
+    const read = input.kind === 'bitmap' ? bitmapToRgba(input.bitmap) : input;
+    return { source: read, transparent: read.kind === 'rgba' && hasTransparency(new Uint8Array(read.data)) };
+  });
+  if (source.kind === 'encoded' || transparent) await ensurePillow();
   const pyInput = {
     kind: source.kind,
     bytes: source.kind === 'encoded' ? new Uint8Array(source.bytes) : undefined,
@@ -476,7 +506,7 @@ async function upscaleNow({ input, options = {} }, id) {
     scale: manifest.scale,
     patchSize: options.patchSize ?? state.tile.patchSize,
     padding: options.padding ?? paddingFor(options.patchSize),
-    limits: options.limits ?? state.limits,
+    deviceMemory: DEVICE_MEMORY,
     parallel: state.pool ? state.pool.size : 1, // tiles in flight at once
     margin: manifest.margin || 0,
     largestPatch: largestAutoPatch(manifest),
@@ -523,14 +553,25 @@ async function upscaleNow({ input, options = {} }, id) {
     preview = null;
   };
   const cancelled = () => state.cancelled.has(id);
-  const result = await state.engine.run(
-    pyInput, settings, predict, progress, cancelled, options.preview ? paint : undefined,
-  );
+  // Python says when it decodes and when it finishes the image (busy): both synchronous.
+  let result;
+  try {
+    result = await state.engine.run(
+      pyInput, settings, predict, progress, cancelled, options.preview ? paint : null, busy,
+    );
+  } finally {
+    busy(null);
+  }
   try {
     const [height, width] = result.shape.toJs();
-    const view = result.getBuffer('u8');
-    const data = view.data.slice(); // the one copy out, into a transferable buffer
-    view.release();
+    const data = whileBusy('handing over the result', () => {
+      const view = result.getBuffer('u8');
+      try {
+        return view.data.slice(); // the one copy out, into a transferable buffer
+      } finally {
+        view.release();
+      }
+    });
     const tiling = { patchSize: settings.patchSize, padding: settings.padding };
     return { __transfer: [data.buffer], value: { data: data.buffer, width, height, tiling } };
   } finally {
@@ -592,7 +633,7 @@ async function inspectNow(id, { bytes }) {
     await state.pythonReady;
     if (!state.engine) throw new Error('the engine is not initialised');
     await ensurePillow();
-    const answer = state.engine.inspect(new Uint8Array(bytes));
+    const answer = whileBusy('reading the file', () => state.engine.inspect(new Uint8Array(bytes)));
     let value;
     try {
       value = answer.toJs({ dict_converter: Object.fromEntries });

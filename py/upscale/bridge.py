@@ -34,10 +34,25 @@ def versions() -> dict[str, str | None]:
     }
 
 
-def _rgba_from_js(data: JsProxy, width: int, height: int, limits: Limits, scale: int):
+def check_size(width: int, height: int, scale: int, device_memory: float | None,
+               patch: int | None = None) -> None:
+    """Raise ImageTooLarge if a `width` x `height` image may not be upscaled `scale` times on
+    this device: asked before the pixels of a canvas or bitmap are read."""
     width = check_integer("width", width, 1, 1 << 16)
     height = check_integer("height", height, 1, 1 << 16)
-    limits.check(width, height, scale)
+    Limits.for_device(device_memory).check(width, height, scale, patch)
+
+
+def device_limits(device_memory: float | None) -> dict[str, int]:
+    """The limits on a device with this much memory (navigator.deviceMemory), for info."""
+    return Limits.for_device(device_memory).describe()
+
+
+def _rgba_from_js(data: JsProxy, width: int, height: int, limits: Limits, scale: int,
+                  patch: int | None):
+    width = check_integer("width", width, 1, 1 << 16)
+    height = check_integer("height", height, 1, 1 << 16)
+    limits.check(width, height, scale, patch)
     pixels = np.empty((height, width, 4), np.uint8)
     data.assign_to(pixels)  # the one copy in; raises if the byte count does not match
     return pixels
@@ -53,25 +68,47 @@ def _with_alpha(image: np.ndarray) -> np.ndarray:
     return out
 
 
+# What `busy` is told while a job runs synchronously (no tile in flight): the worker cannot
+# answer the page's pings meanwhile, so the page allows it its step limit.
+DECODING = "decoding the image"
+FINISHING = "finishing the image"
+
+
 async def run(source: JsProxy, options: JsProxy, predict: JsProxy, progress: JsProxy,
-              cancelled: JsProxy, paint: JsProxy | None = None) -> np.ndarray:
+              cancelled: JsProxy, paint: JsProxy | None = None,
+              busy: JsProxy | None = None) -> np.ndarray:
     """Upscale what the page sent; returns an (H*s, W*s, 4) uint8 array.
 
     With `paint`, each finished tile's owned output pixels go to `paint(x, y, width, height,
     rgba)` (an opaque RGBA array the callee copies before returning) for a live preview.
+    `busy(what)` is told when a long synchronous part starts (DECODING, FINISHING), and
+    `busy(None)` when the first tile goes to the model; the caller ends the last one.
     """
+
+    def mark(what: str | None) -> None:
+        if busy is not None:
+            busy(what)
+
     opts = options.to_py()
     patch = opts["patchSize"]
     settings = Options(int(opts["scale"]), None if patch == "auto" else patch, opts["padding"],
                        int(opts.get("parallel", 1)), int(opts.get("largestPatch", 320)),
                        int(opts.get("margin", 0)))
-    limits = Limits(**{k: int(v) for k, v in opts.get("limits", {}).items()})
+    limits = Limits.for_device(opts.get("deviceMemory"))
+    mark(DECODING)
     if source.kind == "encoded":
-        image = decode(source.bytes.to_bytes(), settings.scale, limits)
+        image = decode(source.bytes.to_bytes(), settings.scale, limits, settings.patch_size)
     else:
-        image = _rgba_from_js(source.data, source.width, source.height, limits, settings.scale)
+        image = _rgba_from_js(source.data, source.width, source.height, limits, settings.scale,
+                              settings.patch_size)
+
+    decoding = True
 
     async def predict_tile(tile: np.ndarray) -> np.ndarray:
+        nonlocal decoding
+        if decoding:  # the image is read, alpha split off, padded: the tiles begin
+            decoding = False
+            mark(None)
         result = await predict(tile, tile.shape[0], tile.shape[1])
         inner = 2 * settings.margin
         pixels = np.empty(((tile.shape[0] - inner) * settings.scale,
@@ -81,6 +118,8 @@ async def run(source: JsProxy, options: JsProxy, predict: JsProxy, progress: JsP
 
     def report(done: int, total: int, window: Region) -> None:
         progress(done, total, window.x, window.y, window.width, window.height)
+        if done == total:
+            mark(FINISHING)  # the stitch's last rows and the alpha plane follow at once
 
     def paint_tile(region: Region, pixels: np.ndarray) -> None:
         paint(region.x, region.y, region.width, region.height, _with_alpha(pixels))

@@ -17,7 +17,11 @@ NOT_AN_IMAGE = "not an image this page can read (accepted: {accepted})"
 UNSUPPORTED_FORMAT = "{format} images are not supported (accepted: {accepted})"
 CORRUPT_IMAGE = "the {format} file is damaged or truncated and cannot be decoded ({detail})"
 TOO_LARGE = (
-    "{what} is {width}x{height} = {pixels:,} pixels; the limit on this device is {limit:,} pixels"
+    "the image is {width}x{height} = {pixels:,} pixels; the limit is {limit:,} pixels"
+)
+TOO_MUCH_MEMORY = (
+    "a {width}x{height} result would hold about {total} of memory while it is made ({parts}); "
+    "this device allows {limit} for one job: use a smaller image or a lower scale"
 )
 TOO_WIDE = (
     "the result would be {width}x{height} pixels; a browser canvas holds at most {side} pixels "

@@ -1,4 +1,4 @@
-"""Decoding with Pillow, alpha, and the size limits checked before any work starts.
+"""Decoding with Pillow, alpha, and the size and memory limits checked before any work.
 
 Pillow is imported inside the functions that use it: in the browser it is loaded only when a
 file has to be decoded or a transparent image's alpha resized, so a page that hands over
@@ -24,6 +24,7 @@ from .errors import (
     EMPTY_FILE,
     NOT_AN_IMAGE,
     TOO_LARGE,
+    TOO_MUCH_MEMORY,
     TOO_WIDE,
     UNSUPPORTED_FORMAT,
     CorruptImage,
@@ -38,25 +39,72 @@ ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 ACCEPTED = ", ".join(ACCEPTED_FORMATS)
 
 
+# What one job holds at its busiest, in bytes per pixel, counted from the code that runs it.
+# The result: Python's RGBA array, the copy the worker hands to the page, the canvas that
+# shows it. The input: the buffer the page sends, Python's copy, its RGBA form and the padded
+# RGB source the tiles are cut from (4 + 4 + 4 + 3). The blend band: float32 RGB over the rows
+# of one row of tiles, as wide as the result.
+RESULT_BYTES = 3 * 4
+INPUT_BYTES = 4 + 4 + 4 + 3
+BAND_BYTES = 3 * 4
+AUTO_BAND_ROWS = 1024  # the auto patch aims at about this many output rows (tiling.choose_patch)
+
+
+def job_memory(width: int, height: int, scale: int, patch: int | None = None) -> dict[str, int]:
+    """What a job on a `width` x `height` image holds at its busiest, by part, in bytes;
+    `patch`, where the caller fixed it, sets the rows of the blend band."""
+    out_width, out_height = width * scale, height * scale
+    rows = min(out_height, max(AUTO_BAND_ROWS, (patch or 0) * scale))
+    return {
+        "the result, three copies": out_width * out_height * RESULT_BYTES,
+        "the input, four copies": width * height * INPUT_BYTES,
+        "the blend band": out_width * rows * BAND_BYTES,
+    }
+
+
+def megabytes(count: int) -> str:
+    return f"{count / 2**20:,.0f} MB"
+
+
+ASSUMED_GIGABYTES = 4  # a device that does not say (navigator.deviceMemory): mid-range
+DEVICE_SHARE = 4  # one job may hold a quarter of the device's memory...
+MOST_JOB_BYTES = 2 << 30  # ...and at most 2 GiB: Python's part then stays far inside wasm32's 4 GB
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Largest input and output, in pixels; checked from the header, before decoding."""
+    """Largest input, widest result and the memory a job may hold; checked from the header,
+    before decoding. The worker sets `memory_bytes` from the device's memory."""
 
     input_pixels: int = 16_777_216  # 4096 x 4096
-    output_pixels: int = 67_108_864  # 8192 x 8192: 256 MiB of RGBA
     output_side: int = 32_767  # the widest canvas browsers draw (Chromium, Firefox)
+    memory_bytes: int = 1 << 30
 
-    def check(self, width: int, height: int, scale: int) -> None:
-        for what, w, h, limit in (
-            ("the image", width, height, self.input_pixels),
-            ("the result", width * scale, height * scale, self.output_pixels),
-        ):
-            if w * h > limit:
-                raise ImageTooLarge(TOO_LARGE.format(what=what, width=w, height=h,
-                                                     pixels=w * h, limit=limit))
+    @classmethod
+    def for_device(cls, gigabytes: float | None) -> Limits:
+        """The limits for a device with `gigabytes` of memory, as navigator.deviceMemory says
+        (browsers round it and report at most 8); None where it is not reported."""
+        share = (gigabytes or ASSUMED_GIGABYTES) * 2**30 / DEVICE_SHARE
+        return cls(memory_bytes=int(min(share, MOST_JOB_BYTES)))
+
+    def describe(self) -> dict[str, int]:
+        """For the page (info.limits)."""
+        return {"inputPixels": self.input_pixels, "outputSide": self.output_side,
+                "memoryBytes": self.memory_bytes}
+
+    def check(self, width: int, height: int, scale: int, patch: int | None = None) -> None:
+        if width * height > self.input_pixels:
+            raise ImageTooLarge(TOO_LARGE.format(width=width, height=height,
+                                                 pixels=width * height, limit=self.input_pixels))
         if max(width, height) * scale > self.output_side:
             raise ImageTooLarge(TOO_WIDE.format(width=width * scale, height=height * scale,
                                                 side=self.output_side))
+        parts = job_memory(width, height, scale, patch)
+        if sum(parts.values()) > self.memory_bytes:
+            raise ImageTooLarge(TOO_MUCH_MEMORY.format(
+                width=width * scale, height=height * scale, total=megabytes(sum(parts.values())),
+                parts=", ".join(f"{what} {megabytes(n)}" for what, n in parts.items()),
+                limit=megabytes(self.memory_bytes)))
 
 
 def _known_format(data: bytes) -> str | None:
@@ -127,12 +175,12 @@ def to_array(image: Image.Image) -> np.ndarray:
     return pixels
 
 
-def decode(data: bytes, scale: int, limits: Limits) -> np.ndarray:
+def decode(data: bytes, scale: int, limits: Limits, patch: int | None = None) -> np.ndarray:
     """Decode an encoded image to RGB(A), refusing what is too large before decoding it."""
     from PIL import Image
 
     image = open_image(data)
-    limits.check(image.width, image.height, scale)
+    limits.check(image.width, image.height, scale, patch)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -9,10 +9,13 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 from harness import BOOT_TIMEOUT_MS
+from PIL import Image
 
 import build
-from tests.corpus import LEVEL_TOLERANCE, encode, hostile_inputs, photo
+from tests.corpus import LEVEL_TOLERANCE, encode, hostile_inputs, linear_rgb_profile, photo
+from upscale.imaging import Limits
 
 # One Upscaler: each hostile file, then a good one, in turn; then the worker's memory.
 EACH_THEN_GOOD = """async ({ cases, good }) => {
@@ -174,6 +177,35 @@ def test_a_lost_webgl_context_fails_the_job_clearly_and_the_next_runs_on_wasm(ap
     assert after["tensors"] == weights * workers, "only the models' weights, now on WASM"
 
 
+def test_a_gpu_loss_whose_move_to_wasm_fails_too_is_not_final(app):
+    """The context goes, and WebAssembly cannot start either (its binary does not download):
+    the engine used to refuse every later call with that failure. Now the worker is replaced,
+    and the next call starts afresh."""
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 3)
+    app.context.route("**/tfjs-backend-wasm*.wasm", lambda route: route.abort())
+    small = base64.b64encode(encode(photo(64, 48, seed=9), "PNG")).decode()
+    app.evaluate("""async (small) => {
+        const { Upscaler } = await import('./upscale.js');
+        window.__bytes = Uint8Array.from(atob(small), (c) => c.charCodeAt(0));
+        window.__up = new Upscaler({ backend: 'webgl' });
+        await window.__up.ready;
+    }""", small)
+    worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
+    worker.evaluate("tf.backend().gpgpu.gl.getExtension('WEBGL_lose_context').loseContext()")
+    failed = app.evaluate("""async () => window.__up.upscale(new Blob([window.__bytes])).then(
+        () => 'resolved', (e) => ({ name: e.name, message: e.message }))""")
+    assert failed != "resolved" and failed["name"] == "ContextLost", failed
+    assert "moving the model to WebAssembly failed" in failed["message"], failed
+    app.context.unroute("**/tfjs-backend-wasm*.wasm")
+    after = app.evaluate("""async () => {
+        const out = await window.__up.upscale(new Blob([window.__bytes]));
+        const info = await window.__up.ready;
+        window.__up.dispose();
+        return { size: [out.width, out.height], backend: info.backend };
+    }""")
+    assert after == {"size": [128, 96], "backend": "webgl"}, after
+
+
 def test_limits_come_from_what_the_device_reports(app):
     app.set_default_timeout(BOOT_TIMEOUT_MS)
     info = app.evaluate("""async () => {
@@ -182,10 +214,46 @@ def test_limits_come_from_what_the_device_reports(app):
         return window.__up.ready;
     }""")
     worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
-    gigabytes = worker.evaluate("navigator.deviceMemory") or 4
-    output = int(min(gigabytes * 2**30 / 16, 512 * 2**20) // 4)
-    assert info["limits"] == {"inputPixels": min(4096 * 4096, output), "outputPixels": output}
+    reported = worker.evaluate("navigator.deviceMemory ?? null")
+    assert info["limits"] == Limits.for_device(reported).describe()
     app.evaluate("window.__up.dispose()")
+
+
+def test_a_huge_canvas_or_bitmap_is_refused_before_its_pixels_are_read(app):
+    """Each is refused by name while the caller still holds it (a bitmap handed to the worker
+    would be detached: width 0), and the next job runs."""
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
+    got = app.evaluate("""async () => {
+        const { Upscaler } = await import('./upscale.js');
+        const up = new Upscaler({ model: 'esrgan-slim-x4', backend: 'wasm' });
+        await up.ready;
+        const refused = (promise) => promise.then(
+            () => 'resolved', (e) => ({ name: e.name, message: e.message }));
+        const canvas = document.createElement('canvas');
+        canvas.width = 4096;
+        canvas.height = 4096;  // x4: 3 GB of result copies
+        const wide = new OffscreenCanvas(9000, 4);  // x4: 36000 px wide
+        wide.getContext('2d').fillRect(0, 0, 9000, 4);
+        const bitmap = await createImageBitmap(new ImageData(4200, 4100));  // over 4096 x 4096
+        const got = {
+            canvas: await refused(up.upscale(canvas)),
+            wide: await refused(up.upscale(wide)),
+            bitmap: await refused(up.upscale(bitmap)),
+            bitmapKept: [bitmap.width, bitmap.height],
+            check: await refused(up.check({ width: 4096, height: 4096 })),
+        };
+        const out = await up.upscale(new ImageData(32, 16));
+        got.next = [out.width, out.height];
+        up.dispose();
+        return got;
+    }""")
+    for case in ("canvas", "wide", "bitmap", "check"):
+        assert got[case] != "resolved" and got[case]["name"] == "ImageTooLarge", got
+    assert "would hold about" in got["canvas"]["message"], got
+    assert "a browser canvas holds at most 32767 pixels" in got["wide"]["message"], got
+    assert "4200x4100 = 17,220,000 pixels" in got["bitmap"]["message"], got
+    assert got["bitmapKept"] == [4200, 4100], "the bitmap stayed with its owner"
+    assert got["next"] == [128, 64]
 
 
 def test_a_worker_that_vanishes_silently_is_given_up_on(app):
@@ -213,6 +281,49 @@ def test_a_worker_that_vanishes_silently_is_given_up_on(app):
         return [out.width, out.height];
     }""")
     assert size == [600, 400]
+
+
+def test_a_long_synchronous_step_is_not_taken_for_a_dead_worker(app):
+    """Decoding a 4096 x 4096 PNG and converting its colour profile holds the worker for
+    seconds, deaf to pings: with stallMs 1000 it used to be judged dead ("stopped answering").
+    It says it is busy, and the page gives it the step limit; the job goes on to its tiles
+    (and is cancelled there)."""
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
+    y, x = np.mgrid[0:4096, 0:4096]
+    rgb = np.stack([x * 255 // 4095, y * 255 // 4095, (x + y) * 255 // 8190], -1)
+    image = base64.b64encode(encode(Image.fromarray(rgb.astype(np.uint8)), "PNG",
+                                    icc_profile=linear_rgb_profile())).decode()
+    got = app.evaluate("""async (image) => {
+        const { Upscaler } = await import('./upscale.js');
+        const busy = []; // what the worker says, with the time it said it
+        const Real = window.Worker;
+        window.Worker = class extends Real {
+          constructor(...args) {
+            super(...args);
+            this.addEventListener('message', ({ data }) => {
+              if (data && data.type === 'busy') {
+                busy.push({ what: data.what, at: performance.now() });
+              }
+            });
+          }
+        };
+        const up = new Upscaler({ model: 'esrgan-slim-x2', backend: 'wasm', stallMs: 1000 });
+        await up.ready;
+        const file = new Blob([Uint8Array.from(atob(image), (c) => c.charCodeAt(0))]);
+        const controller = new AbortController();
+        const outcome = await up.upscale(file, {
+          signal: controller.signal, onProgress: () => controller.abort(),
+        }).then(() => 'resolved', (e) => ({ name: e.name, message: e.message }));
+        const out = await up.upscale(new ImageData(16, 16));
+        up.dispose();
+        window.Worker = Real;
+        const start = busy.find((b) => b.what === 'decoding the image');
+        const end = start && busy.find((b) => b.at >= start.at && b.what !== 'decoding the image');
+        return { outcome, decodingMs: end ? end.at - start.at : null, next: out.width };
+    }""", image)
+    assert got["decodingMs"] and got["decodingMs"] > 1000, f"not a step longer than stallMs: {got}"
+    assert got["outcome"] != "resolved" and got["outcome"]["name"] == "AbortError", got
+    assert got["next"] == 32
 
 
 def test_tiles_shrink_to_what_the_gpu_textures_hold(app):

@@ -299,7 +299,7 @@ def test_bad_files_each_get_their_own_message(app, site, kitten, console_log):
         "cut.png": ("CorruptImage", "Damaged file: The PNG file is damaged or truncated"),
         "empty.png": ("EmptyFile", "Empty file: The file is empty (0 bytes)."),
         "scan.tif": ("UnsupportedFormat", "Unsupported format: TIFF images are not supported"),
-        "poster.png": ("ImageTooLarge", "the limit on this device is 16,777,216 pixels"),
+        "poster.png": ("ImageTooLarge", "4100x4100 = 16,810,000 pixels; the limit is 16,777,216"),
     }
     for name, (code, text) in expected.items():
         wait_state(app, name, "error")

@@ -43,8 +43,34 @@ def test_hostile_and_awkward_inputs(name):
 def test_limit_message_names_the_limit_and_the_size():
     with pytest.raises(errors.ImageTooLarge) as raised:
         decode(CORPUS["past the limit 4100x4100"].data, 2, Limits())
-    assert str(raised.value) == errors.TOO_LARGE.format(
-        what="the image", width=4100, height=4100, pixels=4100 * 4100, limit=16_777_216)
+    assert "4100x4100 = 16,810,000 pixels" in str(raised.value)
+    assert "the limit is 16,777,216 pixels" in str(raised.value)
+
+
+def test_a_job_is_refused_by_all_the_memory_it_would_hold():
+    """4096 x 4096 at x2 is a 256 MB result, accepted when only one copy of it was counted;
+    with every copy (and the input's, and the blend band) it is over 1 GB: too much for a
+    4 GB device, fine for one with 8. Nothing reaches x4 of it: 3 GB of result copies."""
+    small, large = Limits.for_device(4), Limits.for_device(8)
+    with pytest.raises(errors.ImageTooLarge) as raised:
+        small.check(4096, 4096, 2)
+    message = str(raised.value)
+    assert message.startswith("a 8192x8192 result would hold about 1,")
+    assert "the result, three copies 768 MB" in message and "allows 1,024 MB" in message
+    large.check(4096, 4096, 2)
+    for device in (large, Limits.for_device(64)):
+        with pytest.raises(errors.ImageTooLarge, match="allows 2,048 MB"):
+            device.check(4096, 4096, 4)
+    assert Limits.for_device(None) == small, "a device that does not say: a mid-range one"
+    assert Limits.for_device(0.5).memory_bytes < small.memory_bytes
+    small.check(2048, 2048, 4)  # what a phone-sized budget still takes
+
+
+def test_a_larger_fixed_patch_counts_a_taller_blend_band():
+    limits = Limits.for_device(4)
+    limits.check(3300, 3300, 2)
+    with pytest.raises(errors.ImageTooLarge, match="the blend band"):
+        limits.check(3300, 3300, 2, patch=3300)
 
 
 def test_what_the_awkward_ones_decode_to():
