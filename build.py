@@ -165,8 +165,10 @@ MIN_SAVING = 0.05
 
 # Debian's Chromium, launched by tests and benchmarks: no sandbox as root, and none of its
 # background requests (this network refuses them).
+# --enable-unsafe-webgpu: headless Chromium on Linux exposes WebGPU only with it (here through
+# SwiftShader's Vulkan, a software adapter `auto` must not pick; the backend matrix runs it).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+                 "--disable-sync", "--no-first-run", "--disable-quic", "--enable-unsafe-webgpu"]
 
 # Zip entries get this timestamp so the packed wheel, and so the lock, are reproducible.
 ZIP_EPOCH = (2020, 1, 1, 0, 0, 0)

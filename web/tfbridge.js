@@ -56,10 +56,22 @@ const TfBridge = (() => {
     }
     if (!adapter) return { ok: false, why: 'WebGPU: no adapter' };
     const info = adapter.info || {};
-    if (adapter.isFallbackAdapter || info.isFallbackAdapter) {
-      return { ok: false, why: 'WebGPU: software fallback adapter' };
-    }
+    const software = softwareAdapter(adapter);
+    if (software) return { ok: false, why: `WebGPU: ${software}` };
     return { ok: true, why: `WebGPU: ${info.vendor || 'hardware'} ${info.architecture || ''}`.trim() };
+  }
+
+  /**
+   * Why a WebGPU adapter is software (far slower than WASM), or null: it says it is a fallback
+   * (isFallbackAdapter, where the browser has it), or its vendor, architecture, device or
+   * description names a software renderer (SwiftShader, llvmpipe, ...).
+   */
+  function softwareAdapter(adapter) {
+    const info = adapter.info || {};
+    if (adapter.isFallbackAdapter || info.isFallbackAdapter) return 'software fallback adapter';
+    const named = [info.vendor, info.architecture, info.device, info.description].find(
+      (text) => text && SOFTWARE_GL.test(text));
+    return named ? `software adapter (${named})` : null;
   }
 
   function webglVerdict() {
@@ -254,5 +266,5 @@ const TfBridge = (() => {
     return { tensors: m.numTensors, bytes: m.numBytes, heapBytes };
   }
 
-  return { chooseBackend, wasmFlavour, watchGpuLoss, Model, memory, BACKENDS };
+  return { chooseBackend, wasmFlavour, watchGpuLoss, softwareAdapter, Model, memory };
 })();

@@ -320,6 +320,10 @@ class Connection {
       this.violation = this.violation || message;
       return;
     }
+    if (message.type === 'info') {
+      if (this.onInfo) this.onInfo(message.value);
+      return;
+    }
     if (message.type === 'busy') {
       this.busy = message.what; // a synchronous step: no pong until it ends
       return;
@@ -411,6 +415,9 @@ export class Upscaler {
     const connection = new Connection((error) => {
       if (!LASTING_FAILURES.has(error.name)) this.ready = null; // the next call starts afresh
     }, this.stallMs, this.options.stepLimitMs);
+    connection.onInfo = (info) => {
+      if (this.connection === connection) this.ready = Promise.resolve(info);
+    };
     this.connection = connection;
     let ready = connection.call('init', this.options);
     if (this.custom) ready = ready.then(() => this.sendCustom(connection, this.custom));

@@ -6,6 +6,9 @@
  *                   { type: 'ping' }                           answered with { type: 'pong' }
  *   worker -> page  { type: 'reply', id, ok: true, value } | { type: 'reply', id, ok: false, error }
  *                   { type: 'event', id, name: 'progress', data }
+ *                   { type: 'info', value }   the engine moved (a lost GPU): what `ready` gives now
+ *                   { type: 'busy', what }    a synchronous step starts (what) or ends (null)
+ *                   { type: 'fatal', name, message }   this worker cannot go on; the page ends it
  * Requests run one at a time in arrival order; a cancelled one rejects with AbortError.
  */
 'use strict';
@@ -302,6 +305,7 @@ function gpuLost(what) {
       tile: state.tile,
       workers: state.pool ? state.pool.size : 1,
     };
+    post({ type: 'info', value: state.info }); // `ready` now says where the model runs
     state.recovering = null;
   })();
   // WebAssembly failed too (a download, memory): this worker is done for. The page replaces

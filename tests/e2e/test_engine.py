@@ -16,7 +16,6 @@ MANIFESTS = build.load_manifests()
 WITH_REFERENCE = [m for m in MANIFESTS if "reference" in m]
 GOLDEN_DB = 45.0  # publisher's reference vs ours: same model, another tiler and backend build
 SEAM_DB = 55.0  # 64 px tiles vs one tile on a 256 px photo (UpscalerJS: ~48 dB at padding 2)
-BACKEND_DB = 40.0  # WASM vs CPU vs WebGL: float rounding differs per backend
 
 
 def package_file(manifest: dict, relative: str) -> bytes:
@@ -83,18 +82,6 @@ def test_transparency_is_kept_and_opaque_stays_opaque(app, photos):
     assert (with_alpha[20:, 52:, 3] == 255).all(), "opaque stays opaque"
     assert abs(int(with_alpha[4, 70, 3]) - 128) <= 2, "semi-transparent keeps its level"
     assert (without[..., 3] == 255).all()
-
-
-def test_backends_agree_on_a_small_input(app, photos):
-    photo = photo_crop(photos, "chelsea.png", 24, 200, 100)
-    url = serve_bytes(app, "small.png", png_bytes(photo))
-    outputs = {}
-    for backend in ("wasm", "cpu", "webgl"):
-        outcome = run_jobs(app, "esrgan-slim-x2", [{"url": url}], backend=backend)
-        assert outcome["info"]["backend"] == backend
-        outputs[backend] = outcome["results"][0]["image"][..., :3]
-    assert psnr(outputs["wasm"], outputs["cpu"]) >= BACKEND_DB
-    assert psnr(outputs["wasm"], outputs["webgl"]) >= BACKEND_DB
 
 
 def test_no_tensors_leak_over_ten_upscales(app, photos):

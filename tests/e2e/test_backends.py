@@ -1,0 +1,158 @@
+"""The backend matrix: WebAssembly, CPU, WebGL and WebGPU, each running the same small jobs in
+one engine. WebGL and WebGPU run on SwiftShader here (Chromium's software GPU; WebGPU through
+`--enable-unsafe-webgpu`): far slower than a GPU, but the real backends. Each backend must
+match the publisher's reference (esrgan-slim x2) and the numpy reference of a converted model
+(span-x2), tiled as one tile, leak no tensor over repeated jobs, stop on cancel, and, on a
+GPU backend, survive losing its device."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+from harness import BOOT_TIMEOUT_MS, TO_BASE64, photo_crop, png_bytes, psnr, serve_bytes
+from PIL import Image
+from test_converted_models import reference
+
+import build
+
+GOLDEN_DB = 45.0  # the publisher's reference vs ours: same model, another tiler and backend
+PARITY_DB = 45.0  # TF.js (float32, another summation order) vs the numpy reference
+SPAN = next(m for m in build.load_manifests() if m["id"] == "span-x2")
+SLIM = next(m for m in build.load_manifests() if m["id"] == "esrgan-slim-x2")
+SIDE = 32  # the converted model's input: one tile, and 16 px tiles for the repeated jobs
+
+# One engine: the golden fixture whole and in 32 px tiles, then span-x2 (setModel) as one tile,
+# three more jobs counting tensors, and a job cancelled at its first tile.
+MATRIX = """async ({ backend, fixture, crop, side }) => {
+  const { Upscaler } = await import('./upscale.js');
+""" + TO_BASE64 + """
+  const up = new Upscaler({ model: 'esrgan-slim-x2', backend });
+  window.__up = up;
+  const info = await up.ready;
+  const file = async (url) => (await fetch(url)).blob();
+  const image = (out) => toBase64(new Uint8Array(out.data.buffer));
+  const golden = [
+    image(await up.upscale(await file(fixture))),
+    image(await up.upscale(await file(fixture), { patchSize: 32, padding: 4 })),
+  ];
+  await up.setModel('span-x2');
+  const span = image(await up.upscale(await file(crop), { patchSize: side, padding: 0 }));
+  const tiled = { patchSize: 16, padding: 4 };
+  await up.upscale(await file(crop), tiled);
+  const before = await up.memory();
+  for (let i = 0; i < 3; i += 1) await up.upscale(await file(crop), tiled);
+  const after = await up.memory();
+  const controller = new AbortController();
+  const progress = [];
+  const cancelled = await up.upscale(await file(crop), {
+    ...tiled, signal: controller.signal,
+    onProgress: ({ done, total }) => { progress.push([done, total]); controller.abort(); },
+  }).then(() => 'resolved', (e) => e.name);
+  const next = await up.upscale(await file(crop), tiled);
+  const afterCancel = await up.memory();
+  return { info, golden, span, before, after, cancelled, progress, next: [next.width, next.height],
+           afterCancel };
+}"""
+
+# In the engine worker: lose the GPU as a driver reset would.
+LOSE = {
+    "webgl": "tf.backend().gpgpu.gl.getExtension('WEBGL_lose_context').loseContext()",
+    "webgpu": "tf.backend().device.destroy()",
+}
+
+AFTER_LOSS = """async (crop) => {
+  const up = window.__up;
+  const out = await up.upscale(await (await fetch(crop)).blob(), { patchSize: 16, padding: 4 });
+  const info = await up.ready;
+  up.dispose();
+  return { size: [out.width, out.height], backend: info.backend, reason: info.reason };
+}"""
+
+
+def rgb(encoded: str, width: int, height: int) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(encoded), np.uint8).reshape(height, width, 4)[..., :3]
+
+
+@pytest.mark.parametrize("backend", ["wasm", "cpu", "webgl", "webgpu"])
+def test_every_backend_matches_the_references_leaks_nothing_and_cancels(
+        app, photos, ncnn_by_id, backend):
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 5)
+    package = build.NODE_MODULES / SLIM["package"]
+    fixture_png = (package / SLIM["reference"]["fixture"]).read_bytes()
+    expected = np.asarray(Image.open(package / SLIM["reference"]["result"]).convert("RGB"))
+    crop = photo_crop(photos, "astronaut.png", SIDE, left=180, top=90)
+    got = app.evaluate(MATRIX, {
+        "backend": backend, "side": SIDE,
+        "fixture": serve_bytes(app, "fixture.png", fixture_png),
+        "crop": serve_bytes(app, "crop.png", png_bytes(crop))})
+    assert got["info"]["backend"] == backend, got["info"]["reason"]
+    height, width = expected.shape[:2]
+    for encoded in got["golden"]:
+        assert psnr(rgb(encoded, width, height), expected) >= GOLDEN_DB
+    span = rgb(got["span"], SIDE * 2, SIDE * 2)
+    assert psnr(span, reference(ncnn_by_id, SPAN, crop)) >= PARITY_DB
+    assert got["after"]["tensors"] == got["before"]["tensors"], (got["before"], got["after"])
+    assert got["after"]["bytes"] == got["before"]["bytes"]
+    assert got["cancelled"] == "AbortError" and got["progress"][0][1] > 1, got["progress"]
+    assert got["next"] == [SIDE * 2, SIDE * 2]
+    assert got["afterCancel"]["tensors"] == got["before"]["tensors"], "a cancel leaks nothing"
+    if backend not in LOSE:
+        app.evaluate("window.__up.dispose()")
+        return
+    worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
+    worker.evaluate(LOSE[backend])
+    after = app.evaluate(AFTER_LOSS, serve_bytes(app, "crop.png", png_bytes(crop)))
+    assert after["size"] == [SIDE * 2, SIDE * 2] and after["backend"] == "wasm", after
+    assert " was lost" in after["reason"], after  # "the WebGPU device was lost (...); now ..."
+
+
+# TfBridge lives in the workers: a worker of the test's own loads it and classifies adapters
+# the way `auto` sees them (GPUAdapter's fields: isFallbackAdapter, info).
+CLASSIFY = """async ({ script, adapters }) => {
+  const source = `importScripts(${JSON.stringify(script)});
+    onmessage = ({ data }) => postMessage(data.map((a) => TfBridge.softwareAdapter(a)));`;
+  const worker = new Worker(URL.createObjectURL(new Blob([source], { type: 'text/javascript' })));
+  const answer = new Promise((resolve) => { worker.onmessage = ({ data }) => resolve(data); });
+  worker.postMessage(adapters);
+  try {
+    return await answer;
+  } finally {
+    worker.terminate();
+  }
+}"""
+
+
+def test_software_webgpu_adapters_are_told_apart_also_without_is_fallback_adapter(app, site):
+    adapters = [
+        {"isFallbackAdapter": True, "info": {}},
+        {"info": {"isFallbackAdapter": True}},
+        {"info": {"vendor": "google", "architecture": "swiftshader"}},  # this machine's
+        {"info": {"vendor": "mesa", "description": "llvmpipe (LLVM 15.0.6, 256 bits)"}},
+        {"info": {"vendor": "nvidia", "architecture": "ampere", "description": "RTX 3060"}},
+        {"info": {"vendor": "apple", "architecture": "metal-3"}},
+    ]
+    got = app.evaluate(CLASSIFY, {
+        "script": f"{site}/{build.hashed_path('web')}/tfbridge.js", "adapters": adapters})
+    assert got[:2] == ["software fallback adapter"] * 2
+    assert got[2] == "software adapter (swiftshader)"
+    assert got[3] == "software adapter (llvmpipe (LLVM 15.0.6, 256 bits))"
+    assert got[4:] == [None, None]
+
+
+def test_auto_leaves_the_software_webgpu_adapter_alone(app):
+    """The same browser runs backend 'webgpu' above (the adapter is there); `auto` says why it
+    does not pick it."""
+    app.set_default_timeout(BOOT_TIMEOUT_MS)
+    info = app.evaluate("""async () => {
+        const { Upscaler } = await import('./upscale.js');
+        const up = new Upscaler({ backend: 'auto' });
+        try {
+          return await up.ready;
+        } finally {
+          up.dispose();
+        }
+    }""")
+    assert info["backend"] != "webgpu"
+    assert "WebGPU: software" in info["reason"], info["reason"]
