@@ -425,6 +425,10 @@ def default_model() -> str:
 
 DEFAULT_MODEL = default_model()
 PEER_MODEL = "esrgan-slim-x2"  # the model UpscalerJS's own docs start from
+# Every backend TF.js has here, on the peer's model and ours (WebGL and WebGPU are SwiftShader
+# on a machine without a GPU: software, and labelled so).
+BACKENDS = ["wasm", "cpu", "webgl", "webgpu"]
+BACKEND_MODELS = [PEER_MODEL, DEFAULT_MODEL]
 
 
 def plan(quick: bool) -> dict:
@@ -434,7 +438,8 @@ def plan(quick: bool) -> dict:
                 "model_sizes": {}, "seam": 256, "cold_runs": 1, "threads_size": 128,
                 "large": [("esrgan-slim-x2", 256), ("esrgan-slim-x4", 128)],
                 "quality_models": ["esrgan-slim-x2", "esrgan-slim-x4", DEFAULT_MODEL, "span-x4"],
-                "quality_photos": QUALITY_PHOTOS[:1], "page_size": 128}
+                "quality_photos": QUALITY_PHOTOS[:1], "page_size": 128,
+                "backend_size": 32, "backend_repeats": 1}
     return {"models": [PEER_MODEL, "esrgan-medium-x2", DEFAULT_MODEL],
             "sizes": [128, 256, 512, 1024],
             "repeats": {128: 3, 256: 3, 512: 3, 1024: 2},
@@ -443,7 +448,8 @@ def plan(quick: bool) -> dict:
             # minutes on this machine.
             "model_sizes": {DEFAULT_MODEL: [128, 256, 512]}, "seam": 256, "cold_runs": 3,
             "threads_size": 512, "large": [("esrgan-slim-x2", 2048), ("esrgan-slim-x4", 1024)],
-            "quality_models": None, "quality_photos": QUALITY_PHOTOS, "page_size": 512}
+            "quality_models": None, "quality_photos": QUALITY_PHOTOS, "page_size": 512,
+            "backend_size": 96, "backend_repeats": 3}
 
 
 def served_catalogue() -> list[dict]:
@@ -473,6 +479,7 @@ def run(quick: bool) -> dict:
         "seam_size": settings["seam"],
         "threads_size": settings["threads_size"],
         "default_model": DEFAULT_MODEL,
+        "backend_size": settings["backend_size"],
     }
     started = time.monotonic()
     try:
@@ -494,6 +501,14 @@ def run(quick: bool) -> dict:
                 log(f"large: {model} at {size} px")
                 results["large"].append({"model": model, **page.evaluate(
                     "(a) => bench.large(a)", {"model": model, "size": size, "workers": "auto"})})
+            results["backends"] = {}
+            for model in BACKEND_MODELS:
+                for name in BACKENDS:
+                    log(f"backends: {model} on {name}")
+                    results["backends"].setdefault(model, {})[name] = page.evaluate(
+                        "(a) => bench.backend(a)", {"model": model, "backend": name,
+                                                     "size": settings["backend_size"],
+                                                     "repeats": settings["backend_repeats"]})
             log("quality")
             results["quality"] = measure_quality(page, quality_models, settings["quality_photos"])
             results["quality_photos"] = settings["quality_photos"]
@@ -728,6 +743,7 @@ def report(results: dict) -> str:
         out.append(f"| {run['model']} | {run['size']}x{run['size']} | {run['width']}x"
                    f"{run['height']} | {run['ms'] / 1000:.1f} s | "
                    f"{m['tfHeapBytes'] / 2**20:.0f} MiB | {m['pyHeapBytes'] / 2**20:.0f} MiB |")
+    out += backend_section(results)
     threads = results["threads"]
     out += ["", "## WASM threads: cross-origin isolated or not", "",
             f"On this machine ({os.cpu_count()} cores), esrgan-slim-x2 at "
@@ -751,6 +767,24 @@ def report(results: dict) -> str:
             f"{shop['large_bytes'] / shop['small_bytes']:.1f}x less to send.", ""]
     out += wire_section(shop)
     return "\n".join(out)
+
+
+def backend_section(results: dict) -> list[str]:
+    """ms per megapixel of input on each backend; a software GPU (SwiftShader here) says so."""
+    backends = results.get("backends")
+    if not backends:
+        return []
+    size = results.get("backend_size", "?")
+    out = ["", f"## Backends (ms per megapixel of input, {size} px photo, median of runs after "
+           "a warm one)", "", "| backend | device | " + " | ".join(backends) + " |",
+           "| --- | --- |" + " --- |" * len(backends)]
+    for name in BACKENDS:
+        runs = [backends[model][name] for model in backends]
+        label = runs[0]["device"] + (" (software)" if runs[0]["software"] else "")
+        cells = [f"failed: {r['error']}" if "error" in r else f"{r['msPerMegapixel']:,.0f}"
+                 for r in runs]
+        out.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
+    return [*out, "", "No GPU machine ran this bench: a real GPU's numbers are missing."]
 
 
 def wire_section(shop: dict) -> list[str]:

@@ -216,6 +216,44 @@
     return { size, ms, width: result.width, height: result.height, memory, outputBytes: result.data.length };
   }
 
+  /**
+   * What renders a backend here, and whether it is software (SwiftShader, llvmpipe, a WebGPU
+   * fallback adapter): such numbers say nothing of a real GPU's.
+   */
+  async function device(name) {
+    const software = /swiftshader|llvmpipe|softpipe|software/i;
+    if (name === 'webgl') {
+      const gl = new OffscreenCanvas(1, 1).getContext('webgl2');
+      const debug = gl && gl.getExtension('WEBGL_debug_renderer_info');
+      const renderer = gl ? gl.getParameter(debug ? debug.UNMASKED_RENDERER_WEBGL : gl.RENDERER) : 'none';
+      return { device: renderer, software: software.test(renderer) };
+    }
+    if (name === 'webgpu') {
+      const adapter = navigator.gpu && await navigator.gpu.requestAdapter();
+      if (!adapter) return { device: 'no adapter', software: false };
+      const info = adapter.info || {};
+      const label = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ');
+      return { device: label, software: Boolean(adapter.isFallbackAdapter || info.isFallbackAdapter) || software.test(label) };
+    }
+    return { device: name === 'wasm' ? 'WebAssembly, every core' : 'plain JavaScript', software: false };
+  }
+
+  /** One backend on `model`: ms per megapixel of input at `size` px, after a warm run. */
+  async function backend({ model, backend: name, size, repeats }) {
+    const { Upscaler } = await import('./upscale.js');
+    const image = await crop(size);
+    const up = new Upscaler({ model, backend: name });
+    try {
+      const info = await attempt(() => up.ready);
+      if (info.error) return { error: info.error, ...(await device(name)) };
+      // The warm run compiles the GPU's shaders for this tile shape: a cost paid once.
+      const run = await timed(() => up.upscale(image), repeats, 1);
+      return { ...run, msPerMegapixel: run.median / ((size * size) / 1e6), reason: info.reason, ...(await device(name)) };
+    } finally {
+      up.dispose();
+    }
+  }
+
   /** Time the limit and Upscale on this page as it is (isolated or not), for the threads test. */
   async function threads({ model, size, repeats }) {
     const { Upscaler } = await import('./upscale.js');
@@ -296,5 +334,5 @@
     return out;
   }
 
-  window.bench = { contenders, firstResult, barePyodide, large, threads, quality };
+  window.bench = { contenders, firstResult, barePyodide, large, threads, quality, backend };
 })();

@@ -104,8 +104,32 @@ const TfBridge = (() => {
     if (typeof self.tf === 'undefined') importScripts(...bundles);
   }
 
+  // TF.js flags the caller set (Upscaler's tfFlags), applied once TF.js is loaded.
+  let flags = {};
+
+  /**
+   * Keep `wanted` ({ NAME: boolean or number }) for the backends this worker starts; e.g.
+   * WEBGL_FORCE_F16_TEXTURES: true runs WebGL as a phone without float32 render targets does.
+   */
+  function useFlags(wanted) {
+    const bad = Object.entries(wanted || {}).find(([, value]) => !['boolean', 'number'].includes(typeof value));
+    if (bad) throw Object.assign(new Error(`tfFlags.${bad[0]} must be a boolean or a number`), { name: 'InvalidOptions' });
+    flags = { ...(wanted || {}) };
+  }
+
+  function applyFlags() {
+    for (const [name, value] of Object.entries(flags)) {
+      try {
+        tf.env().set(name, value);
+      } catch (error) {
+        throw Object.assign(new Error(`tfFlags: ${error.message}`), { name: 'InvalidOptions' });
+      }
+    }
+  }
+
   async function tryBackend(name, wasmBase) {
     await loadTf(wasmBase);
+    applyFlags();
     if (name === 'wasm') {
       tf.wasm.setWasmPaths(wasmBase);
       if (self.crossOriginIsolated) tf.wasm.setThreadsCount(navigator.hardwareConcurrency || 1);
@@ -168,6 +192,14 @@ const TfBridge = (() => {
   }
 
   /**
+   * Whether the current backend holds tensors in half floats: WebGL on a GPU without float32
+   * render targets (many phones), or told to (WEBGL_FORCE_F16_TEXTURES). Float16 stops at 65504.
+   */
+  function halfFloat() {
+    return tf.getBackend() === 'webgl' && !tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED');
+  }
+
+  /**
    * Call `onLost()` once if the GPU context behind the current backend goes away (a driver
    * reset, the OS reclaiming the GPU, WEBGL_lose_context). TF.js itself would wait forever.
    */
@@ -197,13 +229,13 @@ const TfBridge = (() => {
         this.reject = reject;
       });
       this.gone.catch(() => {});
-      this.inflight = null; // the output tensor a predict() is reading back
+      this.inflight = new Set(); // output tensors predict() calls are reading back
     }
 
     /** The GPU is gone: fail the predict in flight (and all later ones) with `error`. */
     abandon(error) {
-      if (this.inflight) this.inflight.dispose(); // its texture went with the context
-      this.inflight = null;
+      for (const tensor of this.inflight) tensor.dispose(); // their textures went with the context
+      this.inflight.clear();
       this.reject(error);
     }
 
@@ -238,12 +270,11 @@ const TfBridge = (() => {
         if (this.outScale !== 1) y = tf.mul(y, this.outScale);
         return tf.cast(tf.round(tf.clipByValue(y, 0, 255)), 'int32');
       });
-      this.inflight = result;
+      this.inflight.add(result);
       try {
         return new Uint8Array(await result.data());
       } finally {
-        if (this.inflight === result) this.inflight = null;
-        result.dispose();
+        if (this.inflight.delete(result)) result.dispose();
       }
     }
 
@@ -266,5 +297,5 @@ const TfBridge = (() => {
     return { tensors: m.numTensors, bytes: m.numBytes, heapBytes };
   }
 
-  return { chooseBackend, wasmFlavour, watchGpuLoss, softwareAdapter, Model, memory };
+  return { chooseBackend, useFlags, wasmFlavour, watchGpuLoss, softwareAdapter, halfFloat, Model, memory };
 })();

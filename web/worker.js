@@ -221,6 +221,9 @@ function largestSide(manifest, files) {
   return Math.floor(Math.sqrt(TILE_MEMORY_BYTES / (widest * 4 * LIVE_ACTIVATIONS)));
 }
 
+// On a GPU two tiles are in flight: the next one uploads and queues its work while the last
+// one reads back (TF.js's data() waits for the GPU without blocking this thread).
+const GPU_TILES_IN_FLIGHT = 2;
 const TEXTURE_TOO_LARGE = /texture size .* greater than WebGL maximum/i;
 const SMALLEST_PATCH = 16;
 // On WebAssembly a new tile shape costs nothing to set up, so each image gets the patch that
@@ -288,32 +291,54 @@ function gpuLost(what) {
   state.lost = error;
   const model = state.model;
   model.abandon(error);
-  state.recovering = (async () => {
-    const choice = await startBackend('wasm');
-    state.model = null;
-    try {
-      model.dispose();
-    } catch {
-      // its textures went with the context
-    }
-    // A model the user brought has no URL: it is loaded again from what was converted.
-    await switchModel(model.manifest, model.manifest.custom ? state.ownArtifacts : null);
-    state.info = {
-      ...state.info,
-      backend: choice.backend,
-      reason: `${what}; now ${reasonFor(choice)}`,
-      tile: state.tile,
-      workers: state.pool ? state.pool.size : 1,
-    };
-    post({ type: 'info', value: state.info }); // `ready` now says where the model runs
-    state.recovering = null;
-  })();
+  // A model the user brought has no URL: it is loaded again from what was converted.
+  state.recovering = moveToWasm(what, model.manifest, model.manifest.custom ? state.ownArtifacts : null)
+    .then(() => {
+      state.recovering = null;
+    });
   // WebAssembly failed too (a download, memory): this worker is done for. The page replaces
   // it, and the next call starts afresh, on whatever backend works then.
   state.recovering.catch((failure) => post({
     type: 'fatal', name: 'ContextLost',
     message: `${what}, and moving the model to WebAssembly failed (${failure.message}); the next call starts a fresh engine`,
   }));
+}
+
+/**
+ * Move the engine to WebAssembly with `manifest`'s model (`artifacts`: it in memory, else it
+ * is downloaded), because of `why`: a lost GPU, or a model that overflows its half floats.
+ * `ready` then says where the model runs.
+ */
+async function moveToWasm(why, manifest, artifacts = null) {
+  const old = state.model;
+  const choice = await startBackend('wasm');
+  state.model = null;
+  try {
+    if (old) old.dispose();
+  } catch {
+    // a lost GPU took its textures along
+  }
+  const timings = await switchModel(manifest, artifacts);
+  state.info = {
+    ...state.info,
+    backend: choice.backend,
+    reason: `${why}; now ${reasonFor(choice)}`,
+    model: manifest,
+    tile: state.tile,
+    workers: state.pool ? state.pool.size : 1,
+  };
+  if (state.info.timings) state.info.timings = { ...state.info.timings, ...timings };
+  post({ type: 'info', value: state.info });
+}
+
+/**
+ * SPAN scales its input by 255 inside, and a high-contrast tile then overflows float16: on a
+ * half-float WebGL (a phone without float32 render targets) it paints garbage (measured: 8.6 dB
+ * against float32 on a black and white pattern, where other models keep 59 dB and more). Such
+ * models say `"float16": false`; the engine runs them on WebAssembly there.
+ */
+function overflowsHere(manifest) {
+  return manifest.float16 === false && state.backend === 'webgl' && !state.pool && TfBridge.halfFloat();
 }
 
 let ownModels = 0; // each model the user brings gets its own key in the tile workers
@@ -387,9 +412,10 @@ function bitmapToRgba(bitmap) {
 }
 
 const methods = {
-  async init({ model: modelId, backend = 'auto', workers = 'auto', stepLimitMs }) {
+  async init({ model: modelId, backend = 'auto', workers = 'auto', stepLimitMs, tfFlags = null }) {
     const t0 = performance.now();
     TilePool.size(workers); // a bad count fails here, before anything loads
+    TfBridge.useFlags(tfFlags);
     state.workers = workers;
     if (stepLimitMs != null) {
       if (!(Number(stepLimitMs) >= 1000)) throw invalidOptions(`stepLimitMs must be at least 1000, not ${stepLimitMs}`);
@@ -408,13 +434,18 @@ const methods = {
     // The weights download while the backend starts: neither waits for the other.
     const files = downloadModel(manifest);
     files.catch(() => {});
-    const { choice, ms: tfMs } = await tfReady;
+    let { choice, ms: tfMs } = await tfReady;
+    let halfFloatNote = '';
+    if (overflowsHere(manifest)) {
+      halfFloatNote = `; ${manifest.id} overflows WebGL's half floats here, so WebAssembly`;
+      choice = await startBackend('wasm');
+    }
     const { modelMs, warmupMs } = await switchModel(manifest, files);
-    TfBridge.watchGpuLoss(gpuLost);
+    if (!state.pool) TfBridge.watchGpuLoss(gpuLost);
     const pythonMs = await python;
     state.info = {
       backend: choice.backend,
-      reason: reasonFor(choice),
+      reason: reasonFor(choice) + halfFloatNote,
       model: manifest,
       limits: state.engine.device_limits(DEVICE_MEMORY).toJs({ dict_converter: Object.fromEntries }),
       tile: state.tile,
@@ -451,7 +482,9 @@ const methods = {
       return state.info;
     }
     const manifest = findModel(modelId);
-    if (manifest.id !== state.model.manifest.id) {
+    if (overflowsHere(manifest)) {
+      await moveToWasm(`${manifest.id} overflows WebGL's half floats here`, manifest);
+    } else if (manifest.id !== state.model.manifest.id) {
       const { modelMs, warmupMs } = await switchModel(manifest);
       state.info = {
         ...state.info, model: manifest, tile: state.tile, timings: { ...state.info.timings, modelMs, warmupMs },
@@ -506,12 +539,13 @@ async function upscaleNow({ input, options = {} }, id) {
     width: source.width,
     height: source.height,
   };
+  const gpu = state.backend === 'webgl' || state.backend === 'webgpu';
   const settings = {
     scale: manifest.scale,
     patchSize: options.patchSize ?? state.tile.patchSize,
     padding: options.padding ?? paddingFor(options.patchSize),
     deviceMemory: DEVICE_MEMORY,
-    parallel: state.pool ? state.pool.size : 1, // tiles in flight at once
+    parallel: state.pool ? state.pool.size : gpu ? GPU_TILES_IN_FLIGHT : 1, // tiles in flight at once
     margin: manifest.margin || 0,
     largestPatch: largestAutoPatch(manifest),
   };

@@ -25,10 +25,10 @@ SIDE = 32  # the converted model's input: one tile, and 16 px tiles for the repe
 
 # One engine: the golden fixture whole and in 32 px tiles, then span-x2 (setModel) as one tile,
 # three more jobs counting tensors, and a job cancelled at its first tile.
-MATRIX = """async ({ backend, fixture, crop, side }) => {
+MATRIX = """async ({ backend, tfFlags, fixture, crop, side }) => {
   const { Upscaler } = await import('./upscale.js');
 """ + TO_BASE64 + """
-  const up = new Upscaler({ model: 'esrgan-slim-x2', backend });
+  const up = new Upscaler({ model: 'esrgan-slim-x2', backend, tfFlags });
   window.__up = up;
   const info = await up.ready;
   const file = async (url) => (await fetch(url)).blob();
@@ -53,7 +53,7 @@ MATRIX = """async ({ backend, fixture, crop, side }) => {
   const next = await up.upscale(await file(crop), tiled);
   const afterCancel = await up.memory();
   return { info, golden, span, before, after, cancelled, progress, next: [next.width, next.height],
-           afterCancel };
+           afterCancel, infoAfter: await up.ready };
 }"""
 
 # In the engine worker: lose the GPU as a driver reset would.
@@ -75,16 +75,24 @@ def rgb(encoded: str, width: int, height: int) -> np.ndarray:
     return np.frombuffer(base64.b64decode(encoded), np.uint8).reshape(height, width, 4)[..., :3]
 
 
-@pytest.mark.parametrize("backend", ["wasm", "cpu", "webgl", "webgpu"])
+# WebGL once more as a phone without float32 render targets runs it: half-float textures.
+# esrgan-slim runs there; span-x2 (marked "float16": false: it overflows) moves to WASM.
+F16 = {"WEBGL_FORCE_F16_TEXTURES": True}
+BACKENDS = {"wasm": ("wasm", None), "cpu": ("cpu", None), "webgl": ("webgl", None),
+            "webgl-f16": ("webgl", F16), "webgpu": ("webgpu", None)}
+
+
+@pytest.mark.parametrize("case", list(BACKENDS))
 def test_every_backend_matches_the_references_leaks_nothing_and_cancels(
-        app, photos, ncnn_by_id, backend):
+        app, photos, ncnn_by_id, case):
+    backend, flags = BACKENDS[case]
     app.set_default_timeout(BOOT_TIMEOUT_MS * 5)
     package = build.NODE_MODULES / SLIM["package"]
     fixture_png = (package / SLIM["reference"]["fixture"]).read_bytes()
     expected = np.asarray(Image.open(package / SLIM["reference"]["result"]).convert("RGB"))
     crop = photo_crop(photos, "astronaut.png", SIDE, left=180, top=90)
     got = app.evaluate(MATRIX, {
-        "backend": backend, "side": SIDE,
+        "backend": backend, "tfFlags": flags, "side": SIDE,
         "fixture": serve_bytes(app, "fixture.png", fixture_png),
         "crop": serve_bytes(app, "crop.png", png_bytes(crop))})
     assert got["info"]["backend"] == backend, got["info"]["reason"]
@@ -98,10 +106,16 @@ def test_every_backend_matches_the_references_leaks_nothing_and_cancels(
     assert got["cancelled"] == "AbortError" and got["progress"][0][1] > 1, got["progress"]
     assert got["next"] == [SIDE * 2, SIDE * 2]
     assert got["afterCancel"]["tensors"] == got["before"]["tensors"], "a cancel leaks nothing"
-    if backend not in LOSE:
+    worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
+    if flags == F16:
+        # The flag took, and span-x2 (which overflows half floats) moved the engine to WASM.
+        assert worker.evaluate("tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED')") is False
+        assert got["infoAfter"]["backend"] == "wasm", got["infoAfter"]
+        assert "span-x2 overflows WebGL's half floats here" in got["infoAfter"]["reason"]
+    if backend not in LOSE or flags == F16:
         app.evaluate("window.__up.dispose()")
         return
-    worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
+    assert got["infoAfter"]["backend"] == backend
     worker.evaluate(LOSE[backend])
     after = app.evaluate(AFTER_LOSS, serve_bytes(app, "crop.png", png_bytes(crop)))
     assert after["size"] == [SIDE * 2, SIDE * 2] and after["backend"] == "wasm", after

@@ -138,3 +138,16 @@ def test_every_quality_row_has_a_speed_and_the_chart_a_point(quick_bench):
     assert sorted(points) == sorted(speeds), "one point per timed model"
     for g in svg.iter(f"{SVG}g"):
         assert g.find(f"{SVG}text").text == g.get("data-model"), "each point labelled"
+
+
+def test_every_backend_has_its_speed_and_names_its_device(quick_bench):
+    results, report, *_ = quick_bench
+    for model, runs in results["backends"].items():
+        assert set(runs) == {"wasm", "cpu", "webgl", "webgpu"}, model
+        for name, run in runs.items():
+            assert_stats(run, f"backends.{model}.{name}")
+            assert is_number(run["msPerMegapixel"]) and run["device"], (model, name)
+    assert set(results["backends"]) == {"esrgan-slim-x2", DEFAULT_MODEL}
+    # This machine has no GPU: SwiftShader renders both GPU backends, and the report says so.
+    assert results["backends"][DEFAULT_MODEL]["webgpu"]["software"] is True
+    assert "## Backends" in report and "(software)" in report
