@@ -172,10 +172,6 @@ const TilePool = (() => {
         heapBytes: each.reduce((sum, m) => sum + m.heapBytes, 0),
       };
     }
-
-    terminate() {
-      for (const member of this.members) member.worker.terminate();
-    }
   }
 
   /** A model loaded in every member of a pool; the same interface as TfBridge.Model. */

@@ -16,10 +16,10 @@ export const DEFAULT_MODEL = 'span-x2';
 
 /** Thrown when an Upscaler is used after dispose() or its worker died. */
 export class UpscaleError extends Error {
-  constructor(message, { name = 'UpscaleError', code = null } = {}) {
+  constructor(message, { name = 'UpscaleError', tiles = null } = {}) {
     super(message);
     this.name = name;
-    this.code = code;
+    if (tiles) this.tiles = tiles; // a cancelled job: { done, total } tiles went to the model
   }
 }
 

@@ -41,9 +41,10 @@ const state = {
   backend: null, // the backend the model runs on
   workers: 'auto', // how many tile workers were asked for
   catalogue: [],
-  // { patchSize, padding, maxPatchSize } the current model runs at on this device; patchSize
-  // 'auto' (WebAssembly): the Python tiler picks it per image, up to LARGEST_AUTO_PATCH.
+  // The tile rule of the current model on this device, decided in Python (upscale.policy):
+  // { patchSize, padding, maxPatchSize, largestSide, ... }; patchSize null: chosen per image.
   tile: null,
+  tilesRun: 0, // tiles handed to the model since this engine started (memory() says it)
   // The longest one step of loading may take (Python's start, the backend, a download that
   // stops moving, loading into TF.js, the first run): past it, the step fails as Stalled.
   stepLimitMs: 180_000,
@@ -72,21 +73,43 @@ function whileBusy(what, step) {
   }
 }
 
-/** Errors cross the boundary as plain data: { name, message, code }. */
+/** Errors cross to the page as plain data: { name, message }. */
 function describe(error) {
   if (error && error.type && state.pyodide && error instanceof state.pyodide.ffi.PythonError) {
-    // Python errors arrive with a traceback; keep its last line, the message itself.
+    // Not an UpscaleError (those come back as Refusals): a bug. Its traceback goes to the
+    // console; the page gets the exception's own line.
+    console.error(error.message);
     const lines = String(error.message).trim().split('\n');
-    const last = lines[lines.length - 1];
-    const message = last.includes(': ') ? last.slice(last.indexOf(': ') + 2) : last;
-    const name = error.type === 'Cancelled' ? 'AbortError' : error.type;
-    return { name, message, code: error.type };
+    return { name: error.type, message: lines[lines.length - 1] };
   }
   return {
     name: (error && error.name) || 'Error',
     message: (error && error.message) || String(error),
-    code: (error && error.code) || null,
   };
+}
+
+/**
+ * What a Python entry point returned, or its Refusal (an UpscaleError: see upscale.bridge)
+ * thrown as an Error of that name and message.
+ */
+function fromPython(value) {
+  if (!(value instanceof state.pyodide.ffi.PyProxy) || value.type !== 'Refusal') return value;
+  try {
+    const tiles = value.tiles ? value.tiles.toJs({ dict_converter: Object.fromEntries }) : null;
+    throw Object.assign(new Error(value.message), { name: value.name }, tiles ? { tiles } : {});
+  } finally {
+    value.destroy();
+  }
+}
+
+/** A Python dict an entry point returned (or its Refusal thrown), as a plain object. */
+function dictFromPython(value) {
+  const proxy = fromPython(value);
+  try {
+    return proxy.toJs({ dict_converter: Object.fromEntries });
+  } finally {
+    proxy.destroy();
+  }
 }
 
 async function loadPython() {
@@ -163,11 +186,12 @@ function downloadModel(manifest) {
 // limits from it (upscale.imaging.Limits.for_device).
 const DEVICE_MEMORY = navigator.deviceMemory ?? null;
 
-/** Throws ImageTooLarge if the current model may not take a `width` x `height` image here. */
+/**
+ * Throws ImageTooLarge if the current model may not take a `width` x `height` image here, or
+ * InvalidOptions if it may not run at `patchSize`.
+ */
 function checkSize({ width, height }, patchSize = null) {
-  const patch = patchSize ?? state.tile.patchSize;
-  state.engine.check_size(width, height, state.model.manifest.scale, DEVICE_MEMORY,
-    Number.isInteger(patch) ? patch : null);
+  fromPython(state.engine.check_size(width, height, state.tile, patchSize ?? null, DEVICE_MEMORY));
 }
 
 function findModel(modelId) {
@@ -195,70 +219,47 @@ async function switchModel(manifest, artifacts = null) {
   const w0 = performance.now();
   let tile;
   try {
-    tile = await withinLimit(`the first run of ${manifest.id} (its warm-up)`, largestTile(model, manifest));
+    tile = await withinLimit(`the first run of ${manifest.id} (its warm-up)`, largestTile(model, manifest, files));
   } catch (error) {
     model.dispose();
     throw error;
   }
   if (state.model) state.model.dispose();
   state.model = model;
-  state.tile = { ...tile, largestSide: largestSide(manifest, files) };
+  state.tile = tile;
   return { modelMs, warmupMs: performance.now() - w0 };
 }
 
-// What one tile may ask of memory. Its widest activation (the widest layer's channels, or the
-// output's 3 x scale² before the pixel shuffle, per input pixel, as float32) lives a few times
-// over (a layer's input, its output, a temporary); past this, a WebAssembly heap (4 GiB at
-// most) traps, so a patchSize that large is refused before it runs.
-const TILE_MEMORY_BYTES = 2 ** 30;
-const LIVE_ACTIVATIONS = 4;
-
-/** The largest tile side (patch, padding and margin) `manifest`'s model may run at. */
-function largestSide(manifest, files) {
-  const specs = (files && files.weightSpecs) || [];
-  const widest = Math.max(3 * manifest.scale ** 2,
-    ...specs.filter((w) => w.shape.length === 4).map((w) => w.shape[3]));
-  return Math.floor(Math.sqrt(TILE_MEMORY_BYTES / (widest * 4 * LIVE_ACTIVATIONS)));
-}
-
-// On a GPU two tiles are in flight: the next one uploads and queues its work while the last
-// one reads back (TF.js's data() waits for the GPU without blocking this thread).
-const GPU_TILES_IN_FLIGHT = 2;
 const TEXTURE_TOO_LARGE = /texture size .* greater than WebGL maximum/i;
-const SMALLEST_PATCH = 16;
-// On WebAssembly a new tile shape costs nothing to set up, so each image gets the patch that
-// shares it best between the tile workers (choose_patch), up to 320 px and an output tile of
-// 1024 px: the activations grow with the output (an x8 model's last layers at 2560 px would
-// need gigabytes).
-const LARGEST_AUTO_PATCH = 320;
-const LARGEST_AUTO_OUTPUT = 1024;
-
-function largestAutoPatch(manifest) {
-  const byOutput = 8 * Math.floor(LARGEST_AUTO_OUTPUT / manifest.scale / 8);
-  return Math.min(LARGEST_AUTO_PATCH, Math.max(manifest.patchSize, byOutput));
-}
 
 /**
- * Warm the model up at its patch size, halving the patch while the GPU cannot hold the
- * textures a tile needs (TF.js packs activations into textures much larger than the tile:
- * an x8 model at 128 px asks for over 20000 x 20000). Returns the tile this device can run.
+ * Warm the model up at its patch size, halving the patch (as Python says) while the GPU cannot
+ * hold the textures a tile needs (TF.js packs activations into textures much larger than the
+ * tile: an x8 model at 128 px asks for over 20000 x 20000). Returns the tile rule Python
+ * decides for this model here (upscale.policy.tile_rule).
  */
-async function largestTile(model, manifest) {
+async function largestTile(model, manifest, files) {
   let patchSize = manifest.patchSize;
   let tooLarge = null; // the smallest patch seen to fail, when one did
   for (;;) {
     try {
       await model.warmUp(patchSize);
-      const padding = Math.min(manifest.padding, Math.floor(patchSize / 4));
-      const gpu = state.backend === 'webgl' || state.backend === 'webgpu';
-      if (!gpu) return { patchSize: 'auto', padding, maxPatchSize: null };
-      return { patchSize, padding, maxPatchSize: tooLarge ? patchSize : null };
+      break;
     } catch (error) {
-      if (!TEXTURE_TOO_LARGE.test(error.message) || patchSize / 2 < SMALLEST_PATCH) throw error;
+      if (!TEXTURE_TOO_LARGE.test(error.message)) throw error;
+      await state.python; // the warm-up may beat Python's start
+      const smaller = state.engine.next_patch(patchSize);
+      if (smaller == null) throw error;
       tooLarge = patchSize;
-      patchSize /= 2;
+      patchSize = smaller;
     }
   }
+  await state.python;
+  // The facts Python decides from: the output channels of each convolution.
+  const widths = ((files && files.weightSpecs) || [])
+    .filter((w) => w.shape.length === 4).map((w) => w.shape[3]);
+  return dictFromPython(state.engine.tile_for(manifest, widths, state.backend,
+    state.pool ? state.pool.size : 0, patchSize, tooLarge));
 }
 
 /**
@@ -347,16 +348,9 @@ let ownModels = 0; // each model the user brings gets its own key in the tile wo
  * Convert an ncnn pair in Python; returns the manifest the engine runs it by and the TF.js
  * artifacts to load it from memory. A wrong `scale` or `inputRange` is refused by name.
  */
-function convertOwnModel({ param, bin }, { scale, inputRange = [0, 1], name }) {
-  if (!(param instanceof ArrayBuffer) || !(bin instanceof ArrayBuffer)) {
-    throw invalidOptions('a model of your own needs both files: ncnn: { param, bin }');
-  }
-  const range = inputRange ?? [0, 1];
-  if (!Array.isArray(range) || range.length !== 2 || range[0] !== 0 || !(range[1] > 0)) {
-    throw invalidOptions(`inputRange must be [0, max] with max > 0: got ${JSON.stringify(inputRange)}`);
-  }
-  const result = whileBusy('converting the model',
-    () => state.engine.convert_ncnn(new Uint8Array(param), new Uint8Array(bin)));
+function convertOwnModel({ param, bin }, { scale, inputRange, name }) {
+  const result = fromPython(whileBusy('converting the model',
+    () => state.engine.convert_ncnn(param ?? null, bin ?? null, scale ?? null, inputRange ?? null)));
   let text, weights, meta;
   try {
     const [jsonText, data, info] = result.toJs({ dict_converter: Object.fromEntries, create_proxies: false });
@@ -365,9 +359,6 @@ function convertOwnModel({ param, bin }, { scale, inputRange = [0, 1], name }) {
     meta = info;
   } finally {
     result.destroy();
-  }
-  if (scale != null && Number(scale) !== meta.scale) {
-    throw invalidOptions(`scale ${scale} was given, but this network enlarges ${meta.scale} times`);
   }
   const model = JSON.parse(text);
   const label = String(name || 'model').slice(0, 80);
@@ -381,8 +372,8 @@ function convertOwnModel({ param, bin }, { scale, inputRange = [0, 1], name }) {
     scale: meta.scale,
     margin: meta.margin,
     layerTypes: meta.layerTypes,
-    inputRange: range,
-    outputRange: range,
+    inputRange: inputRange ?? [0, 1],
+    outputRange: inputRange ?? [0, 1],
     customLayers: [],
     patchSize: 128,
     padding: 16,
@@ -422,6 +413,7 @@ const methods = {
       state.stepLimitMs = Number(stepLimitMs);
     }
     const python = withinLimit('starting Python (Pyodide, numpy)', loadPython());
+    state.python = python; // the tile rule waits for it (and fails with it)
     state.pythonReady = python.catch(() => {});
     const tfReady = withinLimit('starting the TF.js backend', (async () => {
       const started = performance.now();
@@ -515,6 +507,7 @@ const methods = {
     const here = TfBridge.memory();
     const pool = state.pool ? await state.pool.memory() : { tensors: 0, bytes: 0, heapBytes: 0 };
     return {
+      tilesRun: state.tilesRun, // tiles handed to the model so far: a cancelled job stops adding
       tensors: here.tensors + pool.tensors, // every TF.js instance's live tensors
       bytes: here.bytes + pool.bytes,
       tfHeapBytes: here.heapBytes + pool.heapBytes, // their WASM heaps (each only grows)
@@ -525,7 +518,6 @@ const methods = {
 
 /** One upscale on the current model: the request handler without its GPU-loss wrapper. */
 async function upscaleNow({ input, options = {} }, id) {
-  const manifest = state.model.manifest;
   if (input.kind === 'bitmap') checkSize(input.bitmap, options.patchSize); // before its pixels are read
   const { source, transparent } = whileBusy('reading the image', () => {
     const read = input.kind === 'bitmap' ? bitmapToRgba(input.bitmap) : input;
@@ -539,33 +531,12 @@ async function upscaleNow({ input, options = {} }, id) {
     width: source.width,
     height: source.height,
   };
-  const gpu = state.backend === 'webgl' || state.backend === 'webgpu';
-  const settings = {
-    scale: manifest.scale,
-    patchSize: options.patchSize ?? state.tile.patchSize,
-    padding: options.padding ?? paddingFor(options.patchSize),
-    deviceMemory: DEVICE_MEMORY,
-    parallel: state.pool ? state.pool.size : gpu ? GPU_TILES_IN_FLIGHT : 1, // tiles in flight at once
-    margin: manifest.margin || 0,
-    largestPatch: largestAutoPatch(manifest),
-  };
-  const side = Number(settings.patchSize) + 2 * (Number(settings.padding) + settings.margin);
-  if (side > state.tile.largestSide) {
-    throw invalidOptions(
-      `patchSize ${settings.patchSize} with padding ${settings.padding} is more than ${manifest.id} ` +
-      `can run here: its activations would need over ${TILE_MEMORY_BYTES / 2 ** 30} GiB. Use at most ` +
-      `${state.tile.largestSide - 2 * (Number(settings.padding) + settings.margin)}`,
-    );
-  }
-  if (state.tile.maxPatchSize && settings.patchSize > state.tile.maxPatchSize) {
-    throw Object.assign(new Error(
-      `patchSize ${settings.patchSize} is more than this GPU can hold for ${manifest.id}: ` +
-      `at most ${state.tile.maxPatchSize} (its largest textures would not fit)`,
-    ), { name: 'InvalidOptions' });
-  }
+  // What the caller asked for; Python checks it against the tile rule (upscale.policy).
+  const asked = { patchSize: options.patchSize ?? null, padding: options.padding ?? null, deviceMemory: DEVICE_MEMORY };
   // The tile is a numpy array proxied from Python: read it in place, synchronously.
   const predict = (tile, height, width) => {
     const view = tile.getBuffer('u8');
+    state.tilesRun += 1;
     try {
       return state.model.predict(view.data, height, width).catch((error) => {
         if (error.name === 'OutOfMemory') state.tileFailure = state.tileFailure || error;
@@ -594,38 +565,29 @@ async function upscaleNow({ input, options = {} }, id) {
   // Python says when it decodes and when it finishes the image (busy): both synchronous.
   let result;
   try {
-    result = await state.engine.run(
-      pyInput, settings, predict, progress, cancelled, options.preview ? paint : null, busy,
-    );
+    result = fromPython(await state.engine.run(
+      pyInput, state.tile, asked, predict, progress, cancelled, options.preview ? paint : null, busy,
+    ));
   } finally {
     busy(null);
   }
+  const pixels = result.pixels;
   try {
-    const [height, width] = result.shape.toJs();
+    const [height, width] = pixels.shape.toJs();
     const data = whileBusy('handing over the result', () => {
-      const view = result.getBuffer('u8');
+      const view = pixels.getBuffer('u8');
       try {
         return view.data.slice(); // the one copy out, into a transferable buffer
       } finally {
         view.release();
       }
     });
-    const tiling = { patchSize: settings.patchSize, padding: settings.padding };
+    const tiling = { patchSize: result.patch, padding: result.padding };
     return { __transfer: [data.buffer], value: { data: data.buffer, width, height, tiling } };
   } finally {
+    pixels.destroy();
     result.destroy();
   }
-}
-
-/**
- * The padding for a job: the model's, unless an explicit patchSize is too small to hold it
- * (a patch must be more than twice its padding); then a quarter of the patch, as the GPU's
- * shrunken tiles get, rather than a refusal. The job's reply says what it ran with.
- */
-function paddingFor(patchSize) {
-  const patch = Number(patchSize);
-  if (patchSize == null || !Number.isInteger(patch) || patch > 2 * state.tile.padding) return state.tile.padding;
-  return Math.floor(patch / 4);
 }
 
 // One request at a time, in arrival order.
@@ -671,13 +633,7 @@ async function inspectNow(id, { bytes }) {
     await state.pythonReady;
     if (!state.engine) throw new Error('the engine is not initialised');
     await ensurePillow();
-    const answer = whileBusy('reading the file', () => state.engine.inspect(new Uint8Array(bytes)));
-    let value;
-    try {
-      value = answer.toJs({ dict_converter: Object.fromEntries });
-    } finally {
-      answer.destroy();
-    }
+    const value = dictFromPython(whileBusy('reading the file', () => state.engine.inspect(new Uint8Array(bytes))));
     post({ type: 'reply', id, ok: true, value });
   } catch (error) {
     post({ type: 'reply', id, ok: false, error: describe(error) });

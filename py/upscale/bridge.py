@@ -3,21 +3,75 @@
 Pixels cross the boundary once each way: the input is copied from a JS buffer straight into
 a numpy array, each tile goes to TF.js as a zero-copy view of the wasm heap, and the result is
 handed back as a numpy array the worker copies out once.
+
+An UpscaleError does not cross as an exception (JS would see a PythonError and its traceback
+as text): each entry point returns it as a `Refusal`, which the worker throws as an Error of
+that name and message (worker.js `fromPython`). Any other exception is a bug, and crosses
+with its traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect as introspect
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 from pyodide.ffi import JsProxy
 
 from . import __version__
+from .errors import (
+    BAD_PIXEL_COUNT,
+    BAD_RANGE,
+    BOTH_FILES,
+    WRONG_SCALE,
+    Cancelled,
+    InvalidImage,
+    InvalidOptions,
+    UpscaleError,
+)
 from .imaging import Limits, decode, describe_file
 from .ncnn import convert_to_json
-from .pipeline import Options, upscale
+from .pipeline import upscale
+from .policy import TileRule, smaller_patch, tile_rule
 from .tiling import Region, check_integer
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An UpscaleError on its way to JavaScript. `name` is the error class's name, except that
+    a cancelled job is the web's AbortError; `tiles` says how far a cancelled job got."""
+
+    name: str
+    message: str
+    tiles: dict | None = None
+
+    @classmethod
+    def of(cls, error: UpscaleError) -> Refusal:
+        if isinstance(error, Cancelled):
+            return cls("AbortError", str(error), {"done": error.done, "total": error.total})
+        return cls(type(error).__name__, str(error))
+
+
+def crossing(function):
+    """Return an UpscaleError raised by `function` (sync or async) as a Refusal."""
+    if introspect.iscoroutinefunction(function):
+        @functools.wraps(function)
+        async def refusing(*args, **kwargs):
+            try:
+                return await function(*args, **kwargs)
+            except UpscaleError as error:
+                return Refusal.of(error)
+    else:
+        @functools.wraps(function)
+        def refusing(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except UpscaleError as error:
+                return Refusal.of(error)
+    return refusing
 
 
 def versions() -> dict[str, str | None]:
@@ -34,13 +88,16 @@ def versions() -> dict[str, str | None]:
     }
 
 
-def check_size(width: int, height: int, scale: int, device_memory: float | None,
-               patch: int | None = None) -> None:
-    """Raise ImageTooLarge if a `width` x `height` image may not be upscaled `scale` times on
-    this device: asked before the pixels of a canvas or bitmap are read."""
+@crossing
+def check_size(width: int, height: int, tile: JsProxy, patch_size: object,
+               device_memory: float | None) -> None:
+    """Refuse (ImageTooLarge) a `width` x `height` image the current model may not upscale on
+    this device, or (InvalidOptions) a patchSize it may not run at: asked before the pixels of
+    a canvas or bitmap are read."""
     width = check_integer("width", width, 1, 1 << 16)
     height = check_integer("height", height, 1, 1 << 16)
-    Limits.for_device(device_memory).check(width, height, scale, patch)
+    options = TileRule.from_js(tile.to_py()).job(patch_size)
+    Limits.for_device(device_memory).check(width, height, options.scale, options.patch_size)
 
 
 def device_limits(device_memory: float | None) -> dict[str, int]:
@@ -48,13 +105,29 @@ def device_limits(device_memory: float | None) -> dict[str, int]:
     return Limits.for_device(device_memory).describe()
 
 
+@crossing
+def tile_for(manifest: JsProxy, widths: JsProxy, backend: str, tile_workers: int, warmed: int,
+         too_large: int | None) -> dict:
+    """The tile `manifest`'s model runs at here, once warmed up (see policy.tile_rule)."""
+    return tile_rule(manifest.to_py(), widths.to_py(), backend, tile_workers, warmed,
+                     too_large).to_js()
+
+
+def next_patch(patch: int) -> int | None:
+    """The patch to warm up at after `patch` did not fit the GPU (None: give up)."""
+    return smaller_patch(patch)
+
+
 def _rgba_from_js(data: JsProxy, width: int, height: int, limits: Limits, scale: int,
                   patch: int | None):
     width = check_integer("width", width, 1, 1 << 16)
     height = check_integer("height", height, 1, 1 << 16)
     limits.check(width, height, scale, patch)
+    if data.byteLength != width * height * 4:
+        raise InvalidImage(BAD_PIXEL_COUNT.format(width=width, height=height,
+                                                  want=width * height * 4, got=data.byteLength))
     pixels = np.empty((height, width, 4), np.uint8)
-    data.assign_to(pixels)  # the one copy in; raises if the byte count does not match
+    data.assign_to(pixels)  # the one copy in
     return pixels
 
 
@@ -74,10 +147,21 @@ DECODING = "decoding the image"
 FINISHING = "finishing the image"
 
 
-async def run(source: JsProxy, options: JsProxy, predict: JsProxy, progress: JsProxy,
-              cancelled: JsProxy, paint: JsProxy | None = None,
-              busy: JsProxy | None = None) -> np.ndarray:
-    """Upscale what the page sent; returns an (H*s, W*s, 4) uint8 array.
+@dataclass(frozen=True)
+class Result:
+    """A finished job: the (H*s, W*s, 4) pixels, and the tiling it ran with."""
+
+    pixels: np.ndarray
+    patch: int
+    padding: int
+
+
+@crossing
+async def run(source: JsProxy, tile: JsProxy, asked: JsProxy, predict: JsProxy,
+              progress: JsProxy, cancelled: JsProxy, paint: JsProxy | None = None,
+              busy: JsProxy | None = None) -> Result:
+    """Upscale what the page sent with the current model's `tile` rule and the options the
+    caller `asked` for ({patchSize, padding, deviceMemory}; each may be null).
 
     With `paint`, each finished tile's owned output pixels go to `paint(x, y, width, height,
     rgba)` (an opaque RGBA array the callee copies before returning) for a live preview.
@@ -89,18 +173,16 @@ async def run(source: JsProxy, options: JsProxy, predict: JsProxy, progress: JsP
         if busy is not None:
             busy(what)
 
-    opts = options.to_py()
-    patch = opts["patchSize"]
-    settings = Options(int(opts["scale"]), None if patch == "auto" else patch, opts["padding"],
-                       int(opts.get("parallel", 1)), int(opts.get("largestPatch", 320)),
-                       int(opts.get("margin", 0)))
-    limits = Limits.for_device(opts.get("deviceMemory"))
+    asked = asked.to_py()
+    settings = TileRule.from_js(tile.to_py()).job(asked.get("patchSize"), asked.get("padding"))
+    limits = Limits.for_device(asked.get("deviceMemory"))
     mark(DECODING)
     if source.kind == "encoded":
         image = decode(source.bytes.to_bytes(), settings.scale, limits, settings.patch_size)
     else:
         image = _rgba_from_js(source.data, source.width, source.height, limits, settings.scale,
                               settings.patch_size)
+    settings = settings.for_image(image.shape[0], image.shape[1])
 
     decoding = True
 
@@ -124,15 +206,36 @@ async def run(source: JsProxy, options: JsProxy, predict: JsProxy, progress: JsP
     def paint_tile(region: Region, pixels: np.ndarray) -> None:
         paint(region.x, region.y, region.width, region.height, _with_alpha(pixels))
 
-    return await upscale(_with_alpha(image), predict_tile, settings, report, lambda: cancelled(),
-                         paint_tile if paint is not None else None)
+    pixels = await upscale(_with_alpha(image), predict_tile, settings, report,
+                           lambda: cancelled(), paint_tile if paint is not None else None)
+    return Result(pixels, settings.patch_size, settings.padding)
 
 
-def convert_ncnn(param: JsProxy, weights: JsProxy):
-    """A model the user brought, as (model.json text, weight bytes, {scale, margin, ...})."""
-    return convert_to_json(param.to_bytes(), weights.to_bytes())
+@crossing
+def convert_ncnn(param: JsProxy | None, weights: JsProxy | None, scale: object,
+                 input_range: JsProxy | None):
+    """A model the user brought, as (model.json text, weight bytes, {scale, margin, ...}).
+    `scale` and `input_range` ([0, max]), where given, must fit the network."""
+    if not all(isinstance(f, JsProxy) and hasattr(f, "to_bytes") for f in (param, weights)):
+        raise InvalidOptions(BOTH_FILES)
+    low, high = (0, 1) if input_range is None else _pair(input_range)
+    if low != 0 or not high > 0:
+        raise InvalidOptions(BAD_RANGE.format(got=_pair(input_range)))
+    text, data, meta = convert_to_json(param.to_bytes(), weights.to_bytes())
+    if scale is not None and scale != meta["scale"]:
+        raise InvalidOptions(WRONG_SCALE.format(scale=scale, actual=meta["scale"]))
+    return text, data, meta
 
 
+def _pair(value: JsProxy) -> list:
+    items = value.to_py() if hasattr(value, "to_py") else value
+    if not isinstance(items, list) or len(items) != 2 \
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in items):
+        raise InvalidOptions(BAD_RANGE.format(got=items))
+    return items
+
+
+@crossing
 def inspect(data: JsProxy) -> dict:
     """What the page may want to know about a file before upscaling it (see describe_file)."""
     return describe_file(data.to_bytes())

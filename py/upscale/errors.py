@@ -1,6 +1,6 @@
 """Every error Upscale raises on purpose, with its message as a named constant.
 
-The worker sends `type(error).__name__` as the error's name and the message as is, so the
+Each crosses to JavaScript as `{name: type(error).__name__, message}` (bridge.Refusal), so the
 page can tell a corrupt file from an oversized one without parsing text.
 """
 
@@ -11,7 +11,19 @@ PATCH_TOO_SMALL = (
 )
 BAD_INTEGER = "{name} must be a whole number between {low} and {high}: got {value!r}"
 BAD_SHAPE = "expected an image of shape (height, width, 3 or 4) in uint8: got {shape} {dtype}"
-BAD_PIXEL_COUNT = "{width}x{height} RGBA needs {want} bytes: got {got}"
+BAD_PIXEL_COUNT = "{width}x{height} RGBA needs {want:,} bytes: got {got:,}"
+BAD_BACKEND = "backend must be one of {known}: got {backend!r}"
+PATCH_MEMORY = (
+    "patchSize {patch} with padding {padding} is more than {model} can run here: its "
+    "activations would need over {gib} GiB. Use at most {most}"
+)
+BOTH_FILES = "a model of your own needs both files: ncnn: { param, bin } (ArrayBuffers)"
+BAD_RANGE = "inputRange must be [0, max] with max > 0: got {got!r}"
+WRONG_SCALE = "scale {scale!r} was given, but this network enlarges {actual} times"
+GPU_PATCH = (
+    "patchSize {patch} is more than this GPU can hold for {model}: at most {most} (its largest "
+    "textures would not fit)"
+)
 EMPTY_FILE = "the file is empty (0 bytes)"
 NOT_AN_IMAGE = "not an image this page can read (accepted: {accepted})"
 UNSUPPORTED_FORMAT = "{format} images are not supported (accepted: {accepted})"
@@ -28,7 +40,7 @@ TOO_WIDE = (
     "a side, so it could not be shown or saved"
 )
 MODEL_OUTPUT = "the model returned a tile of shape {got}; expected {want}"
-CANCELLED = "the upscale was cancelled"
+CANCELLED = "the upscale was cancelled after {done} of {total} tiles"
 UNSUPPORTED_LAYER = (
     "layer type {type} ({name}) is not supported: Upscale refuses it rather than run it wrongly"
 )
@@ -82,5 +94,9 @@ class ModelOutputError(UpscaleError):
 
 
 class Cancelled(UpscaleError):
-    def __init__(self, message: str = CANCELLED):
-        super().__init__(message)
+    """A job stopped between tiles: `done` of its `total` tiles went to the model."""
+
+    def __init__(self, done: int, total: int):
+        super().__init__(CANCELLED.format(done=done, total=total))
+        self.done = done
+        self.total = total

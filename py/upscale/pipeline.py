@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -31,6 +31,13 @@ class Options:
     parallel: int = 1  # tiles in flight at once (one per tile worker)
     largest_patch: int = 320
     margin: int = 0  # pixels the model reads beyond its output on each side (waifu2x: 7)
+
+    def for_image(self, height: int, width: int) -> Options:
+        """These options with the patch fixed for a `height` x `width` image."""
+        if self.patch_size is not None:
+            return self
+        return replace(self, patch_size=choose_patch(height, width, self.padding,
+                                                     self.parallel, self.largest_patch))
 
 
 async def upscale(
@@ -57,12 +64,9 @@ async def upscale(
     if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
         raise InvalidImage(BAD_SHAPE.format(shape=image.shape, dtype=image.dtype))
     height, width, channels = image.shape
+    options = options.for_image(height, width)
     scale = options.scale
-    patch = options.patch_size
-    if patch is None:
-        patch = choose_patch(height, width, options.padding, options.parallel,
-                             options.largest_patch)
-    plan = TilePlan(height, width, patch, options.padding, scale)
+    plan = TilePlan(height, width, options.patch_size, options.padding, scale)
     output = np.empty((height * scale, width * scale, channels), np.uint8)
     source = pad_up(image[..., :3], *plan.padded_shape)
     stitcher = Stitcher(output[..., :3], plan.patch * scale)
@@ -86,7 +90,7 @@ async def upscale(
     try:
         for tile in plan:
             if cancelled is not None and cancelled():
-                raise Cancelled()
+                raise Cancelled(tile.index, total)
             patch = cut(source, tile.window, options.margin)
             # One at a time, the coroutine is awaited at once (no event loop needed); more, and
             # each runs as a task so that its predict starts before the older ones finish.

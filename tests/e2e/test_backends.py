@@ -50,9 +50,12 @@ MATRIX = """async ({ backend, tfFlags, fixture, crop, side }) => {
     ...tiled, signal: controller.signal,
     onProgress: ({ done, total }) => { progress.push([done, total]); controller.abort(); },
   }).then(() => 'resolved', (e) => e.name);
+  // Requests run in order: this one answers once the cancelled job has stopped.
+  const ranCancelled = (await up.memory()).tilesRun - after.tilesRun;
   const next = await up.upscale(await file(crop), tiled);
   const afterCancel = await up.memory();
-  return { info, golden, span, before, after, cancelled, progress, next: [next.width, next.height],
+  return { info, golden, span, before, after, cancelled, progress, ranCancelled,
+           next: [next.width, next.height],
            afterCancel, infoAfter: await up.ready };
 }"""
 
@@ -104,6 +107,8 @@ def test_every_backend_matches_the_references_leaks_nothing_and_cancels(
     assert got["after"]["tensors"] == got["before"]["tensors"], (got["before"], got["after"])
     assert got["after"]["bytes"] == got["before"]["bytes"]
     assert got["cancelled"] == "AbortError" and got["progress"][0][1] > 1, got["progress"]
+    total = got["progress"][0][1]
+    assert got["ranCancelled"] < total, f"the cancelled job ran {got['ranCancelled']} of {total}"
     assert got["next"] == [SIDE * 2, SIDE * 2]
     assert got["afterCancel"]["tensors"] == got["before"]["tensors"], "a cancel leaks nothing"
     worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]

@@ -118,20 +118,25 @@ def test_every_input_kind_and_abort(app, photos):
           let aborted = null;
           const big = new OffscreenCanvas(300, 300).getContext('2d').getImageData(0, 0, 300, 300);
           const job = up.upscale(big, { patchSize: 32, padding: 4, signal: controller.signal,
-            onProgress: (p) => { if (p.done === 2) controller.abort(); } });
+            onProgress: (p) => { total = p.total; if (p.done === 2) controller.abort(); } });
+          let total = null;
           try { await job; } catch (error) { aborted = error.name; }
+          // Requests run in order: this one answers once the cancelled job has stopped.
+          const ran = (await up.memory()).tilesRun - before.tilesRun;
           const again = await up.upscale(blob);
           const after = await up.memory();
           up.dispose();
           let disposed = null;
           try { await up.upscale(blob); } catch (error) { disposed = error.name; }
-          return { sizes, aborted, again: [again.width, again.height], before, after, disposed };
+          return { sizes, aborted, ran, total, again: [again.width, again.height], before, after,
+                   disposed };
         }""",
         url,
     )
     for name, (width, height, _) in result["sizes"].items():
         assert (width, height) == (80, 80), name
     assert result["aborted"] == "AbortError"
+    assert result["ran"] < 10 < result["total"], "the worker stops handing out tiles on cancel"
     assert result["again"] == [80, 80], "the worker stays usable after a cancel"
     assert result["after"]["tensors"] == result["before"]["tensors"]
     assert result["disposed"] == "Disposed"

@@ -107,9 +107,10 @@ def test_cancel_stops_between_tiles():
         asked.append(1)
         return len(asked) > 2
 
-    with pytest.raises(Cancelled):
+    with pytest.raises(Cancelled, match=r"after 2 of \d+ tiles") as stopped:
         run(random_image(100, 100), 2, 32, 4, cancelled=cancelled)
     assert len(asked) == 3
+    assert stopped.value.done == 2 and stopped.value.total > 2
 
 
 def test_bad_model_output_is_named():

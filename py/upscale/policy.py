@@ -1,0 +1,156 @@
+"""The tile a model runs at on a device, and the job options it accepts.
+
+The worker reports facts (the backend, how many tile workers run the model, the model's
+manifest and the widths of its weights, the device's memory) and gets decisions back, so no
+tiling or limit number lives in JavaScript. A `TileRule` crosses to JS as a plain object
+(`to_js`) and comes back with each job (`from_js`): the worker keeps no rule of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .errors import BAD_BACKEND, GPU_PATCH, PATCH_MEMORY, InvalidOptions
+from .pipeline import Options
+from .tiling import MAX_PATCH, check_integer
+
+# What one tile may ask of memory. Its widest activation (the widest layer's channels, or the
+# output's 3 x scale² before the pixel shuffle, per input pixel, as float32) lives a few times
+# over (a layer's input, its output, a temporary); past this, a WebAssembly heap (4 GiB at
+# most) traps, so a patch that large is refused before it runs.
+TILE_MEMORY_BYTES = 1 << 30
+LIVE_ACTIVATIONS = 4
+
+# On WebAssembly a new tile shape costs nothing to set up, so each image gets the patch that
+# shares it best between the tile workers (tiling.choose_patch), up to 320 px and an output
+# tile of 1024 px: the activations grow with the output (an x8 model's last layers at 2560 px
+# would need gigabytes).
+LARGEST_AUTO_PATCH = 320
+LARGEST_AUTO_OUTPUT = 1024
+
+# A GPU compiles its programs for one tile shape, so it keeps the model's patch; where its
+# textures cannot hold that, the warm-up halves it down to this.
+SMALLEST_PATCH = 16
+
+# On a GPU two tiles are in flight: the next one uploads and queues its work while the last
+# one reads back (TF.js's data() waits for the GPU without blocking the worker).
+GPU_TILES_IN_FLIGHT = 2
+
+GPU_BACKENDS = frozenset({"webgl", "webgpu"})
+BACKENDS = GPU_BACKENDS | {"wasm", "cpu"}
+
+
+@dataclass(frozen=True)
+class TileRule:
+    """How the current model is tiled on this device.
+
+    `patch` None: each image gets its own patch (tiling.choose_patch), up to `largest_patch`.
+    `max_patch`: the largest patch the GPU's textures held, where a larger one failed.
+    `largest_side`: the widest tile (patch, padding and margin) memory allows.
+    """
+
+    model: str  # the manifest's id, for messages
+    scale: int
+    padding: int
+    margin: int
+    patch: int | None
+    largest_patch: int
+    largest_side: int
+    max_patch: int | None
+    parallel: int
+
+    def to_js(self) -> dict:
+        """info.tile, and what the worker hands back with each job."""
+        return {"model": self.model, "scale": self.scale, "patchSize": self.patch,
+                "padding": self.padding, "margin": self.margin, "largestPatch": self.largest_patch,
+                "largestSide": self.largest_side, "maxPatchSize": self.max_patch,
+                "parallel": self.parallel}
+
+    @classmethod
+    def from_js(cls, tile: Mapping) -> TileRule:
+        def whole(key: str) -> int | None:
+            return None if tile[key] is None else int(tile[key])
+
+        return cls(str(tile["model"]), whole("scale"), whole("padding"), whole("margin"),
+                   whole("patchSize"), whole("largestPatch"), whole("largestSide"),
+                   whole("maxPatchSize"), whole("parallel"))
+
+    def padding_for(self, patch: int | None) -> int:
+        """The model's padding, unless an explicit patch is too small to hold it (a patch must
+        be more than twice its padding): then a quarter of the patch, as the GPU's shrunken
+        tiles get, rather than a refusal."""
+        if patch is None or patch > 2 * self.padding:
+            return self.padding
+        return patch // 4
+
+    def job(self, patch_size: object = None, padding: object = None) -> Options:
+        """The options one job runs with: the caller's patchSize and padding where given
+        (None: not given), checked against what this model may run at here."""
+        patch = self.patch if patch_size is None else check_integer(
+            "patchSize", patch_size, 1, MAX_PATCH)
+        padding = self.padding_for(patch) if padding is None else check_integer(
+            "padding", padding, 0, MAX_PATCH)
+        widest = patch or self.largest_patch
+        if widest + 2 * (padding + self.margin) > self.largest_side:
+            raise InvalidOptions(PATCH_MEMORY.format(
+                patch=widest, padding=padding, model=self.model,
+                gib=TILE_MEMORY_BYTES // 2**30,
+                most=self.largest_side - 2 * (padding + self.margin)))
+        if self.max_patch is not None and patch is not None and patch > self.max_patch:
+            raise InvalidOptions(GPU_PATCH.format(patch=patch, model=self.model,
+                                                  most=self.max_patch))
+        return Options(self.scale, patch, padding, self.parallel, self.largest_patch,
+                       self.margin)
+
+
+def largest_side(scale: int, widths: Iterable[int]) -> int:
+    """The widest tile whose activations fit TILE_MEMORY_BYTES: `widths` are the output
+    channels of the model's convolutions."""
+    widest = max([3 * scale**2, *widths])
+    return math.isqrt(TILE_MEMORY_BYTES // (widest * 4 * LIVE_ACTIVATIONS))
+
+
+def largest_auto_patch(scale: int, patch: int) -> int:
+    """The per-image patch's bound: 320 px, or an output tile of 1024 px, but never less than
+    the patch the model was published with."""
+    by_output = 8 * (LARGEST_AUTO_OUTPUT // scale // 8)
+    return min(LARGEST_AUTO_PATCH, max(patch, by_output))
+
+
+def smaller_patch(patch: int) -> int | None:
+    """The next patch to warm up at after `patch` did not fit the GPU's textures, if any."""
+    half = patch // 2
+    return half if half >= SMALLEST_PATCH else None
+
+
+def tile_rule(manifest: Mapping, widths: Iterable[int], backend: str, tile_workers: int,
+              warmed: int, too_large: int | None = None) -> TileRule:
+    """The rule for `manifest`'s model on `backend`, once it warmed up at patch `warmed`
+    (`too_large`: the smallest patch that did not fit the GPU, if one failed). `tile_workers`:
+    how many workers run the model side by side (0: the engine worker itself)."""
+    if backend not in BACKENDS:
+        raise InvalidOptions(BAD_BACKEND.format(backend=backend, known=", ".join(sorted(BACKENDS))))
+    scale = check_integer("scale", manifest["scale"], 1, 16)
+    published = check_integer("patchSize", manifest["patchSize"], SMALLEST_PATCH, MAX_PATCH)
+    tile_workers = check_integer("tile workers", tile_workers, 0, 64)
+    gpu = backend in GPU_BACKENDS
+    patch = check_integer("patchSize", warmed, SMALLEST_PATCH, published) if gpu else None
+    parallel = tile_workers or (GPU_TILES_IN_FLIGHT if gpu else 1)
+    padding = min(int(manifest["padding"]), warmed // 4)
+    margin = int(manifest.get("margin") or 0)
+    side = largest_side(scale, widths)
+    return TileRule(
+        model=str(manifest["id"]),
+        scale=scale,
+        padding=padding,
+        margin=margin,
+        patch=patch,
+        # the per-image patch stays within what memory allows, at the model's own padding
+        largest_patch=min(largest_auto_patch(scale, published), side - 2 * (padding + margin)),
+        largest_side=side,
+        max_patch=patch if gpu and too_large is not None else None,
+        parallel=parallel,
+    )
+

@@ -1,0 +1,162 @@
+"""The tile rule and the job options, decided in Python from the facts the worker reports."""
+
+import asyncio
+import sys
+import types
+
+import pytest
+
+from upscale.errors import Cancelled, ImageTooLarge, InvalidOptions
+from upscale.policy import (
+    GPU_TILES_IN_FLIGHT,
+    LIVE_ACTIVATIONS,
+    SMALLEST_PATCH,
+    TILE_MEMORY_BYTES,
+    TileRule,
+    largest_side,
+    smaller_patch,
+    tile_rule,
+)
+
+SLIM_X4 = {"id": "esrgan-slim-x4", "scale": 4, "patchSize": 64, "padding": 8}
+WAIFU = {"id": "waifu2x-x2", "scale": 2, "patchSize": 128, "padding": 8, "margin": 7}
+SLIM_WIDTHS = [32] * 10 + [48]
+
+
+def test_webassembly_chooses_the_patch_per_image_within_an_output_tile_of_1024_px():
+    for manifest in (SLIM_X4, WAIFU, {**SLIM_X4, "id": "x8", "scale": 8, "patchSize": 32}):
+        rule = tile_rule(manifest, SLIM_WIDTHS, "wasm", 2, manifest["patchSize"])
+        assert rule.patch is None and rule.max_patch is None and rule.parallel == 2
+        assert manifest["patchSize"] <= rule.largest_patch <= 320
+        assert rule.largest_patch * manifest["scale"] <= 1024
+        assert rule.job().patch_size is None  # left to choose_patch, bounded by largest_patch
+
+
+def test_a_model_published_with_a_larger_patch_keeps_it_as_the_bound():
+    rule = tile_rule({**SLIM_X4, "patchSize": 300}, SLIM_WIDTHS, "wasm", 1, 300)
+    assert rule.largest_patch == 300
+
+
+def test_a_gpu_keeps_the_patch_it_warmed_up_at_and_overlaps_two_tiles():
+    rule = tile_rule(SLIM_X4, SLIM_WIDTHS, "webgl", 0, 64)
+    assert (rule.patch, rule.max_patch, rule.parallel) == (64, None, GPU_TILES_IN_FLIGHT)
+    shrunk = tile_rule(SLIM_X4, SLIM_WIDTHS, "webgpu", 0, 32, too_large=64)
+    assert (shrunk.patch, shrunk.max_patch, shrunk.padding) == (32, 32, 8)
+    assert tile_rule(SLIM_X4, SLIM_WIDTHS, "webgl", 0, 16, too_large=32).padding == 4
+    assert tile_rule(SLIM_X4, SLIM_WIDTHS, "wasm", 0, 64).parallel == 1
+
+
+def test_the_warm_up_halves_down_to_the_smallest_patch_and_then_gives_up():
+    seen, patch = [], 128
+    while patch is not None:
+        seen.append(patch)
+        patch = smaller_patch(patch)
+    assert seen == [128, 64, 32, 16] and seen[-1] == SMALLEST_PATCH
+
+
+def test_the_largest_side_is_where_the_widest_activation_fills_the_tile_budget():
+    for widths, scale in ([SLIM_WIDTHS, 4], [[64] * 20, 4], [[32], 8], [[], 2]):
+        side = largest_side(scale, widths)
+        per_pixel = max([3 * scale**2, *widths]) * 4 * LIVE_ACTIVATIONS
+        assert side**2 * per_pixel <= TILE_MEMORY_BYTES < (side + 1) ** 2 * per_pixel
+    assert largest_side(4, [64]) < largest_side(4, [32]), "wider layers, smaller tiles"
+
+
+def test_a_patch_past_memory_is_refused_with_the_largest_that_fits():
+    rule = tile_rule(SLIM_X4, SLIM_WIDTHS, "wasm", 1, 64)
+    assert 512 < rule.largest_side < 2048
+    with pytest.raises(InvalidOptions, match="its activations would need over 1 GiB") as refused:
+        rule.job(2048)
+    most = int(str(refused.value).rsplit(" ", 1)[1])
+    assert "esrgan-slim-x4" in str(refused.value)
+    assert rule.job(most).patch_size == most
+    with pytest.raises(InvalidOptions):
+        rule.job(most + 1)
+
+
+def test_the_per_image_patch_stays_within_memory_for_a_very_wide_model():
+    wide = tile_rule({**WAIFU, "patchSize": 64}, [4096], "wasm", 1, 64)
+    assert wide.largest_patch + 2 * (wide.padding + wide.margin) <= wide.largest_side
+    assert wide.job().patch_size is None
+
+
+def test_a_patch_past_what_the_gpu_held_is_refused_by_name():
+    rule = tile_rule({**SLIM_X4, "id": "esrgan-slim-x8"}, SLIM_WIDTHS, "webgl", 0, 32,
+                     too_large=64)
+    with pytest.raises(InvalidOptions, match=r"^patchSize 64 is more than this GPU can hold "
+                                             r"for esrgan-slim-x8: at most 32"):
+        rule.job(64)
+    assert rule.job(32).patch_size == 32
+
+
+def test_an_explicit_patch_too_small_for_the_padding_gets_a_quarter_of_it():
+    rule = tile_rule({**SLIM_X4, "padding": 8}, SLIM_WIDTHS, "wasm", 1, 64)
+    assert (rule.job(16).patch_size, rule.job(16).padding) == (16, 4)
+    assert rule.job(17).padding == 8, "17 holds a padding of 8"
+    assert rule.job(16, 2).padding == 2, "an explicit padding is kept"
+    assert rule.job(None, 0).padding == 0
+
+
+@pytest.mark.parametrize("patch", ["auto", "64", 64.5, True, 0, 4096, -1])
+def test_a_patch_that_is_not_a_whole_number_in_range_is_refused(patch):
+    rule = tile_rule(SLIM_X4, SLIM_WIDTHS, "wasm", 1, 64)
+    with pytest.raises(InvalidOptions, match="patchSize must be a whole number"):
+        rule.job(patch)
+
+
+def test_the_rule_crosses_to_javascript_and_back_unchanged():
+    for rule in (tile_rule(WAIFU, [64], "wasm", 3, 128),
+                 tile_rule(SLIM_X4, SLIM_WIDTHS, "webgpu", 0, 32, too_large=64)):
+        assert TileRule.from_js(rule.to_js()) == rule
+    assert {"patchSize", "padding", "maxPatchSize", "largestSide"} <= set(rule.to_js())
+
+
+@pytest.mark.parametrize(("backend", "workers"), [("webgl2", 0), ("wasm", -1), ("wasm", 65)])
+def test_an_unknown_backend_or_worker_count_is_refused(backend, workers):
+    with pytest.raises(InvalidOptions):
+        tile_rule(SLIM_X4, SLIM_WIDTHS, backend, workers, 64)
+
+
+@pytest.fixture
+def bridge(monkeypatch):
+    """upscale.bridge with a stand-in for Pyodide's ffi module (its entry points' error
+    handling is pure Python)."""
+    ffi = types.ModuleType("pyodide.ffi")
+    ffi.JsProxy = type("JsProxy", (), {})
+    monkeypatch.setitem(sys.modules, "pyodide", types.ModuleType("pyodide"))
+    monkeypatch.setitem(sys.modules, "pyodide.ffi", ffi)
+    monkeypatch.delitem(sys.modules, "upscale.bridge", raising=False)
+    import upscale.bridge
+
+    return upscale.bridge
+
+
+def test_an_upscale_error_crosses_as_its_name_and_message_and_a_bug_as_itself(bridge):
+    @bridge.crossing
+    def refuse():
+        raise ImageTooLarge("the image is too large")
+
+    @bridge.crossing
+    async def cancel():
+        raise Cancelled(3, 40)
+
+    @bridge.crossing
+    def bug():
+        raise KeyError("scale")
+
+    assert refuse() == bridge.Refusal("ImageTooLarge", "the image is too large")
+    cancelled = asyncio.run(cancel())
+    assert cancelled.name == "AbortError" and cancelled.tiles == {"done": 3, "total": 40}
+    assert cancelled.message == "the upscale was cancelled after 3 of 40 tiles"
+    with pytest.raises(KeyError):
+        bug()
+
+
+def test_the_ncnn_entry_point_refuses_missing_files_and_a_bad_range(bridge):
+    refusal = bridge.convert_ncnn(None, None, None, None)
+    assert refusal.name == "InvalidOptions" and "needs both files" in refusal.message
+    param = bridge.JsProxy()  # a stand-in buffer: never read, the range is refused first
+    param.to_bytes = lambda: b""
+    for bad in ([1, 2], [0, 0], [0], "0-1", [0, True]):
+        refusal = bridge.convert_ncnn(param, param, None, bad)
+        assert refusal.name == "InvalidOptions" and "inputRange" in refusal.message, bad
