@@ -71,13 +71,18 @@ def test_every_page_runs_under_its_policy(app, site, name, console_log):
 
 
 def test_the_policy_blocks_inline_script_and_the_suite_sees_it(app, site, console_log):
+    """The violation is awaited, not slept on: the page's own event, then the console line
+    the suite's watch writes for it."""
     app.goto(f"{site}/index.html")
-    app.evaluate("""() => {
-        const script = document.createElement('script');
-        script.textContent = 'window.__inline = true';
-        document.head.append(script);
-    }""")
-    app.wait_for_function("() => true")  # let the violation event be delivered
+    with app.expect_console_message(lambda m: "CSP violation: script-src" in m.text):
+        directive = app.evaluate("""() => new Promise((resolve) => {
+            document.addEventListener('securitypolicyviolation',
+                (e) => resolve(e.violatedDirective), { once: true });
+            const script = document.createElement('script');
+            script.textContent = 'window.__inline = true';
+            document.head.append(script);
+        })""")
+    assert directive.startswith("script-src"), directive
     assert app.evaluate("window.__inline") is None
     seen = [line for line in console_log if "CSP violation: script-src" in line]
     assert seen, console_log
