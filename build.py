@@ -789,9 +789,11 @@ def assets_script(pyodide: str, tfjs: str, shell: list[str]) -> bytes:
 # (the lock gives their sha256, and Pyodide checks them), they make the integrity list that
 # upscale.js carries. A page on another origin checks each before it runs (upscale.js
 # checkedStart); the models are checked against the catalogue's sha256.
-ENGINE_WEB = ("assets.js", "worker.js", "tfbridge.js", "tilepool.js", "modelfiles.js",
+ENGINE_WEB = ("assets.js", "rpc.js", "worker.js", "tfbridge.js", "tilepool.js", "modelfiles.js",
               "tileworker.js", "models.json", "pyodide-lock.json")
 INTEGRITY_MARK = "const INTEGRITY = {};"
+# upscale.js speaks the workers' protocol: the build writes web/rpc.js in at this line.
+RPC_MARK = "// web/rpc.js: the build writes it here (the message protocol the workers speak too)."
 
 
 def sri(content: Content) -> str:
@@ -802,16 +804,19 @@ def sri(content: Content) -> str:
 
 def with_integrity(source: Path, web_files: dict[str, Content],
                    vendored: dict[str, Content]) -> bytes:
-    """upscale.js with its integrity list written in: ENGINE_WEB by name, the vendored files
-    (Pyodide, TF.js; wheels left to the lock) by their address relative to the web folder."""
+    """upscale.js with its integrity list written in (ENGINE_WEB by name, the vendored files
+    (Pyodide, TF.js; wheels left to the lock) by their address relative to the web folder),
+    and with web/rpc.js."""
     listed = {name: sri(web_files[name]) for name in ENGINE_WEB}
     listed.update({f"../{path}": sri(content) for path, content in sorted(vendored.items())
                    if not path.endswith(".whl")})
     text = source.read_text()
-    if text.count(INTEGRITY_MARK) != 1:
-        raise BuildError(f"{source} must declare `{INTEGRITY_MARK}` once (the build fills it)")
-    return text.replace(INTEGRITY_MARK,
-                        f"const INTEGRITY = {json.dumps(listed, indent=1)};").encode()
+    for mark in (INTEGRITY_MARK, RPC_MARK):
+        if text.count(mark) != 1:
+            raise BuildError(f"{source} must hold `{mark}` once (the build fills it)")
+    rpc = (ROOT / "web" / "rpc.js").read_text().strip()
+    return text.replace(INTEGRITY_MARK, f"const INTEGRITY = {json.dumps(listed, indent=1)};") \
+        .replace(RPC_MARK, f"// web/rpc.js, written in by build.py:\n{rpc}").encode()
 
 
 # embed.js imports the engine's module; the build puts that module inside it instead, so the

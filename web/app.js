@@ -6,7 +6,6 @@
  */
 import { CompareView } from './compare.js';
 import { DEFAULT_MODEL, UpscaleError, Upscaler } from './upscale.js';
-import { zipFiles } from './zip.js';
 
 const $ = (id) => document.getElementById(id);
 const SETTINGS_KEY = 'upscale:settings';
@@ -1064,15 +1063,9 @@ async function downloadAll() {
   const label = ui.downloadAll.textContent;
   ui.downloadAll.textContent = 'Zipping…';
   try {
-    const used = new Set();
     const files = [];
-    for (const job of done) {
-      let name = fileName(job);
-      for (let n = 2; used.has(name); n++) name = fileName(job).replace(/(\.\w+)$/, ` (${n})$1`);
-      used.add(name);
-      files.push({ name, blob: await encode(job) });
-    }
-    save(await zipFiles(files), 'upscaled.zip');
+    for (const job of done) files.push({ name: fileName(job), blob: await encode(job) });
+    save(await upscaler.zip(files), 'upscaled.zip'); // repeated names get a number there
     for (const job of done) job.saved = true;
   } catch (error) {
     setEngine('error', `The zip could not be made: ${error.message}`);

@@ -41,7 +41,7 @@ const TilePool = (() => {
     const tf = new URL(self.UPSCALE_ASSETS.tfjs, base).href;
     const boot = self.UPSCALE_CHECKED
       ? self.UPSCALE_CHECKED.script({ base, main: script.href, scripts: [
-        'assets.js', 'tfbridge.js', `${tf}tf.es2017.min.js`, `${tf}tf-backend-wasm.es2017.min.js`,
+        'assets.js', 'rpc.js', 'tfbridge.js', `${tf}tf.es2017.min.js`, `${tf}tf-backend-wasm.es2017.min.js`,
       ].map((path) => new URL(path, base).href) })
       : `self.UPSCALE_BASE = ${JSON.stringify(base)}; importScripts(${JSON.stringify(script.href)});`;
     const url = URL.createObjectURL(new Blob([boot], { type: 'text/javascript' }));
@@ -54,17 +54,12 @@ const TilePool = (() => {
       const { worker, url } = startWorker(base);
       this.worker = worker;
       this.bootUrl = url;
-      this.pending = new Map();
-      this.nextId = 1;
+      this.client = new Rpc.Client(worker);
       this.busy = false;
       this.worker.onmessage = ({ data }) => {
+        const message = Rpc.ours(data);
         // What its start reports (a blocked or changed script) is the page's to know.
-        if (data.ns) return self.postMessage(data);
-        const call = this.pending.get(data.id);
-        if (!call) return;
-        this.pending.delete(data.id);
-        if (data.ok) call.resolve(data.value);
-        else call.reject(Object.assign(new Error(data.error.message), { name: data.error.name }));
+        if (message && !this.client.receive(message)) self.postMessage(message);
       };
       this.worker.onerror = (event) => {
         event.preventDefault();
@@ -74,19 +69,14 @@ const TilePool = (() => {
       };
     }
 
-    call(type, params = {}, transfer = []) {
+    call(method, params = {}, transfer = []) {
       if (this.dead) return Promise.reject(this.dead);
-      const id = this.nextId++;
-      return new Promise((resolve, reject) => {
-        this.pending.set(id, { resolve, reject });
-        this.worker.postMessage({ id, type, ...params }, transfer);
-      });
+      return this.client.call(method, params, { transfer });
     }
 
     fail(message) {
       this.dead = Object.assign(new Error(message), { name: 'WorkerCrashed' });
-      for (const call of this.pending.values()) call.reject(this.dead);
-      this.pending.clear();
+      this.client.failAll(this.dead);
       this.worker.terminate();
       if (this.bootUrl) URL.revokeObjectURL(this.bootUrl);
     }

@@ -9,7 +9,8 @@
  * All the work happens in a Web Worker (Pyodide + TF.js); this thread only moves buffers.
  */
 
-const NS = 'upscale';
+// web/rpc.js: the build writes it here (the message protocol the workers speak too).
+
 const HERE = new URL('./', import.meta.url);
 
 export const DEFAULT_MODEL = 'span-x2';
@@ -129,7 +130,7 @@ function startWorker() {
   const integrity = Object.fromEntries(
     Object.entries(INTEGRITY).map(([path, hash]) => [new URL(path, HERE).href, hash]));
   const config = {
-    ns: NS, base: HERE.href, integrity, main: script.href,
+    ns: Rpc.NS, base: HERE.href, integrity, main: script.href,
     // What worker.js imports at its start; TF.js comes later, if this worker runs the model.
     scripts: Object.keys(integrity).length
       ? Object.keys(integrity).filter((url) => url.endsWith('.js') && !url.includes('/vendor/tfjs-'))
@@ -251,8 +252,6 @@ class Connection {
    * itself): while calls are pending, it is pinged, and `stallMs` of silence counts as a crash.
    */
   constructor(onCrash, stallMs, stepMs) {
-    this.pending = new Map();
-    this.nextId = 1;
     this.dead = null;
     this.onCrash = onCrash;
     this.stallMs = stallMs;
@@ -267,6 +266,11 @@ class Connection {
     const { worker, url } = startWorker();
     this.worker = worker;
     this.bootUrl = url; // a blob: URL to free when this worker goes
+    this.client = new Rpc.Client(worker, {
+      makeError: (message) => new UpscaleError(message),
+      // An event about no call: the worker's own uncaught error. Said, not dropped.
+      onStray: ({ name, data }) => console.error(`Upscale engine ${name}:`, data && data.name, data && data.message),
+    });
     this.worker.onmessage = (event) => this.receive(event.data);
     this.worker.onerror = (event) => {
       event.preventDefault();
@@ -294,7 +298,7 @@ class Connection {
     if (this.watch || this.dead) return;
     this.heard = performance.now(); // silence is counted from the first call in flight
     this.watch = setInterval(() => {
-      if (!this.pending.size || this.dead) {
+      if (!this.client.size || this.dead) {
         clearInterval(this.watch);
         this.watch = null;
       } else if (this.spoken && performance.now() - this.heard > (this.busy ? this.stepMs : this.stallMs)) {
@@ -307,13 +311,13 @@ class Connection {
         ));
         this.onCrash(this.dead);
       } else {
-        this.worker.postMessage({ ns: NS, type: 'ping' });
+        Rpc.post(this.worker, { type: 'ping' });
       }
     }, Math.min(5000, this.stallMs / 4));
   }
 
   receive(message) {
-    if (!message || message.ns !== NS) return;
+    if (!Rpc.ours(message)) return;
     this.heard = performance.now();
     this.spoken = true;
     if (message.type === 'csp') {
@@ -333,45 +337,21 @@ class Connection {
       return;
     }
     this.spokenBeyondCsp = true;
-    if (message.type === 'pong') return;
-    const entry = this.pending.get(message.id);
-    if (message.type === 'event') {
-      if (entry && entry.onEvent) entry.onEvent(message.name, message.data);
-      return;
-    }
-    if (message.type !== 'reply' || !entry) return;
-    this.pending.delete(message.id);
-    entry.cleanup();
-    if (message.ok) entry.resolve(message.value);
-    else entry.reject(new UpscaleError(message.error.message, message.error));
+    if (message.type !== 'pong') this.client.receive(message);
   }
 
   call(method, params = {}, { transfer = [], onEvent = null, signal = null } = {}) {
     if (this.dead) return Promise.reject(this.dead);
     if (signal && signal.aborted) return Promise.reject(abortError(signal));
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        this.pending.delete(id);
-        this.worker.postMessage({ ns: NS, type: 'cancel', id });
-        reject(abortError(signal));
-      };
-      const cleanup = () => signal && signal.removeEventListener('abort', onAbort);
-      if (signal) signal.addEventListener('abort', onAbort, { once: true });
-      this.pending.set(id, { resolve, reject, onEvent, cleanup });
-      this.worker.postMessage({ ns: NS, type: 'request', id, method, params }, transfer);
-      this.keepWatch();
-    });
+    const reply = this.client.call(method, params, { transfer, onEvent, signal, aborted: () => abortError(signal) });
+    this.keepWatch();
+    return reply;
   }
 
   crash(error) {
     if (this.dead) return;
     this.dead = error;
-    for (const entry of this.pending.values()) {
-      entry.cleanup();
-      entry.reject(error);
-    }
-    this.pending.clear();
+    this.client.failAll(error);
     if (this.watch) clearInterval(this.watch);
     this.watch = null;
     this.worker.terminate();
@@ -485,6 +465,18 @@ export class Upscaler {
     const result = await connection.call('upscale', { input: payload, options }, { transfer, onEvent, signal });
     this.lastTiling = result.tiling; // { patchSize, padding } the job ran with
     return new ImageData(new Uint8ClampedArray(result.data), result.width, result.height);
+  }
+
+  /**
+   * One zip of `files` ([{ name, blob }]: results already encoded), as a Blob. Made in the
+   * worker by Python's zipfile, stored (the images are compressed already); a repeated name
+   * gets a number; a batch too large for this device's memory rejects with ImageTooLarge.
+   */
+  async zip(files) {
+    const connection = await this.engine();
+    const loaded = await Promise.all(files.map(async ({ name, blob }) => ({ name: String(name), data: await blob.arrayBuffer() })));
+    const data = await connection.call('zip', { files: loaded }, { transfer: loaded.map((file) => file.data) });
+    return new Blob([data], { type: 'application/zip' });
   }
 
   /**

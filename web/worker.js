@@ -1,12 +1,9 @@
 /* The Upscale worker: hosts Pyodide (the image work) and TF.js (the model).
  *
- * Protocol (every message carries ns: 'upscale'):
- *   page -> worker  { type: 'request', id, method, params }   one reply per request
- *                   { type: 'cancel', id }                     stop request `id` between tiles
- *                   { type: 'ping' }                           answered with { type: 'pong' }
- *   worker -> page  { type: 'reply', id, ok: true, value } | { type: 'reply', id, ok: false, error }
- *                   { type: 'event', id, name: 'progress', data }
- *                   { type: 'info', value }   the engine moved (a lost GPU): what `ready` gives now
+ * Messages (rpc.js): requests from the page, one reply each, and 'progress' events; a
+ * 'cancel' stops its request between tiles. The notices of this pair:
+ *   page -> worker  { type: 'ping' }          answered with { type: 'pong' }
+ *   worker -> page  { type: 'info', value }   the engine moved (a lost GPU): what `ready` gives now
  *                   { type: 'busy', what }    a synchronous step starts (what) or ends (null)
  *                   { type: 'fatal', name, message }   this worker cannot go on; the page ends it
  * Requests run one at a time in arrival order; a cancelled one rejects with AbortError.
@@ -27,10 +24,8 @@ const TF_BASE = new URL(self.UPSCALE_ASSETS.tfjs, BASE).href;
 
 // TF.js itself loads only if this worker runs the model (TfBridge.loadTf): on WebAssembly with
 // several cores the tile workers do, and this worker's thread is left to Python.
-importScripts(PYODIDE_BASE + 'pyodide.js', BASE + 'tfbridge.js', BASE + 'tilepool.js',
-  BASE + 'modelfiles.js');
-
-const NS = 'upscale';
+importScripts(BASE + 'rpc.js', PYODIDE_BASE + 'pyodide.js', BASE + 'tfbridge.js',
+  BASE + 'tilepool.js', BASE + 'modelfiles.js');
 
 const state = {
   engine: null, // the Python module upscale.bridge
@@ -53,7 +48,7 @@ const state = {
 };
 
 function post(message, transfer = []) {
-  self.postMessage({ ns: NS, ...message }, transfer);
+  Rpc.post(self, message, transfer);
 }
 
 /**
@@ -73,19 +68,16 @@ function whileBusy(what, step) {
   }
 }
 
-/** Errors cross to the page as plain data: { name, message }. */
-function describe(error) {
-  if (error && error.type && state.pyodide && error instanceof state.pyodide.ffi.PythonError) {
-    // Not an UpscaleError (those come back as Refusals): a bug. Its traceback goes to the
-    // console; the page gets the exception's own line.
-    console.error(error.message);
-    const lines = String(error.message).trim().split('\n');
-    return { name: error.type, message: lines[lines.length - 1] };
-  }
-  return {
-    name: (error && error.name) || 'Error',
-    message: (error && error.message) || String(error),
-  };
+/**
+ * `error` as the page should see it. A PythonError is not an UpscaleError (those come back as
+ * Refusals: see fromPython) but a bug: its traceback goes to the console, and the page gets
+ * the exception's type and its own line.
+ */
+function plain(error) {
+  if (!(error && error.type && state.pyodide && error instanceof state.pyodide.ffi.PythonError)) return error;
+  console.error(error.message);
+  const lines = String(error.message).trim().split('\n');
+  return Object.assign(new Error(lines[lines.length - 1]), { name: error.type });
 }
 
 /**
@@ -497,6 +489,20 @@ const methods = {
     }
   },
 
+  /** One stored zip of `files` ([{ name, data: ArrayBuffer }]), written by Python's zipfile. */
+  async zip({ files }) {
+    await state.python;
+    const archive = fromPython(whileBusy('zipping the results', () => state.engine.zip_results(
+      files.map((file) => file.name), files.map((file) => new Uint8Array(file.data)), DEVICE_MEMORY)));
+    let data;
+    try {
+      data = archive.toJs(); // a copy out of Python's heap, into a transferable buffer
+    } finally {
+      archive.destroy();
+    }
+    return Rpc.moved(data.buffer, [data.buffer]);
+  },
+
   /** Whether an image of this size may be upscaled: asked before a page reads its pixels. */
   async check({ width, height, patchSize }) {
     if (state.recovering) await state.recovering;
@@ -583,7 +589,7 @@ async function upscaleNow({ input, options = {} }, id) {
       }
     });
     const tiling = { patchSize: result.patch, padding: result.padding };
-    return { __transfer: [data.buffer], value: { data: data.buffer, width, height, tiling } };
+    return Rpc.moved({ data: data.buffer, width, height, tiling }, [data.buffer]);
   } finally {
     pixels.destroy();
     result.destroy();
@@ -594,8 +600,8 @@ async function upscaleNow({ input, options = {} }, id) {
 let queue = Promise.resolve();
 
 self.onmessage = (event) => {
-  const message = event.data;
-  if (!message || message.ns !== NS) return;
+  const message = Rpc.ours(event.data);
+  if (!message) return;
   if (message.type === 'cancel') {
     state.cancelled.add(message.id);
     return;
@@ -607,10 +613,10 @@ self.onmessage = (event) => {
   if (message.type !== 'request') return;
   const { id, method, params } = message;
   if (method === 'inspect') {
-    inspectNow(id, params); // reads a header: no need to wait behind a running upscale
-    return;
+    Rpc.answer(self, id, () => inspectNow(params).catch((error) => { throw plain(error); }));
+    return; // reads a header: no need to wait behind a running upscale
   }
-  queue = queue.then(async () => {
+  queue = queue.then(() => Rpc.answer(self, id, async () => {
     try {
       if (state.cancelled.has(id)) throw Object.assign(new Error('cancelled'), { name: 'AbortError' });
       const run = methods[method];
@@ -618,34 +624,22 @@ self.onmessage = (event) => {
       if (method !== 'init' && method !== 'memory' && !state.model && !state.recovering) {
         throw new Error('the engine is not initialised');
       }
-      const { value, transfer } = unpack(await run(params || {}, id));
-      post({ type: 'reply', id, ok: true, value }, transfer);
+      return await run(params || {}, id);
     } catch (error) {
-      post({ type: 'reply', id, ok: false, error: describe(error) });
+      throw plain(error);
     } finally {
       state.cancelled.delete(id);
     }
-  });
+  }));
 };
 
-async function inspectNow(id, { bytes }) {
-  try {
-    await state.pythonReady;
-    if (!state.engine) throw new Error('the engine is not initialised');
-    await ensurePillow();
-    const value = dictFromPython(whileBusy('reading the file', () => state.engine.inspect(new Uint8Array(bytes))));
-    post({ type: 'reply', id, ok: true, value });
-  } catch (error) {
-    post({ type: 'reply', id, ok: false, error: describe(error) });
-  }
-}
-
-/** A method may return { value, transfer } to hand buffers over without a copy. */
-function unpack(result) {
-  if (result && result.__transfer) return { value: result.value, transfer: result.__transfer };
-  return { value: result, transfer: [] };
+async function inspectNow({ bytes }) {
+  await state.pythonReady;
+  if (!state.engine) throw new Error('the engine is not initialised');
+  await ensurePillow();
+  return dictFromPython(whileBusy('reading the file', () => state.engine.inspect(new Uint8Array(bytes))));
 }
 
 self.addEventListener('unhandledrejection', (event) => {
-  post({ type: 'event', id: null, name: 'error', data: describe(event.reason) });
+  post({ type: 'event', id: null, name: 'error', data: Rpc.describe(plain(event.reason)) });
 });

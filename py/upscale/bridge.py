@@ -22,6 +22,7 @@ import numpy as np
 from pyodide.ffi import JsProxy
 
 from . import __version__
+from .archive import zip_files
 from .errors import (
     BAD_PIXEL_COUNT,
     BAD_RANGE,
@@ -233,6 +234,13 @@ def _pair(value: JsProxy) -> list:
             or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in items):
         raise InvalidOptions(BAD_RANGE.format(got=items))
     return items
+
+
+@crossing
+def zip_results(names: JsProxy, files: JsProxy, device_memory: float | None) -> bytes:
+    """One stored zip of the page's results (see archive.zip_files)."""
+    pairs = list(zip(names.to_py(), (data.to_bytes() for data in files), strict=True))
+    return zip_files(pairs, Limits.for_device(device_memory).memory_bytes)
 
 
 @crossing

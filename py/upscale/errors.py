@@ -39,6 +39,10 @@ TOO_WIDE = (
     "the result would be {width}x{height} pixels; a browser canvas holds at most {side} pixels "
     "a side, so it could not be shown or saved"
 )
+ZIP_TOO_LARGE = (
+    "these {count} files are {total}: zipping them at once would hold about {need}, and this "
+    "device allows {limit}. Download them one by one, or zip fewer at a time"
+)
 MODEL_OUTPUT = "the model returned a tile of shape {got}; expected {want}"
 CANCELLED = "the upscale was cancelled after {done} of {total} tiles"
 UNSUPPORTED_LAYER = (

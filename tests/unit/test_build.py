@@ -301,6 +301,22 @@ def test_every_script_the_engine_workers_import_is_in_the_integrity_list():
         assert imported and set(imported) <= set(build.ENGINE_WEB), name
 
 
+def test_both_worker_pairs_speak_through_the_one_rpc_module():
+    """The engine worker and the tile workers import web/rpc.js; the page's module (and so the
+    embed) carries the same file, written in by the build; nobody else posts requests."""
+    if not (build.DIST / "embed.js").exists():
+        pytest.fail("dist/ is not built; run `python build.py test`")
+    rpc = (build.ROOT / "web" / "rpc.js").read_text().strip()
+    for name in ("worker.js", "tileworker.js"):
+        assert "BASE + 'rpc.js'" in (build.ROOT / "web" / name).read_text(), name
+    module = (build.DIST / build.hashed_path("web") / "upscale.js").read_text()
+    assert rpc in module and rpc in (build.DIST / "embed.js").read_text()
+    assert build.RPC_MARK not in module
+    for name in ("upscale.js", "worker.js", "tilepool.js", "tileworker.js"):
+        source = (build.ROOT / "web" / name).read_text()
+        assert "type: 'request'" not in source and "type: 'reply'" not in source, name
+
+
 def test_bundling_refuses_a_module_it_cannot_inline(monkeypatch):
     with pytest.raises(build.BuildError, match="only export declarations"):
         build.bundled_embed("web-x", f"{build.MODULE_HERE}\nexport {{ a }};\n".encode())
