@@ -96,13 +96,12 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-@pytest.fixture
-def foreign_requests(context, allowed_origins) -> list[str]:
-    """Every request to an origin not allowed is aborted and recorded; the test then fails."""
+def guard_origins(context, allowed: set[str]) -> list[str]:
+    """Abort and record every request of `context` to an origin not in `allowed`."""
     seen: list[str] = []
 
     def foreign(url: str) -> bool:
-        return not url.startswith(("data:", "blob:")) and origin_of(url) not in allowed_origins
+        return not url.startswith(("data:", "blob:")) and origin_of(url) not in allowed
 
     def record(url: str) -> None:
         if url not in seen:
@@ -124,11 +123,12 @@ def foreign_requests(context, allowed_origins) -> list[str]:
     return seen
 
 
-@pytest.fixture
-def console_log(page) -> list[str]:
+def watch_console(page) -> list[str]:
+    """The console of `page` and of its workers, as lines."""
     lines: list[str] = []
     page.on("console", lambda m: lines.append(f"[{m.type}] {m.text}"))
     page.on("pageerror", lambda e: lines.append(f"[pageerror] {e}"))
+
     def worker_console(worker):
         worker.on("console", lambda m: lines.append(f"[worker {m.type}] {m.text}"))
 
@@ -136,20 +136,36 @@ def console_log(page) -> list[str]:
     return lines
 
 
+@pytest.fixture
+def foreign_requests(context, allowed_origins) -> list[str]:
+    """Every request to an origin not allowed is aborted and recorded; the test then fails."""
+    return guard_origins(context, allowed_origins)
+
+
+@pytest.fixture
+def console_log(page) -> list[str]:
+    return watch_console(page)
+
+
 # Every page the suite opens reports what its Content-Security-Policy blocked.
 CSP_WATCH = """document.addEventListener('securitypolicyviolation', (e) => console.error(
   `CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline code'}`));"""
+
+
+def open_blank(page, site: str) -> None:
+    """`page` on an empty page of our own origin, served with the site's headers."""
+    page.add_init_script(CSP_WATCH)
+    page.route(f"{site}/__test_blank__.html", lambda route: route.fulfill(
+        body="<!doctype html><meta charset=utf-8><title>test</title>",
+        content_type="text/html", headers=build.SERVE_HEADERS))
+    page.goto(f"{site}/__test_blank__.html")
 
 
 @pytest.fixture
 def app(page, site, foreign_requests, console_log, request):
     """An empty page on our own origin (served with the site's headers); at teardown, no
     foreign request may have happened and no page may have hit its CSP."""
-    page.add_init_script(CSP_WATCH)
-    page.route(f"{site}/__test_blank__.html", lambda route: route.fulfill(
-        body="<!doctype html><meta charset=utf-8><title>test</title>",
-        content_type="text/html", headers=build.SERVE_HEADERS))
-    page.goto(f"{site}/__test_blank__.html")
+    open_blank(page, site)
     yield page
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
@@ -159,6 +175,23 @@ def app(page, site, foreign_requests, console_log, request):
         (ARTIFACTS / f"{stem}.console.txt").write_text("\n".join(console_log) + "\n")
     assert not foreign_requests, f"requests left the site's origin: {foreign_requests}"
     violations = [line for line in console_log if "CSP violation" in line]
+    assert not violations, violations
+
+
+@pytest.fixture(scope="module")
+def shared_app(browser, browser_context_args, site):
+    """One blank page for the tests of a module that share engines (harness.run_jobs keeps one
+    Upscaler per backend in it and switches models with setModel): an engine boots once per
+    module, not once per test. At teardown, as for `app`: no foreign request, no CSP hit."""
+    context = browser.new_context(**browser_context_args)
+    foreign = guard_origins(context, {origin_of(site)})
+    page = context.new_page()
+    lines = watch_console(page)
+    open_blank(page, site)
+    yield page
+    context.close()
+    assert not foreign, f"requests left the site's origin: {foreign}"
+    violations = [line for line in lines if "CSP violation" in line]
     assert not violations, violations
 
 

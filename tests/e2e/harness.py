@@ -21,13 +21,17 @@ TO_BASE64 = """
   };
 """
 
-# Runs in the page: one Upscaler, several jobs, results as base64 RGBA.
+# Runs in the page: the page's Upscaler for `backend` (started by the first call, kept for the
+# next: see conftest.shared_app), switched to `model`; several jobs, results as base64 RGBA.
 RUN_JOBS = """async ({ model, backend, jobs }) => {
   const { Upscaler } = await import('./upscale.js');
 """ + TO_BASE64 + """
-  const up = new Upscaler({ model, backend });
-  try {
-    const info = await up.ready;
+  window.__engines = window.__engines || {};
+  const up = window.__engines[backend] || new Upscaler({ model, backend });
+  window.__engines[backend] = up;
+  let info = await up.ready;
+  if (info.model.id !== model) info = await up.setModel(model);
+  {
     const before = await up.memory();
     const results = [];
     for (const job of jobs) {
@@ -39,8 +43,6 @@ RUN_JOBS = """async ({ model, backend, jobs }) => {
     }
     const after = await up.memory();
     return { info, before, after, results };
-  } finally {
-    up.dispose();
   }
 }"""
 

@@ -23,12 +23,12 @@ def package_file(manifest: dict, relative: str) -> bytes:
 
 
 @pytest.mark.parametrize("manifest", WITH_REFERENCE, ids=[m["id"] for m in WITH_REFERENCE])
-def test_golden_parity_one_tile_and_32px_tiles(app, manifest):
+def test_golden_parity_one_tile_and_32px_tiles(shared_app, manifest):
     reference = package_file(manifest, manifest["reference"]["result"])
     expected = np.asarray(Image.open(io.BytesIO(reference)).convert("RGB"))
     fixture_png = package_file(manifest, manifest["reference"]["fixture"])
-    fixture = serve_bytes(app, "fixture.png", fixture_png)
-    outcome = run_jobs(app, manifest["id"], [
+    fixture = serve_bytes(shared_app, f"fixture-{manifest['id']}.png", fixture_png)
+    outcome = run_jobs(shared_app, manifest["id"], [
         {"url": fixture},
         {"url": fixture, "options": {"patchSize": 32, "padding": 4}},
     ])
@@ -46,20 +46,20 @@ def test_rrdn_models_use_the_custom_layers():
 
 
 @pytest.mark.parametrize("model", ["esrgan-slim-x8", "esrgan-medium-x8"])
-def test_8x_models_without_reference_run_and_beat_bicubic(app, photos, model):
+def test_8x_models_without_reference_run_and_beat_bicubic(shared_app, photos, model):
     original = photo_crop(photos, "astronaut.png", 256, 128, 16)
     small = np.asarray(Image.fromarray(original).resize((32, 32), Image.Resampling.BICUBIC))
-    url = serve_bytes(app, "small.png", png_bytes(small))
-    (result,) = run_jobs(app, model, [{"url": url}])["results"]
+    url = serve_bytes(shared_app, f"small-{model}.png", png_bytes(small))
+    (result,) = run_jobs(shared_app, model, [{"url": url}])["results"]
     assert result["image"].shape == (256, 256, 4)
     bicubic = np.asarray(Image.fromarray(small).resize((256, 256), Image.Resampling.BICUBIC))
     assert psnr(result["image"][..., :3], original) > psnr(bicubic, original) - 1.0
 
 
-def test_no_visible_seams_with_64px_tiles(app, photos, record_property):
+def test_no_visible_seams_with_64px_tiles(shared_app, photos, record_property):
     photo = photo_crop(photos, "astronaut.png", 256, 128, 16)
-    url = serve_bytes(app, "photo.png", png_bytes(photo))
-    outcome = run_jobs(app, "esrgan-slim-x2", [
+    url = serve_bytes(shared_app, "photo.png", png_bytes(photo))
+    outcome = run_jobs(shared_app, "esrgan-slim-x2", [
         {"url": url, "options": {"patchSize": 256, "padding": 0}},
         {"url": url, "options": {"patchSize": 64}},
     ])
@@ -69,14 +69,14 @@ def test_no_visible_seams_with_64px_tiles(app, photos, record_property):
     assert seam_db >= SEAM_DB, f"64 px tiles vs one tile: {seam_db:.2f} dB"
 
 
-def test_transparency_is_kept_and_opaque_stays_opaque(app, photos):
+def test_transparency_is_kept_and_opaque_stays_opaque(shared_app, photos):
     rgba = np.dstack([photo_crop(photos, "coffee.png", 48, 200, 100),
                       np.zeros((48, 48), np.uint8)])
     rgba[:, 24:, 3] = 255  # right half opaque, left half fully transparent
     rgba[:8, 24:, 3] = 128  # and a semi-transparent strip
-    transparent = serve_bytes(app, "alpha.png", png_bytes(rgba))
-    opaque = serve_bytes(app, "opaque.png", png_bytes(rgba[..., :3]))
-    outcome = run_jobs(app, "esrgan-slim-x2", [{"url": transparent}, {"url": opaque}])
+    transparent = serve_bytes(shared_app, "alpha.png", png_bytes(rgba))
+    opaque = serve_bytes(shared_app, "opaque.png", png_bytes(rgba[..., :3]))
+    outcome = run_jobs(shared_app, "esrgan-slim-x2", [{"url": transparent}, {"url": opaque}])
     with_alpha, without = (r["image"] for r in outcome["results"])
     assert (with_alpha[:, :44, 3] == 0).all(), "transparent stays transparent"
     assert (with_alpha[20:, 52:, 3] == 255).all(), "opaque stays opaque"
@@ -84,9 +84,10 @@ def test_transparency_is_kept_and_opaque_stays_opaque(app, photos):
     assert (without[..., 3] == 255).all()
 
 
-def test_no_tensors_leak_over_ten_upscales(app, photos):
-    url = serve_bytes(app, "p.png", png_bytes(photo_crop(photos, "rocket.jpg", 40, 300, 200)))
-    outcome = run_jobs(app, "esrgan-slim-x2",
+def test_no_tensors_leak_over_ten_upscales(shared_app, photos):
+    crop = photo_crop(photos, "rocket.jpg", 40, 300, 200)
+    url = serve_bytes(shared_app, "p.png", png_bytes(crop))
+    outcome = run_jobs(shared_app, "esrgan-slim-x2",
                        [{"url": url, "options": {"patchSize": 32, "padding": 4}}] * 10)
     assert outcome["after"]["tensors"] == outcome["before"]["tensors"]
     assert outcome["after"]["bytes"] == outcome["before"]["bytes"]
