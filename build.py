@@ -416,24 +416,40 @@ def stored_zip(members: list[tuple[str, bytes]]) -> bytes:
     return buffer.getvalue()
 
 
-def record_line(name: str, data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"{name},sha256={digest},{len(data)}"
+# The wheel of py/upscale is made by the build backend pyproject.toml declares (pip runs it in
+# an isolated environment it fetches from PyPI), from a copy of what goes in, so that the
+# tree stays clean; then repacked stored with fixed dates (`repacked`), so the same sources
+# and backend give the same bytes. Kept in the cache by the hash of what goes in.
+WHEEL_INPUTS = ("pyproject.toml", "README.md", "LICENSE")
 
 
-def pack_upscale_wheel(version: str) -> tuple[str, bytes]:
-    """A pure-Python wheel of py/upscale, byte-for-byte reproducible."""
-    dist_info = f"upscale-{version}.dist-info"
-    files: list[tuple[str, bytes]] = []
-    for path in sorted((ROOT / "py" / "upscale").rglob("*.py")):
-        files.append((path.relative_to(ROOT / "py").as_posix(), path.read_bytes()))
-    files.append((f"{dist_info}/METADATA",
-                  f"Metadata-Version: 2.1\nName: upscale\nVersion: {version}\n".encode()))
-    files.append((f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: upscale-build\n"
-                  b"Root-Is-Purelib: true\nTag: py3-none-any\n"))
-    record = [record_line(name, data) for name, data in files] + [f"{dist_info}/RECORD,,"]
-    files.append((f"{dist_info}/RECORD", ("\n".join(record) + "\n").encode()))
-    return f"upscale-{version}-py3-none-any.whl", stored_zip(files)
+def pack_upscale_wheel() -> tuple[str, bytes]:
+    """The upscale wheel (name, bytes), byte-for-byte reproducible."""
+    inputs = {name: (ROOT / name).read_bytes() for name in WHEEL_INPUTS}
+    inputs.update({path.relative_to(ROOT).as_posix(): path.read_bytes()
+                   for path in sorted((ROOT / "py" / "upscale").rglob("*.py"))})
+    digest = hashlib.sha256()
+    for name, data in sorted(inputs.items()):
+        digest.update(hashlib.sha256(name.encode() + b"\0" + data).digest())
+    folder = cache_dir() / "wheel" / digest.hexdigest()[:20]
+    if not any(folder.glob("upscale-*.whl")):
+        with tempfile.TemporaryDirectory() as temp:
+            source, out = Path(temp) / "source", Path(temp) / "out"
+            for name, data in inputs.items():
+                (source / name).parent.mkdir(parents=True, exist_ok=True)
+                (source / name).write_bytes(data)
+            python = venv_python() if venv_python().exists() else Path(sys.executable)
+            log("building the upscale wheel with pyproject.toml's build backend")
+            result = subprocess.run([str(python), "-m", "pip", "wheel", "--no-deps", "--quiet",
+                                     "--wheel-dir", str(out), str(source)],
+                                    capture_output=True, text=True)
+            built = sorted(out.glob("upscale-*.whl"))
+            if result.returncode or not built:
+                raise BuildError(f"the upscale wheel did not build:\n{result.stderr[-2000:]}")
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(built[0], folder / built[0].name)
+    wheel = next(folder.glob("upscale-*.whl"))
+    return wheel.name, repacked(wheel, lambda name: False)
 
 
 def repacked(source: Path, unused) -> bytes:
@@ -857,7 +873,7 @@ def assemble(manifests: list[dict], full_lock: dict, wheels: dict[str, Path],
              converted: dict[str, Path]) -> dict[str, Content]:
     """Everything dist/ serves, as {dist path: source file or bytes}."""
     served: dict[str, Content] = {}
-    wheel_name, wheel = pack_upscale_wheel(project_version())
+    wheel_name, wheel = pack_upscale_wheel()
     zips = with_bytecode(repacked(PYODIDE_DIR / PYODIDE_STDLIB, stdlib_unused), {
         **{name: (path.name, repacked(path, wheel_unused)) for name, path in wheels.items()},
         "upscale": (wheel_name, wheel)})

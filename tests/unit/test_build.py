@@ -73,20 +73,27 @@ def test_pinned_wheels_come_from_pyodides_own_lock():
 
 
 def test_packed_wheel_is_reproducible_and_complete():
-    name, first = build.pack_upscale_wheel("1.2.3")
-    _, second = build.pack_upscale_wheel("1.2.3")
-    assert name == "upscale-1.2.3-py3-none-any.whl"
+    """Built by pyproject.toml's backend: its metadata says what pyproject.toml declares."""
+    name, first = build.pack_upscale_wheel()
+    _, second = build.pack_upscale_wheel()
+    version = build.project_version()
+    assert name == f"upscale-{version}-py3-none-any.whl"
     assert first == second
-    members = set(zipfile.ZipFile(BytesIO(first)).namelist())
+    archive = zipfile.ZipFile(BytesIO(first))
+    members = set(archive.namelist())
     sources = {p.relative_to(build.ROOT / "py").as_posix()
                for p in (build.ROOT / "py" / "upscale").rglob("*.py")}
     assert sources <= members
-    assert "upscale-1.2.3.dist-info/RECORD" in members
+    assert f"upscale-{version}.dist-info/RECORD" in members
+    metadata = archive.read(f"upscale-{version}.dist-info/METADATA").decode()
+    assert "Requires-Dist: numpy>=2.0" in metadata and "License-Expression: MIT" in metadata
+    assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+    assert archive.read("upscale/policy.py") == (build.ROOT / "py/upscale/policy.py").read_bytes()
 
 
 def test_served_lock_lists_exactly_what_dist_serves():
     full = json.loads((build.PYODIDE_DIR / "pyodide-lock.json").read_text())
-    name, wheel = build.pack_upscale_wheel("0.1.0")
+    name, wheel = build.pack_upscale_wheel()
     numpy = (full["packages"]["numpy"]["file_name"], b"repacked numpy")
     lock = build.served_lock(full, {"upscale": (f"../upscale-0123456789/{name}", wheel),
                                     "numpy": numpy})

@@ -1,11 +1,11 @@
 """The tile rule and the job options, decided in Python from the facts the worker reports."""
 
-import asyncio
 import sys
 import types
 
 import pytest
 
+from tests.unit.test_pipeline import run_in_loop
 from upscale.errors import Cancelled, ImageTooLarge, InvalidOptions
 from upscale.policy import (
     GPU_TILES_IN_FLIGHT,
@@ -145,7 +145,7 @@ def test_an_upscale_error_crosses_as_its_name_and_message_and_a_bug_as_itself(br
         raise KeyError("scale")
 
     assert refuse() == bridge.Refusal("ImageTooLarge", "the image is too large")
-    cancelled = asyncio.run(cancel())
+    cancelled = run_in_loop(cancel())
     assert cancelled.name == "AbortError" and cancelled.tiles == {"done": 3, "total": 40}
     assert cancelled.message == "the upscale was cancelled after 3 of 40 tiles"
     with pytest.raises(KeyError):

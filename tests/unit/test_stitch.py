@@ -54,8 +54,7 @@ BLEND_MARGIN_DB = 0.25
 
 def _seam_psnr(model, crop, patch, padding, scale):
     """PSNR at the seams of the blended and the hard-cut result against the whole-image one."""
-    import asyncio
-
+    from tests.unit.test_pipeline import run_in_loop
     from upscale.pipeline import Options, upscale
 
     whole = model(crop)
@@ -67,7 +66,7 @@ def _seam_psnr(model, crop, patch, padding, scale):
     def paint(region, pixels):
         cut[region.slices()] = pixels
 
-    blended = asyncio.run(upscale(crop, predict, Options(scale, patch, padding), on_tile=paint))
+    blended = run_in_loop(upscale(crop, predict, Options(scale, patch, padding), on_tile=paint))
     plan = TilePlan(*crop.shape[:2], patch, padding, scale)
     seams = np.zeros(whole.shape[:2], bool)
     reach = (padding + 1) * scale
