@@ -635,10 +635,11 @@ def report(results: dict) -> str:
         f"Browser: {results['browser']}  ",
     ]
     first = next(iter(results["contenders"].values()))["info"]
+    patch = first["tile"]["patchSize"]  # None: each image gets its own (WebAssembly)
     out += [
         f"Backend: {first['backend']} ({first['reason']}); Upscale ran "
-        f"{first['workers']} tile worker(s), tile {first['tile']['patchSize']}, padding "
-        f"{first['tile']['padding']}",
+        f"{first['workers']} tile worker(s), tile "
+        f"{'chosen per image' if patch is None else patch}, padding {first['tile']['padding']}",
         "",
         "Every figure is the median of repeated runs with [min-max]; runs per size: "
         + ", ".join(f"{k} px: {v}" for k, v in results["repeats"].items()) + ".",

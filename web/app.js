@@ -99,17 +99,34 @@ function saveSettings() {
 
 const settings = loadSettings();
 
+/* ---------- the page's state: everything that changes, in one place ---------- */
+
+const state = {
+  models: [], // the catalogue
+  upscaler: null, // the engine: the one Upscaler every job runs on
+  engineReady: false,
+  markEngineUp: null,
+  engineUp: null, // resolves once the engine has first started
+  chosen: settings.model, // the model the picker shows and the next job runs with
+  loaded: null, // the model the engine runs now
+  ownModel: null, // { name, scale, param: Blob, bin: Blob }: the pair brought in this tab
+  modelWork: Promise.resolve(), // model changes, one at a time
+  offline: null, // the service worker's registration, once made
+  nextJobId: 1,
+  jobs: [],
+  running: null, // the job the engine works on
+  shown: null, // the job in the viewer
+  shownByUser: false,
+  removal: null, // { entries: [{ job, index }], timer }: what Undo brings back
+  engineRestarted: false,
+  viewing: null, // { job, bicubic }: whose pictures the view's canvases hold
+  dragDepth: 0,
+};
+state.engineUp = new Promise((resolve) => { state.markEngineUp = resolve; });
+
 /* ---------- the engine and its model ---------- */
 
-let models = [];
-let upscaler = null;
-let engineReady = false;
-let markEngineUp;
-const engineUp = new Promise((resolve) => { markEngineUp = resolve; });
 // Model ids: a catalogue id, or OWN_PREFIX + name for the model the user brought.
-let chosen = settings.model; // what the picker shows and the next job runs with
-let loaded = null; // what the engine runs now
-let ownModel = null; // { name, scale, param: Blob, bin: Blob }: the pair brought in this tab
 
 function setEngine(state, text) {
   ui.engine.dataset.state = state;
@@ -148,8 +165,8 @@ function ownManifest(own) {
 }
 
 function manifestOf(id) {
-  if (isOwn(id)) return ownModel && ownId(ownModel) === id ? ownManifest(ownModel) : undefined;
-  return models.find((m) => m.id === id);
+  if (isOwn(id)) return state.ownModel && ownId(state.ownModel) === id ? ownManifest(state.ownModel) : undefined;
+  return state.models.find((m) => m.id === id);
 }
 
 /** Catalogue entries by purpose, in PURPOSES' order; each group by scale, then noise level. */
@@ -173,7 +190,7 @@ function groupByPurpose(entries) {
 
 function fillModelPicker() {
   ui.model.textContent = '';
-  for (const [title, members] of groupByPurpose(models)) {
+  for (const [title, members] of groupByPurpose(state.models)) {
     const group = document.createElement('optgroup');
     group.label = title;
     for (const manifest of members) {
@@ -181,19 +198,19 @@ function fillModelPicker() {
     }
     ui.model.append(group);
   }
-  if (ownModel) {
+  if (state.ownModel) {
     const group = document.createElement('optgroup');
     group.label = OWN_GROUP;
-    group.append(new Option(OWN_LABEL(ownModel.name, ownModel.scale), ownId(ownModel)));
+    group.append(new Option(OWN_LABEL(state.ownModel.name, state.ownModel.scale), ownId(state.ownModel)));
     ui.model.append(group);
   }
-  ui.model.value = chosen;
+  ui.model.value = state.chosen;
   ui.model.disabled = false;
   showModelHint();
 }
 
 function showModelHint() {
-  const manifest = manifestOf(chosen);
+  const manifest = manifestOf(state.chosen);
   if (!manifest) {
     ui.modelHint.textContent = '';
     return;
@@ -206,33 +223,33 @@ function showModelHint() {
 
 /** Make `id` the picker's choice; catalogue choices are remembered across visits. */
 function choose(id) {
-  chosen = id;
+  state.chosen = id;
   ui.model.value = id;
   if (!isOwn(id)) {
     settings.model = id;
     saveSettings();
   }
-  if (ownModel) rememberOwnChoice(isOwn(id));
+  if (state.ownModel) rememberOwnChoice(isOwn(id));
   showModelHint();
   refreshNotes();
 }
 
 async function startEngine() {
   try {
-    models = await Upscaler.listModels();
+    state.models = await Upscaler.listModels();
   } catch (error) {
     setEngine('error', `The model list could not be loaded: ${error.message}`);
     return;
   }
   if (!manifestOf(settings.model)) settings.model = DEFAULT_MODEL;
-  chosen = settings.model;
+  state.chosen = settings.model;
   await restoreOwnModel();
   fillModelPicker();
-  upscaler = new Upscaler({ model: settings.model });
+  state.upscaler = new Upscaler({ model: settings.model });
   try {
-    const info = await upscaler.ready;
-    engineReady = true;
-    loaded = settings.model;
+    const info = await state.upscaler.ready;
+    state.engineReady = true;
+    state.loaded = settings.model;
     showEngine(info);
     const v = info.versions;
     ui.versions.textContent = `Pyodide ${v.pyodide} (Python ${v.python}), numpy ${v.numpy}, Pillow ${v.pillow || '(loaded for the first file)'}, TensorFlow.js ${v.tfjs}.`;
@@ -240,8 +257,8 @@ async function startEngine() {
     setEngine('error', `The engine could not start: ${error.message}`);
     return;
   }
-  markEngineUp();
-  keepForOffline(loaded);
+  state.markEngineUp();
+  keepForOffline(state.loaded);
   await useChosenModel(); // a brought model chosen before a reload loads again now
   pump();
 }
@@ -256,32 +273,31 @@ function showEngine(info) {
 
 // Model switches run one after another: a job starting, a picker change and a brought pair
 // must not interleave their setModel calls.
-let modelWork = Promise.resolve();
 
 function exclusive(task) {
-  const run = modelWork.then(task);
-  modelWork = run.catch(() => {});
+  const run = state.modelWork.then(task);
+  state.modelWork = run.catch(() => {});
   return run;
 }
 
 /** Make the engine run the model the picker shows; the old model stays if loading fails. */
 function useChosenModel() {
   return exclusive(async () => {
-    const wanted = chosen;
-    if (wanted === loaded) return;
+    const wanted = state.chosen;
+    if (wanted === state.loaded) return;
     const manifest = manifestOf(wanted);
     const own = isOwn(wanted);
-    setEngine('loading', own ? OWN_LOADING(ownModel.name) : `Loading ${manifest.label} (${megabytes(manifest.weightBytes)})…`);
+    setEngine('loading', own ? OWN_LOADING(state.ownModel.name) : `Loading ${manifest.label} (${megabytes(manifest.weightBytes)})…`);
     try {
-      const info = await upscaler.setModel(own ? ownRequest(ownModel) : wanted);
-      loaded = wanted;
+      const info = await state.upscaler.setModel(own ? ownRequest(state.ownModel) : wanted);
+      state.loaded = wanted;
       showEngine(info);
       if (!own) keepForOffline(wanted);
     } catch (error) {
-      if (chosen === wanted) choose(loaded);
-      const still = manifestOf(loaded).label;
+      if (state.chosen === wanted) choose(state.loaded);
+      const still = manifestOf(state.loaded).label;
       setEngine('error', own
-        ? OWN_FAILED(ownModel.name, error.message, still)
+        ? OWN_FAILED(state.ownModel.name, error.message, still)
         : `${manifest.label} could not be loaded (${error.message}); still using ${still}.`);
     }
   });
@@ -291,19 +307,18 @@ function useChosenModel() {
 
 // Registered once the engine is ready, so the worker fills its cache from the HTTP cache, not
 // the network; every model the page loads is named to it to keep (see sw.js).
-let offline = null;
 
 function keepForOffline(modelId) {
   if (!('serviceWorker' in navigator)) return;
-  offline = offline || navigator.serviceWorker.register(new URL('../sw.js', import.meta.url))
+  state.offline = state.offline || navigator.serviceWorker.register(new URL('../sw.js', import.meta.url))
     .then(() => navigator.serviceWorker.ready);
-  offline.then((registration) => registration.active.postMessage({ type: 'keep-model', id: modelId }))
+  state.offline.then((registration) => registration.active.postMessage({ type: 'keep-model', id: modelId }))
     .catch((error) => console.warn(`Upscale: offline use is not available (${error.message})`));
 }
 
 /** The model the engine runs now, as the page describes it. */
 function loadedManifest() {
-  return manifestOf(loaded);
+  return manifestOf(state.loaded);
 }
 
 /* ---------- a model of the user's own ---------- */
@@ -343,23 +358,23 @@ function useOwnFiles(files) {
 
 /** Convert and load a brought pair; only once it runs does it join the picker. */
 async function loadOwnModel(candidate) {
-  await engineUp;
+  await state.engineUp;
   return exclusive(async () => {
     setEngine('loading', OWN_LOADING(candidate.name));
     let info;
     try {
-      info = await upscaler.setModel(ownRequest(candidate));
+      info = await state.upscaler.setModel(ownRequest(candidate));
     } catch (error) {
       const still = loadedManifest();
       setEngine('error', OWN_FAILED(candidate.name, error.message, still ? still.label : 'the previous model'));
       return;
     }
-    ownModel = { ...candidate, scale: info.model.scale };
-    loaded = ownId(ownModel);
+    state.ownModel = { ...candidate, scale: info.model.scale };
+    state.loaded = ownId(state.ownModel);
     fillModelPicker();
-    choose(loaded);
+    choose(state.loaded);
     showEngine(info);
-    keepOwnModel(ownModel);
+    keepOwnModel(state.ownModel);
   });
 }
 
@@ -409,7 +424,7 @@ function ownStore(mode, act) {
 
 async function keepOwnModel(own) {
   const key = (readOwnMark() || {}).key || crypto.randomUUID();
-  writeOwnMark({ key, name: own.name, scale: own.scale, selected: chosen === ownId(own) });
+  writeOwnMark({ key, name: own.name, scale: own.scale, selected: state.chosen === ownId(own) });
   try {
     const record = { name: own.name, param: own.param, bin: own.bin, savedAt: Date.now() };
     await ownStore('readwrite', (store) => store.put(record, key));
@@ -428,8 +443,8 @@ async function restoreOwnModel() {
     }
     const record = await ownStore('readonly', (store) => store.get(mark.key));
     if (!record) return;
-    ownModel = { name: mark.name, scale: mark.scale, param: record.param, bin: record.bin };
-    if (mark.selected) chosen = ownId(ownModel);
+    state.ownModel = { name: mark.name, scale: mark.scale, param: record.param, bin: record.bin };
+    if (mark.selected) state.chosen = ownId(state.ownModel);
   } catch (error) {
     console.debug('no brought model restored:', error);
   }
@@ -450,18 +465,13 @@ function forgetStaleOwnModels() {
 
 /* ---------- jobs ---------- */
 
-let nextJobId = 1;
-const jobs = [];
-let running = null; // the job the engine works on
-let shown = null; // the job in the viewer
-let shownByUser = false;
 
 /**
  * @param {{ name: string, blob?: Blob, url?: string }} source
  */
 function addJob(source) {
   const job = {
-    id: nextJobId++,
+    id: state.nextJobId++,
     name: source.name,
     blob: source.blob || null,
     url: source.url || null,
@@ -482,7 +492,7 @@ function addJob(source) {
     saved: false, // its result was downloaded (alone or in the zip)
   };
   job.element = renderJob(job);
-  jobs.push(job);
+  state.jobs.push(job);
   ui.queue.append(job.element);
   updateQueueChrome();
   pump();
@@ -540,7 +550,7 @@ function outputSize(job) {
 function updateJob(job) {
   const { item, state, bar, actions, name } = job.parts;
   item.dataset.state = job.state;
-  item.classList.toggle('selected', job === shown);
+  item.classList.toggle('selected', job === state.shown);
   name.disabled = !(job.state === 'done' || job.state === 'running');
   name.setAttribute('aria-label', `${job.name}: show in the viewer`);
   bar.hidden = job.state !== 'running';
@@ -586,9 +596,9 @@ function sentence(text) {
 }
 
 function updateQueueChrome() {
-  ui.queueEmpty.hidden = jobs.length > 0;
-  ui.downloadAll.disabled = !jobs.some((job) => job.state === 'done');
-  ui.clear.disabled = jobs.length === 0;
+  ui.queueEmpty.hidden = state.jobs.length > 0;
+  ui.downloadAll.disabled = !state.jobs.some((job) => job.state === 'done');
+  ui.clear.disabled = state.jobs.length === 0;
 }
 
 function retryJob(job) {
@@ -621,36 +631,35 @@ function cancelJob(job) {
 
 // Removed jobs (✕, Clear) wait this long for Undo before their pixels are let go.
 const UNDO_MS = 10_000;
-let removal = null; // { entries: [{ job, index }], timer }: what Undo brings back
 
 function removeJobs(list) {
   if (!list.length) return;
   finishRemoval(); // an earlier removal can no longer be undone
-  const entries = list.map((job) => ({ job, index: jobs.indexOf(job) }));
+  const entries = list.map((job) => ({ job, index: state.jobs.indexOf(job) }));
   for (const { job } of entries) {
     cancelJob(job);
-    jobs.splice(jobs.indexOf(job), 1);
+    state.jobs.splice(state.jobs.indexOf(job), 1);
     job.parts.item.remove();
-    if (shown === job) showAnother(job);
+    if (state.shown === job) showAnother(job);
   }
-  removal = { entries, timer: setTimeout(finishRemoval, UNDO_MS) };
+  state.removal = { entries, timer: setTimeout(finishRemoval, UNDO_MS) };
   ui.undoText.textContent = list.length === 1 ? `Removed ${list[0].name}.` : `Removed ${list.length} photos.`;
   ui.undo.hidden = false;
   updateQueueChrome();
 }
 
 function undoRemoval() {
-  if (!removal) return;
-  clearTimeout(removal.timer);
-  for (const { job, index } of [...removal.entries].sort((a, b) => a.index - b.index)) {
-    const at = Math.min(index, jobs.length);
-    ui.queue.insertBefore(job.parts.item, jobs[at] ? jobs[at].parts.item : null);
-    jobs.splice(at, 0, job);
+  if (!state.removal) return;
+  clearTimeout(state.removal.timer);
+  for (const { job, index } of [...state.removal.entries].sort((a, b) => a.index - b.index)) {
+    const at = Math.min(index, state.jobs.length);
+    ui.queue.insertBefore(job.parts.item, state.jobs[at] ? state.jobs[at].parts.item : null);
+    state.jobs.splice(at, 0, job);
   }
-  removal = null;
+  state.removal = null;
   ui.undo.hidden = true;
-  if (!shown) {
-    const back = [...jobs].reverse().find((job) => job.state === 'done' || job.state === 'running');
+  if (!state.shown) {
+    const back = [...state.jobs].reverse().find((job) => job.state === 'done' || job.state === 'running');
     if (back) showJob(back, false);
   }
   updateQueueChrome();
@@ -659,33 +668,33 @@ function undoRemoval() {
 
 /** Let the removed jobs go for good: their thumbnails and results are freed. */
 function finishRemoval() {
-  if (!removal) return;
-  clearTimeout(removal.timer);
-  for (const { job } of removal.entries) {
+  if (!state.removal) return;
+  clearTimeout(state.removal.timer);
+  for (const { job } of state.removal.entries) {
     if (job.thumbUrl) URL.revokeObjectURL(job.thumbUrl);
     if (job.result) job.result.close();
     job.result = null;
   }
-  removal = null;
+  state.removal = null;
   ui.undo.hidden = true;
 }
 
 /** The viewer leaves `job` (removed, or it failed): show the newest finished or running job. */
 function showAnother(job) {
-  shown = null;
-  const next = [...jobs].reverse().find((j) => j !== job && (j.state === 'done' || j.state === 'running'));
+  state.shown = null;
+  const next = [...state.jobs].reverse().find((j) => j !== job && (j.state === 'done' || j.state === 'running'));
   if (next) showJob(next, false);
   else ui.viewer.hidden = true;
   updateJob(job);
 }
 
 function clearAll() {
-  removeJobs([...jobs]);
+  removeJobs([...state.jobs]);
 }
 
 // Closing the tab with results nobody saved asks first (browsers show their own wording).
 function warnBeforeLeaving(event) {
-  if (jobs.some((job) => job.state === 'done' && !job.saved)) {
+  if (state.jobs.some((job) => job.state === 'done' && !job.saved)) {
     event.preventDefault();
     event.returnValue = '';
   }
@@ -766,15 +775,15 @@ async function fetchSource(address, signal) {
 }
 
 async function pump() {
-  if (running || !engineReady) return;
-  const job = jobs.find((j) => j.state === 'queued');
+  if (state.running || !state.engineReady) return;
+  const job = state.jobs.find((j) => j.state === 'queued');
   if (!job) return;
-  running = job;
+  state.running = job;
   try {
     await useChosenModel();
     await runJob(job);
   } finally {
-    running = null;
+    state.running = null;
     updateQueueChrome();
     pump();
   }
@@ -788,7 +797,7 @@ async function runJob(job) {
   job.total = 0;
   job.controller = new AbortController();
   const { signal } = job.controller;
-  if (!shown || !shownByUser || shown.state !== 'done') showJob(job, false);
+  if (!state.shown || !state.shownByUser || state.shown.state !== 'done') showJob(job, false);
   updateJob(job);
   const started = performance.now();
   try {
@@ -801,7 +810,7 @@ async function runJob(job) {
       const seen = await probe(job.blob);
       // Beyond the engine's limits the page draws no preview either (a canvas that size is the
       // same hazard); the job then fails with the engine's own ImageTooLarge.
-      const fits = seen && await upscaler.check(
+      const fits = seen && await state.upscaler.check(
         { width: seen.image.naturalWidth, height: seen.image.naturalHeight }).then(() => true, () => false);
       if (fits) {
         job.image = seen.image;
@@ -815,17 +824,17 @@ async function runJob(job) {
         URL.revokeObjectURL(seen.url);
       }
     }
-    if (shown === job && job.image) {
+    if (state.shown === job && job.image) {
       prepareViewer(job, job.image.naturalWidth * manifest.scale, job.image.naturalHeight * manifest.scale);
     }
-    const output = await upscaler.upscale(job.blob, {
+    const output = await state.upscaler.upscale(job.blob, {
       signal,
       preview: true,
       onProgress: ({ done, total, preview }) => {
         job.done = done;
         job.total = total;
         updateJobProgress(job);
-        if (shown !== job) return;
+        if (state.shown !== job) return;
         if (preview) view.paintTile(preview.x, preview.y, preview.image);
         showProgress(job, performance.now() - started);
       },
@@ -834,9 +843,9 @@ async function runJob(job) {
     job.result = await createImageBitmap(output);
     job.ms = performance.now() - started;
     job.state = 'done';
-    if (engineRestarted) {
-      engineRestarted = false;
-      showEngine(await upscaler.ready);
+    if (state.engineRestarted) {
+      state.engineRestarted = false;
+      showEngine(await state.upscaler.ready);
     }
   } catch (error) {
     if (error.name === 'AbortError') {
@@ -851,15 +860,14 @@ async function runJob(job) {
     job.rerun = false;
   }
   updateJob(job);
-  if (shown !== job) return;
+  if (state.shown !== job) return;
   if (job.state === 'error') showAnother(job);
-  else showJob(job, shownByUser);
+  else showJob(job, state.shownByUser);
 }
 
-let engineRestarted = false;
 
 function engineCrashed(error) {
-  engineRestarted = true;
+  state.engineRestarted = true;
   setEngine('loading', `The engine stopped (${error.message}); it restarts with the next photo.`);
 }
 
@@ -873,8 +881,8 @@ function engineCrashed(error) {
 async function inspectJob(job) {
   if (!job.blob) return;
   try {
-    await engineUp;
-    const facts = await upscaler.inspect(job.blob);
+    await state.engineUp;
+    const facts = await state.upscaler.inspect(job.blob);
     job.facts = facts;
     if (facts.format === 'JPEG' && facts.denoise != null) {
       job.jpeg = { quality: facts.jpegQuality, denoise: facts.denoise };
@@ -900,12 +908,12 @@ function remarks(facts) {
 
 /** The catalogue's waifu2x entry that removes noise of `level`. */
 function denoiseEntry(level) {
-  return models.find((m) => m.purpose === 'jpeg' && m.denoise === level);
+  return state.models.find((m) => m.purpose === 'jpeg' && m.denoise === level);
 }
 
 /** The model a job's result came from, or for one still to run, the one chosen. */
 function modelFor(job) {
-  return (job.state === 'done' || job.state === 'running') && job.model ? job.model : manifestOf(chosen);
+  return (job.state === 'done' || job.state === 'running') && job.model ? job.model : manifestOf(state.chosen);
 }
 
 /** A compressed JPEG that a model without noise removal runs (or ran) gets the suggestion. */
@@ -930,24 +938,23 @@ function renderNote(job) {
 }
 
 function refreshNotes() {
-  for (const job of jobs) renderNote(job);
+  for (const job of state.jobs) renderNote(job);
 }
 
 function useDenoise(job, entry) {
   choose(entry.id);
   rerunJob(job);
-  if (engineReady && !running) useChosenModel();
+  if (state.engineReady && !state.running) useChosenModel();
 }
 
 /* ---------- the viewer ---------- */
 
-let viewing = null; // { job, bicubic }: whose pictures the view's canvases hold
 
 /** A job runs again: its next result may differ in size, so the view is prepared afresh. */
 function forgetViewer(job) {
-  if (!viewing || viewing.job !== job) return;
-  if (viewing.bicubic) viewing.bicubic.close();
-  viewing = null;
+  if (!state.viewing || state.viewing.job !== job) return;
+  if (state.viewing.bicubic) state.viewing.bicubic.close();
+  state.viewing = null;
 }
 
 /**
@@ -955,10 +962,10 @@ function forgetViewer(job) {
  * thread (createImageBitmap with resizeQuality 'high'); the canvas only blits the result.
  */
 async function prepareViewer(job, width, height) {
-  if (viewing && viewing.job === job) return;
-  if (viewing && viewing.bicubic) viewing.bicubic.close();
+  if (state.viewing && state.viewing.job === job) return;
+  if (state.viewing && state.viewing.bicubic) state.viewing.bicubic.close();
   const mine = { job, bicubic: null };
-  viewing = mine;
+  state.viewing = mine;
   view.reset(width, height);
   if (!job.image) return; // the browser cannot show this file: no bicubic side
   try {
@@ -966,14 +973,14 @@ async function prepareViewer(job, width, height) {
   } catch {
     return;
   }
-  if (viewing === mine) view.drawBefore(mine.bicubic);
+  if (state.viewing === mine) view.drawBefore(mine.bicubic);
   else mine.bicubic.close();
 }
 
 function showJob(job, byUser) {
-  shownByUser = byUser;
-  const previous = shown;
-  shown = job;
+  state.shownByUser = byUser;
+  const previous = state.shown;
+  state.shown = job;
   if (previous && previous !== job) updateJob(previous);
   ui.viewer.hidden = false;
   ui.viewerTitle.textContent = job.name;
@@ -1057,7 +1064,7 @@ async function downloadJob(job) {
 }
 
 async function downloadAll() {
-  const done = jobs.filter((job) => job.state === 'done');
+  const done = state.jobs.filter((job) => job.state === 'done');
   if (!done.length) return;
   ui.downloadAll.disabled = true;
   const label = ui.downloadAll.textContent;
@@ -1065,7 +1072,7 @@ async function downloadAll() {
   try {
     const files = [];
     for (const job of done) files.push({ name: fileName(job), blob: await encode(job) });
-    save(await upscaler.zip(files), 'upscaled.zip'); // repeated names get a number there
+    save(await state.upscaler.zip(files), 'upscaled.zip'); // repeated names get a number there
     for (const job of done) job.saved = true;
   } catch (error) {
     setEngine('error', `The zip could not be made: ${error.message}`);
@@ -1125,15 +1132,14 @@ function hasFiles(event) {
   return event.dataTransfer && [...event.dataTransfer.types].some((t) => t === 'Files' || t === 'text/uri-list');
 }
 
-let dragDepth = 0;
 document.addEventListener('dragenter', (event) => {
   if (!hasFiles(event)) return;
-  dragDepth++;
+  state.dragDepth++;
   ui.drop.classList.add('dragging');
 });
 document.addEventListener('dragleave', () => {
-  dragDepth = Math.max(0, dragDepth - 1);
-  if (!dragDepth) ui.drop.classList.remove('dragging');
+  state.dragDepth = Math.max(0, state.dragDepth - 1);
+  if (!state.dragDepth) ui.drop.classList.remove('dragging');
 });
 document.addEventListener('dragover', (event) => {
   if (!hasFiles(event)) return;
@@ -1143,7 +1149,7 @@ document.addEventListener('dragover', (event) => {
 document.addEventListener('drop', (event) => {
   if (!hasFiles(event)) return;
   event.preventDefault();
-  dragDepth = 0;
+  state.dragDepth = 0;
   ui.drop.classList.remove('dragging');
   const { files } = event.dataTransfer;
   if (files.length) addFiles(files);
@@ -1183,8 +1189,8 @@ function showQuality() {
   const lossy = settings.format !== 'image/png';
   ui.quality.disabled = !lossy;
   ui.qualityField.classList.toggle('off', !lossy);
-  for (const job of jobs) if (job.state === 'done') updateJob(job);
-  if (shown && shown.state === 'done') ui.download.textContent = `Download ${fileName(shown)}`;
+  for (const job of state.jobs) if (job.state === 'done') updateJob(job);
+  if (state.shown && state.shown.state === 'done') ui.download.textContent = `Download ${fileName(state.shown)}`;
 }
 
 ui.format.value = settings.format in EXTENSIONS ? settings.format : 'image/png';
@@ -1205,21 +1211,21 @@ ui.quality.addEventListener('input', () => {
 });
 ui.model.addEventListener('change', () => {
   choose(ui.model.value);
-  if (engineReady && !running) useChosenModel();
+  if (state.engineReady && !state.running) useChosenModel();
 });
 ui.ownModel.addEventListener('change', () => {
   useOwnFiles([...ui.ownModel.files]);
   ui.ownModel.value = ''; // choosing the same pair again tries again
 });
 
-ui.cancel.addEventListener('click', () => shown && cancelJob(shown));
-ui.download.addEventListener('click', () => shown && shown.state === 'done' && downloadJob(shown));
+ui.cancel.addEventListener('click', () => state.shown && cancelJob(state.shown));
+ui.download.addEventListener('click', () => state.shown && state.shown.state === 'done' && downloadJob(state.shown));
 ui.downloadAll.addEventListener('click', downloadAll);
 ui.clear.addEventListener('click', clearAll);
 ui.undoButton.addEventListener('click', undoRemoval);
 window.addEventListener('beforeunload', warnBeforeLeaving);
 document.addEventListener('keydown', (event) => {
-  if (event.key === 'Escape' && running) cancelJob(running);
+  if (event.key === 'Escape' && state.running) cancelJob(state.running);
 });
 
 startEngine();
