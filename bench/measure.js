@@ -242,7 +242,7 @@
   async function backend({ model, backend: name, size, repeats }) {
     const { Upscaler } = await import('./upscale.js');
     const image = await crop(size);
-    const up = new Upscaler({ model, backend: name });
+    const up = new Upscaler({ model, backend: name, patchSize: size }); // one tile of the image
     try {
       const info = await attempt(() => up.ready);
       if (info.error) return { error: info.error, ...(await device(name)) };

@@ -368,7 +368,7 @@ export class Upscaler {
   /**
    * @param {{ model?: string, backend?: 'auto'|'webgpu'|'webgl'|'wasm'|'cpu',
    *           workers?: 'auto'|number, stallMs?: number, stepLimitMs?: number,
-   *           tfFlags?: object }} options
+   *           tfFlags?: object, patchSize?: number }} options
    * `workers`: on WebAssembly, how many tile workers (TF.js instances) share the tiles;
    * 'auto' is one per logical core, 1 runs the model in the engine worker itself.
    * `stepLimitMs`: the longest one step of loading may take (the worker's scripts, Python,
@@ -376,14 +376,16 @@ export class Upscaler {
    * rejects with a `Stalled` error naming the step, and the next call starts afresh.
    * `tfFlags`: TF.js flags for the engine's backend, e.g. { WEBGL_FORCE_F16_TEXTURES: true }
    * to see what a phone without float32 render targets gets; an unknown one is InvalidOptions.
+   * `patchSize`: the tile every job runs at unless it asks for another, and the one each model
+   * is compiled for on a GPU (default: the model's own on a GPU, chosen per image on WASM).
    */
   constructor({ model = DEFAULT_MODEL, backend = 'auto', workers = 'auto', stallMs = 60_000,
-                stepLimitMs = null, tfFlags = null } = {}) {
+                stepLimitMs = null, tfFlags = null, patchSize = null } = {}) {
     if (!(Number(stallMs) >= MIN_STALL_MS)) {
       // 0 or NaN would ping the worker without pause and judge it dead at once
       throw new UpscaleError(`stallMs must be at least ${MIN_STALL_MS} (ms), not ${stallMs}`, { name: 'InvalidOptions' });
     }
-    this.options = { model, backend, workers, stepLimitMs: stepLimitMs ?? 180_000, tfFlags };
+    this.options = { model, backend, workers, stepLimitMs: stepLimitMs ?? 180_000, tfFlags, patchSize };
     this.stallMs = stallMs; // silence that counts as a dead worker while a call is pending
     this.disposed = false;
     this.connection = null;

@@ -40,6 +40,7 @@ const state = {
   // { patchSize, padding, maxPatchSize, largestSide, ... }; patchSize null: chosen per image.
   tile: null,
   tilesRun: 0, // tiles handed to the model since this engine started (memory() says it)
+  patchSize: null, // the tile the page asked every job to run at (Upscaler's patchSize), if any
   // The longest one step of loading may take (Python's start, the backend, a download that
   // stops moving, loading into TF.js, the first run): past it, the step fails as Stalled.
   stepLimitMs: 180_000,
@@ -231,7 +232,7 @@ const TEXTURE_TOO_LARGE = /texture size .* greater than WebGL maximum/i;
  * decides for this model here (upscale.policy.tile_rule).
  */
 async function largestTile(model, manifest, files) {
-  let patchSize = manifest.patchSize;
+  let patchSize = state.patchSize ?? manifest.patchSize;
   let tooLarge = null; // the smallest patch seen to fail, when one did
   for (;;) {
     try {
@@ -251,7 +252,7 @@ async function largestTile(model, manifest, files) {
   const widths = ((files && files.weightSpecs) || [])
     .filter((w) => w.shape.length === 4).map((w) => w.shape[3]);
   return dictFromPython(state.engine.tile_for(manifest, widths, state.backend,
-    state.pool ? state.pool.size : 0, patchSize, tooLarge));
+    state.pool ? state.pool.size : 0, patchSize, tooLarge, state.patchSize != null));
 }
 
 /**
@@ -395,7 +396,7 @@ function bitmapToRgba(bitmap) {
 }
 
 const methods = {
-  async init({ model: modelId, backend = 'auto', workers = 'auto', stepLimitMs, tfFlags = null }) {
+  async init({ model: modelId, backend = 'auto', workers = 'auto', stepLimitMs, tfFlags = null, patchSize = null }) {
     const t0 = performance.now();
     TilePool.size(workers); // a bad count fails here, before anything loads
     TfBridge.useFlags(tfFlags);
@@ -418,6 +419,11 @@ const methods = {
     // The weights download while the backend starts: neither waits for the other.
     const files = downloadModel(manifest);
     files.catch(() => {});
+    if (patchSize != null) {
+      // Every model's warm-up and every job's tile: Python checks it before a model compiles.
+      await python;
+      state.patchSize = fromPython(state.engine.patch_asked(patchSize));
+    }
     let { choice, ms: tfMs } = await tfReady;
     let halfFloatNote = '';
     if (overflowsHere(manifest)) {

@@ -36,7 +36,7 @@ from .errors import (
 from .imaging import Limits, decode, describe_file
 from .ncnn import convert_to_json
 from .pipeline import upscale
-from .policy import TileRule, smaller_patch, tile_rule
+from .policy import TileRule, check_patch, smaller_patch, tile_rule
 from .tiling import Region, check_integer
 
 
@@ -108,10 +108,16 @@ def device_limits(device_memory: float | None) -> dict[str, int]:
 
 @crossing
 def tile_for(manifest: JsProxy, widths: JsProxy, backend: str, tile_workers: int, warmed: int,
-         too_large: int | None) -> dict:
+             too_large: int | None, asked: bool) -> dict:
     """The tile `manifest`'s model runs at here, once warmed up (see policy.tile_rule)."""
     return tile_rule(manifest.to_py(), widths.to_py(), backend, tile_workers, warmed,
-                     too_large).to_js()
+                     too_large, asked).to_js()
+
+
+@crossing
+def patch_asked(patch: object) -> int:
+    """The Upscaler's own patchSize, checked (see policy.check_patch)."""
+    return check_patch(patch)
 
 
 def next_patch(patch: int) -> int | None:

@@ -119,6 +119,11 @@ def largest_auto_patch(scale: int, patch: int) -> int:
     return min(LARGEST_AUTO_PATCH, max(patch, by_output))
 
 
+def check_patch(patch: object) -> int:
+    """A patch asked for up front (Upscaler's `patchSize`): the tile every job runs at."""
+    return check_integer("patchSize", patch, SMALLEST_PATCH, MAX_PATCH)
+
+
 def smaller_patch(patch: int) -> int | None:
     """The next patch to warm up at after `patch` did not fit the GPU's textures, if any."""
     half = patch // 2
@@ -126,17 +131,20 @@ def smaller_patch(patch: int) -> int | None:
 
 
 def tile_rule(manifest: Mapping, widths: Iterable[int], backend: str, tile_workers: int,
-              warmed: int, too_large: int | None = None) -> TileRule:
+              warmed: int, too_large: int | None = None, asked: bool = False) -> TileRule:
     """The rule for `manifest`'s model on `backend`, once it warmed up at patch `warmed`
-    (`too_large`: the smallest patch that did not fit the GPU, if one failed). `tile_workers`:
-    how many workers run the model side by side (0: the engine worker itself)."""
+    (`too_large`: the smallest patch that did not fit the GPU, if one failed; `asked`: the
+    caller fixed the patch up front, see check_patch). `tile_workers`: how many workers run
+    the model side by side (0: the engine worker itself). A GPU keeps the patch it compiled
+    for; WebAssembly chooses one per image unless one was asked for."""
     if backend not in BACKENDS:
         raise InvalidOptions(BAD_BACKEND.format(backend=backend, known=", ".join(sorted(BACKENDS))))
     scale = check_integer("scale", manifest["scale"], 1, 16)
     published = check_integer("patchSize", manifest["patchSize"], SMALLEST_PATCH, MAX_PATCH)
     tile_workers = check_integer("tile workers", tile_workers, 0, 64)
     gpu = backend in GPU_BACKENDS
-    patch = check_integer("patchSize", warmed, SMALLEST_PATCH, published) if gpu else None
+    warmed = check_patch(warmed)
+    patch = warmed if gpu or asked else None
     parallel = tile_workers or (GPU_TILES_IN_FLIGHT if gpu else 1)
     padding = min(int(manifest["padding"]), warmed // 4)
     margin = int(manifest.get("margin") or 0)

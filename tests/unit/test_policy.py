@@ -13,6 +13,7 @@ from upscale.policy import (
     SMALLEST_PATCH,
     TILE_MEMORY_BYTES,
     TileRule,
+    check_patch,
     largest_side,
     smaller_patch,
     tile_rule,
@@ -44,6 +45,20 @@ def test_a_gpu_keeps_the_patch_it_warmed_up_at_and_overlaps_two_tiles():
     assert (shrunk.patch, shrunk.max_patch, shrunk.padding) == (32, 32, 8)
     assert tile_rule(SLIM_X4, SLIM_WIDTHS, "webgl", 0, 16, too_large=32).padding == 4
     assert tile_rule(SLIM_X4, SLIM_WIDTHS, "wasm", 0, 64).parallel == 1
+
+
+def test_a_patch_asked_for_up_front_is_every_jobs_tile_on_any_backend():
+    for backend in ("wasm", "webgl"):
+        rule = tile_rule(SLIM_X4, SLIM_WIDTHS, backend, 0, 32, asked=True)
+        assert (rule.patch, rule.padding) == (32, 8)
+        assert rule.job().patch_size == 32 and rule.job(48).patch_size == 48
+    assert tile_rule(SLIM_X4, SLIM_WIDTHS, "wasm", 0, 512, asked=True).patch == 512
+
+
+@pytest.mark.parametrize("patch", [8, 4096, "32", None])
+def test_a_patch_asked_for_up_front_must_be_a_whole_number_from_16(patch):
+    with pytest.raises(InvalidOptions, match="patchSize must be a whole number between 16"):
+        check_patch(patch)
 
 
 def test_the_warm_up_halves_down_to_the_smallest_patch_and_then_gives_up():
