@@ -78,7 +78,7 @@ const Rpc = (() => {
   /**
    * The calling side of `port`: requests in flight, each settled by its reply. `makeError`
    * builds the Error a failed reply rejects with; `onStray(message)` gets each event that is
-   * about no request in flight (an id of null: the worker's uncaught errors).
+   * about no request (an id of null: the worker's uncaught errors).
    */
   class Client {
     constructor(port, { makeError = undefined, onStray = () => {} } = {}) {
@@ -117,8 +117,9 @@ const Rpc = (() => {
       if (message.type !== 'reply' && message.type !== 'event') return false;
       const entry = this.pending.get(message.id);
       if (message.type === 'event') {
+        // An event of a call given up on (cancelled) has nobody to hear it; one of no call does.
         if (entry && entry.onEvent) entry.onEvent(message.name, message.data);
-        else if (!entry) this.onStray(message);
+        else if (message.id == null) this.onStray(message);
         return true;
       }
       if (!entry) return true; // a call given up on (cancelled): nobody waits for it

@@ -88,7 +88,7 @@ function plain(error) {
 function fromPython(value) {
   if (!(value instanceof state.pyodide.ffi.PyProxy) || value.type !== 'Refusal') return value;
   try {
-    const tiles = value.tiles ? value.tiles.toJs({ dict_converter: Object.fromEntries }) : null;
+    const tiles = value.tiles ? dictFromPython(value.tiles) : null; // { done, total } of a cancel
     throw Object.assign(new Error(value.message), { name: value.name }, tiles ? { tiles } : {});
   } finally {
     value.destroy();
