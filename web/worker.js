@@ -500,13 +500,17 @@ const methods = {
     await state.python;
     const archive = fromPython(whileBusy('zipping the results', () => state.engine.zip_results(
       files.map((file) => file.name), files.map((file) => new Uint8Array(file.data)), DEVICE_MEMORY)));
-    let data;
     try {
-      data = archive.toJs(); // a copy out of Python's heap, into a transferable buffer
+      const view = archive.getBuffer('u8');
+      try {
+        const data = view.data.slice(); // the one copy out of Python's heap, transferable
+        return Rpc.moved(data.buffer, [data.buffer]);
+      } finally {
+        view.release();
+      }
     } finally {
       archive.destroy();
     }
-    return Rpc.moved(data.buffer, [data.buffer]);
   },
 
   /** Whether an image of this size may be upscaled: asked before a page reads its pixels. */

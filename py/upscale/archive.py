@@ -10,13 +10,17 @@ from __future__ import annotations
 import io
 import time
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from .errors import ZIP_TOO_LARGE, ImageTooLarge
 from .imaging import megabytes
 
-# While it is written, the archive and the files it is made of are both held.
+# While it is written, the archive and the files it is made of are both held (each file is read
+# in only as it is written, and the archive is handed out as a view, not copied).
 COPIES_WHILE_ZIPPING = 2
+
+# One file: its name, its size in bytes, and what reads its bytes when they are written.
+Entry = tuple[str, int, Callable[[], bytes]]
 
 
 def unique_names(names: Iterable[str]) -> list[str]:
@@ -36,11 +40,12 @@ def unique_names(names: Iterable[str]) -> list[str]:
     return unique
 
 
-def zip_files(files: list[tuple[str, bytes]], memory_bytes: int,
-              when: time.struct_time | None = None) -> bytes:
-    """One stored zip of `files` ((name, data) pairs), names made unique, dated `when` (now by
-    default); ImageTooLarge if making it would hold more than `memory_bytes`."""
-    total = sum(len(data) for _, data in files)
+def zip_files(files: Sequence[Entry], memory_bytes: int,
+              when: time.struct_time | None = None) -> memoryview:
+    """One stored zip of `files`, names made unique, dated `when` (now by default), as a view of
+    its bytes; ImageTooLarge, before any is read, if making it would hold more than
+    `memory_bytes`."""
+    total = sum(size for _, size, _ in files)
     if total * COPIES_WHILE_ZIPPING > memory_bytes:
         raise ImageTooLarge(ZIP_TOO_LARGE.format(count=len(files), total=megabytes(total),
                                                  need=megabytes(total * COPIES_WHILE_ZIPPING),
@@ -48,8 +53,8 @@ def zip_files(files: list[tuple[str, bytes]], memory_bytes: int,
     stamp = (when or time.localtime())[:6]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, (_, data) in zip(unique_names(n for n, _ in files), files, strict=True):
+        for name, (_, _, read) in zip(unique_names(n for n, _, _ in files), files, strict=True):
             info = zipfile.ZipInfo(name, date_time=max(stamp, (1980, 1, 1, 0, 0, 0)))
             info.external_attr = 0o644 << 16  # a plain file, readable by all, when unpacked
-            archive.writestr(info, data)
-    return buffer.getvalue()
+            archive.writestr(info, read())
+    return buffer.getbuffer()

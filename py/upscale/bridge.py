@@ -243,10 +243,12 @@ def _pair(value: JsProxy) -> list:
 
 
 @crossing
-def zip_results(names: JsProxy, files: JsProxy, device_memory: float | None) -> bytes:
-    """One stored zip of the page's results (see archive.zip_files)."""
-    pairs = list(zip(names.to_py(), (data.to_bytes() for data in files), strict=True))
-    return zip_files(pairs, Limits.for_device(device_memory).memory_bytes)
+def zip_results(names: JsProxy, files: JsProxy, device_memory: float | None) -> memoryview:
+    """One stored zip of the page's results (see archive.zip_files); each file is copied into
+    Python only as it is written."""
+    entries = [(name, data.byteLength, data.to_bytes)
+               for name, data in zip(names.to_py(), files, strict=True)]
+    return zip_files(entries, Limits.for_device(device_memory).memory_bytes)
 
 
 @crossing
