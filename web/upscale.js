@@ -17,10 +17,9 @@ export const DEFAULT_MODEL = 'span-x2';
 
 /** Thrown when an Upscaler is used after dispose() or its worker died. */
 export class UpscaleError extends Error {
-  constructor(message, { name = 'UpscaleError', tiles = null } = {}) {
+  constructor(message, { name = 'UpscaleError' } = {}) {
     super(message);
     this.name = name;
-    if (tiles) this.tiles = tiles; // a cancelled job: { done, total } tiles went to the model
   }
 }
 

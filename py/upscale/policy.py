@@ -63,19 +63,13 @@ class TileRule:
 
     def to_js(self) -> dict:
         """info.tile, and what the worker hands back with each job."""
-        return {"model": self.model, "scale": self.scale, "patchSize": self.patch,
-                "padding": self.padding, "margin": self.margin, "largestPatch": self.largest_patch,
-                "largestSide": self.largest_side, "maxPatchSize": self.max_patch,
-                "parallel": self.parallel}
+        return {key: getattr(self, field) for field, key in _JS_KEYS.items()}
 
     @classmethod
     def from_js(cls, tile: Mapping) -> TileRule:
-        def whole(key: str) -> int | None:
-            return None if tile[key] is None else int(tile[key])
-
-        return cls(str(tile["model"]), whole("scale"), whole("padding"), whole("margin"),
-                   whole("patchSize"), whole("largestPatch"), whole("largestSide"),
-                   whole("maxPatchSize"), whole("parallel"))
+        values = {field: tile[key] for field, key in _JS_KEYS.items()}
+        return cls(**{field: value if value is None or field == "model" else int(value)
+                      for field, value in values.items()})
 
     def padding_for(self, patch: int | None) -> int:
         """The model's padding, unless an explicit patch is too small to hold it (a patch must
@@ -103,6 +97,12 @@ class TileRule:
                                                   most=self.max_patch))
         return Options(self.scale, patch, padding, self.parallel, self.largest_patch,
                        self.margin)
+
+
+# TileRule's fields by their names in JavaScript (info.tile).
+_JS_KEYS = {"model": "model", "scale": "scale", "padding": "padding", "margin": "margin",
+            "patch": "patchSize", "largest_patch": "largestPatch", "largest_side": "largestSide",
+            "max_patch": "maxPatchSize", "parallel": "parallel"}
 
 
 def largest_side(scale: int, widths: Iterable[int]) -> int:
