@@ -220,20 +220,21 @@
    * What renders a backend here, and whether it is software (SwiftShader, llvmpipe, a WebGPU
    * fallback adapter): such numbers say nothing of a real GPU's.
    */
+  let bridgeReady = null;
   async function device(name) {
-    const software = /swiftshader|llvmpipe|softpipe|software/i;
+    // The engine's own checks (tfbridge.js), so the bench labels what `auto` passes over.
+    bridgeReady = bridgeReady || script(new URL(window.BENCH_FOLDERS.web, location.href).href + 'tfbridge.js');
+    await bridgeReady;
     if (name === 'webgl') {
-      const gl = new OffscreenCanvas(1, 1).getContext('webgl2');
-      const debug = gl && gl.getExtension('WEBGL_debug_renderer_info');
-      const renderer = gl ? gl.getParameter(debug ? debug.UNMASKED_RENDERER_WEBGL : gl.RENDERER) : 'none';
-      return { device: renderer, software: software.test(renderer) };
+      const renderer = TfBridge.webglRenderer() || 'none';
+      return { device: renderer, software: TfBridge.softwareRenderer(renderer) };
     }
     if (name === 'webgpu') {
       const adapter = navigator.gpu && await navigator.gpu.requestAdapter();
       if (!adapter) return { device: 'no adapter', software: false };
       const info = adapter.info || {};
       const label = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ');
-      return { device: label, software: Boolean(adapter.isFallbackAdapter || info.isFallbackAdapter) || software.test(label) };
+      return { device: label, software: Boolean(TfBridge.softwareAdapter(adapter)) };
     }
     return { device: name === 'wasm' ? 'WebAssembly, every core' : 'plain JavaScript', software: false };
   }

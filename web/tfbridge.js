@@ -1,6 +1,7 @@
 /* TF.js side of the workers: backend choice, model loading, custom layers, predict().
  *
- * Loaded with importScripts(); exposes one global, TfBridge, in the worker's scope only. The
+ * Loaded with importScripts(); exposes one global, TfBridge, in the worker's scope (the bench
+ * also loads it on its page, for the same software-renderer checks). The
  * TF.js bundles themselves load on first need (loadTf): an engine worker whose tile workers
  * run the model never parses them. Python never sees a tensor: it hands over uint8 RGB tiles
  * and gets uint8 RGB tiles back.
@@ -70,23 +71,35 @@ const TfBridge = (() => {
     const info = adapter.info || {};
     if (adapter.isFallbackAdapter || info.isFallbackAdapter) return 'software fallback adapter';
     const named = [info.vendor, info.architecture, info.device, info.description].find(
-      (text) => text && SOFTWARE_GL.test(text));
+      (text) => text && softwareRenderer(text));
     return named ? `software adapter (${named})` : null;
   }
 
-  function webglVerdict() {
-    let gl = null;
-    try {
-      gl = new OffscreenCanvas(1, 1).getContext('webgl2');
-    } catch (error) {
-      return { ok: false, why: `WebGL: ${error.message}` };
-    }
-    if (!gl) return { ok: false, why: 'WebGL: no WebGL2 context' };
+  /** Whether a renderer's name is a software one (SwiftShader, llvmpipe, ...). */
+  function softwareRenderer(name) {
+    return SOFTWARE_GL.test(name);
+  }
+
+  /** What renders WebGL2 here (its unmasked renderer string), or null without a context. */
+  function webglRenderer() {
+    const gl = new OffscreenCanvas(1, 1).getContext('webgl2');
+    if (!gl) return null;
     const debug = gl.getExtension('WEBGL_debug_renderer_info');
     const renderer = debug ? gl.getParameter(debug.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER);
     const lose = gl.getExtension('WEBGL_lose_context');
     if (lose) lose.loseContext();
-    if (SOFTWARE_GL.test(renderer)) {
+    return renderer;
+  }
+
+  function webglVerdict() {
+    let renderer = null;
+    try {
+      renderer = webglRenderer();
+    } catch (error) {
+      return { ok: false, why: `WebGL: ${error.message}` };
+    }
+    if (!renderer) return { ok: false, why: 'WebGL: no WebGL2 context' };
+    if (softwareRenderer(renderer)) {
       return { ok: false, why: `WebGL: software renderer (${renderer}), far slower than WASM` };
     }
     return { ok: true, why: `WebGL: ${renderer}` };
@@ -297,5 +310,8 @@ const TfBridge = (() => {
     return { tensors: m.numTensors, bytes: m.numBytes, heapBytes };
   }
 
-  return { chooseBackend, useFlags, wasmFlavour, watchGpuLoss, softwareAdapter, halfFloat, Model, memory };
+  return {
+    chooseBackend, useFlags, wasmFlavour, watchGpuLoss, softwareAdapter, softwareRenderer, webglRenderer,
+    halfFloat, Model, memory,
+  };
 })();
