@@ -152,6 +152,14 @@ CSP_WATCH = """document.addEventListener('securitypolicyviolation', (e) => conso
   `CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline code'}`));"""
 
 
+def assert_stayed_home(foreign: list[str], console: list[str]) -> None:
+    """What every page of the suite ends with: no request left the allowed origins, and no
+    page hit its Content-Security-Policy."""
+    assert not foreign, f"requests left the site's origin: {foreign}"
+    violations = [line for line in console if "CSP violation" in line]
+    assert not violations, violations
+
+
 def open_blank(page, site: str) -> None:
     """`page` on an empty page of our own origin, served with the site's headers."""
     page.add_init_script(CSP_WATCH)
@@ -173,9 +181,7 @@ def app(page, site, foreign_requests, console_log, request):
         stem = re.sub(r"[^\w.-]+", "_", request.node.nodeid)
         page.screenshot(path=str(ARTIFACTS / f"{stem}.png"), full_page=True)
         (ARTIFACTS / f"{stem}.console.txt").write_text("\n".join(console_log) + "\n")
-    assert not foreign_requests, f"requests left the site's origin: {foreign_requests}"
-    violations = [line for line in console_log if "CSP violation" in line]
-    assert not violations, violations
+    assert_stayed_home(foreign_requests, console_log)
 
 
 @pytest.fixture(scope="module")
@@ -190,9 +196,7 @@ def shared_app(browser, browser_context_args, site):
     open_blank(page, site)
     yield page
     context.close()
-    assert not foreign, f"requests left the site's origin: {foreign}"
-    violations = [line for line in lines if "CSP violation" in line]
-    assert not violations, violations
+    assert_stayed_home(foreign, lines)
 
 
 @pytest.hookimpl(hookwrapper=True)
