@@ -213,6 +213,22 @@ const TfBridge = (() => {
   }
 
   /**
+   * The limits that bound a tile on the current GPU backend (Python turns them into a patch:
+   * upscale.policy.gpu_side): WebGL's texture side as TF.js uses it (tfFlags may lower it),
+   * WebGPU's largest buffer. Empty off the GPU.
+   */
+  function gpuLimits() {
+    if (typeof self.tf === 'undefined') return {};
+    const backend = tf.getBackend();
+    if (backend === 'webgl') return { maxTextureSize: tf.env().getNumber('WEBGL_MAX_TEXTURE_SIZE') };
+    if (backend === 'webgpu') {
+      const { maxStorageBufferBindingSize, maxBufferSize } = tf.backend().device.limits;
+      return { maxStorageBufferBindingSize, maxBufferSize };
+    }
+    return {};
+  }
+
+  /**
    * Call `onLost()` once if the GPU context behind the current backend goes away (a driver
    * reset, the OS reclaiming the GPU, WEBGL_lose_context). TF.js itself would wait forever.
    */
@@ -312,6 +328,6 @@ const TfBridge = (() => {
 
   return {
     chooseBackend, useFlags, wasmFlavour, watchGpuLoss, softwareAdapter, softwareRenderer, webglRenderer,
-    halfFloat, Model, memory,
+    halfFloat, gpuLimits, Model, memory,
   };
 })();

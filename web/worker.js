@@ -226,14 +226,22 @@ async function switchModel(manifest, artifacts = null) {
 const TEXTURE_TOO_LARGE = /texture size .* greater than WebGL maximum/i;
 
 /**
- * Warm the model up at its patch size, halving the patch (as Python says) while the GPU cannot
- * hold the textures a tile needs (TF.js packs activations into textures much larger than the
- * tile: an x8 model at 128 px asks for over 20000 x 20000). Returns the tile rule Python
- * decides for this model here (upscale.policy.tile_rule).
+ * Warm the model up at its patch size, or on a GPU at the largest patch its limits hold
+ * (Python reads them against the model's graph: an x8 model at 128 px would ask WebGL for a
+ * texture over 20000 x 20000). Where the GPU still cannot hold a tile, the patch halves (as
+ * Python says) until one fits. Returns the tile rule Python decides for this model here
+ * (upscale.policy.tile_rule).
  */
 async function largestTile(model, manifest, files) {
   let patchSize = state.patchSize ?? manifest.patchSize;
   let tooLarge = null; // the smallest patch seen to fail, when one did
+  let side = null; // the widest tile the GPU's limits hold, when Python could tell
+  const limits = state.pool ? {} : TfBridge.gpuLimits();
+  if (Object.keys(limits).length && files && files.modelTopology) {
+    await state.python;
+    ({ patch: patchSize, side } = dictFromPython(state.engine.gpu_fit(
+      JSON.stringify(files.modelTopology), state.backend, limits, patchSize, manifest.margin || 0)));
+  }
   for (;;) {
     try {
       await model.warmUp(patchSize);
@@ -252,7 +260,7 @@ async function largestTile(model, manifest, files) {
   const widths = ((files && files.weightSpecs) || [])
     .filter((w) => w.shape.length === 4).map((w) => w.shape[3]);
   return dictFromPython(state.engine.tile_for(manifest, widths, state.backend,
-    state.pool ? state.pool.size : 0, patchSize, tooLarge, state.patchSize != null));
+    state.pool ? state.pool.size : 0, patchSize, tooLarge, state.patchSize != null, side));
 }
 
 /**

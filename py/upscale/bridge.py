@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect as introspect
+import json
 import sys
 from dataclasses import dataclass
 
@@ -33,10 +34,11 @@ from .errors import (
     InvalidOptions,
     UpscaleError,
 )
+from .footprint import footprint
 from .imaging import Limits, decode, describe_file
 from .ncnn import convert_to_json
 from .pipeline import upscale
-from .policy import TileRule, check_patch, smaller_patch, tile_rule
+from .policy import TileRule, check_patch, gpu_patch, gpu_side, smaller_patch, tile_rule
 from .tiling import Region, check_integer
 
 
@@ -108,10 +110,20 @@ def device_limits(device_memory: float | None) -> dict[str, int]:
 
 @crossing
 def tile_for(manifest: JsProxy, widths: JsProxy, backend: str, tile_workers: int, warmed: int,
-             too_large: int | None, asked: bool) -> dict:
+             too_large: int | None, asked: bool, side: int | None) -> dict:
     """The tile `manifest`'s model runs at here, once warmed up (see policy.tile_rule)."""
     return tile_rule(manifest.to_py(), widths.to_py(), backend, tile_workers, warmed,
-                     too_large, asked).to_js()
+                     too_large, asked, side).to_js()
+
+
+@crossing
+def gpu_fit(topology: str, backend: str, limits: JsProxy, wanted: int, margin: int) -> dict:
+    """Where a GPU warms a model up: `topology` is its model.json's modelTopology (as JSON),
+    `limits` the GPU's (see policy.gpu_side), `wanted` the patch it would run at. Returns
+    {patch, side}: the patch to warm up at, and the widest tile these limits hold (None:
+    unknown), for tile_for."""
+    side = gpu_side(footprint(json.loads(topology)), backend, limits.to_py())
+    return {"patch": gpu_patch(wanted, side, margin), "side": side}
 
 
 @crossing

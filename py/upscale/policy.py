@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .errors import BAD_BACKEND, GPU_PATCH, PATCH_MEMORY, InvalidOptions
+from .footprint import Footprint
 from .pipeline import Options
 from .tiling import MAX_PATCH, check_integer
 
@@ -33,6 +34,16 @@ LARGEST_AUTO_OUTPUT = 1024
 # A GPU compiles its programs for one tile shape, so it keeps the model's patch; where its
 # textures cannot hold that, the warm-up halves it down to this.
 SMALLEST_PATCH = 16
+
+# WebGL holds a tensor in a texture of at most MAX_TEXTURE_SIZE² texels, four values to a
+# texel (TF.js packs them 2 x 2); its largest is a convolution's unrolled input (im2col). The
+# ops that do not pack (DepthToSpace) sit next to convolutions that unroll more. WebGPU holds
+# each tensor, float32, in one storage buffer.
+WEBGL_VALUES_PER_TEXEL = 4
+WEBGPU_BYTES_PER_VALUE = 4
+
+# The patch a GPU's limits cut down to is a multiple of this (the published patches are).
+GPU_PATCH_STEP = 8
 
 # On a GPU two tiles are in flight: the next one uploads and queues its work while the last
 # one reads back (TF.js's data() waits for the GPU without blocking the worker).
@@ -124,6 +135,33 @@ def check_patch(patch: object) -> int:
     return check_integer("patchSize", patch, SMALLEST_PATCH, MAX_PATCH)
 
 
+def gpu_side(footprint: Footprint | None, backend: str, limits: Mapping) -> int | None:
+    """The widest tile (input side, margin included) whose tensors fit this GPU's limits:
+    `limits` holds WebGL's maxTextureSize, or WebGPU's maxStorageBufferBindingSize and
+    maxBufferSize. None where the model's footprint or the limit is unknown: the warm-up then
+    finds it by failing."""
+    if footprint is None:
+        return None
+    if backend == "webgl" and limits.get("maxTextureSize"):
+        texels = max(footprint.unrolled, footprint.values) / WEBGL_VALUES_PER_TEXEL
+        return math.floor(int(limits["maxTextureSize"]) / math.sqrt(texels))
+    if backend == "webgpu" and limits.get("maxStorageBufferBindingSize"):
+        largest = min(int(limits["maxStorageBufferBindingSize"]),
+                      int(limits.get("maxBufferSize") or limits["maxStorageBufferBindingSize"]))
+        return math.isqrt(largest // (footprint.values * WEBGPU_BYTES_PER_VALUE))
+    return None
+
+
+def gpu_patch(wanted: int, side: int | None, margin: int) -> int:
+    """The patch to warm up at: `wanted`, or where its tile would not fit in `side` (see
+    gpu_side), the largest multiple of GPU_PATCH_STEP that does (SMALLEST_PATCH at least: a
+    model that does not fit even there fails its warm-up by name)."""
+    if side is None or wanted + 2 * margin <= side:
+        return wanted
+    fits = (side - 2 * margin) // GPU_PATCH_STEP * GPU_PATCH_STEP
+    return max(SMALLEST_PATCH, fits)
+
+
 def smaller_patch(patch: int) -> int | None:
     """The next patch to warm up at after `patch` did not fit the GPU's textures, if any."""
     half = patch // 2
@@ -131,12 +169,14 @@ def smaller_patch(patch: int) -> int | None:
 
 
 def tile_rule(manifest: Mapping, widths: Iterable[int], backend: str, tile_workers: int,
-              warmed: int, too_large: int | None = None, asked: bool = False) -> TileRule:
+              warmed: int, too_large: int | None = None, asked: bool = False,
+              side: int | None = None) -> TileRule:
     """The rule for `manifest`'s model on `backend`, once it warmed up at patch `warmed`
     (`too_large`: the smallest patch that did not fit the GPU, if one failed; `asked`: the
-    caller fixed the patch up front, see check_patch). `tile_workers`: how many workers run
-    the model side by side (0: the engine worker itself). A GPU keeps the patch it compiled
-    for; WebAssembly chooses one per image unless one was asked for."""
+    caller fixed the patch up front, see check_patch; `side`: the widest tile the GPU's
+    limits hold, see gpu_side). `tile_workers`: how many workers run the model side by side
+    (0: the engine worker itself). A GPU keeps the patch it compiled for; WebAssembly chooses
+    one per image unless one was asked for."""
     if backend not in BACKENDS:
         raise InvalidOptions(BAD_BACKEND.format(backend=backend, known=", ".join(sorted(BACKENDS))))
     scale = check_integer("scale", manifest["scale"], 1, 16)
@@ -148,7 +188,12 @@ def tile_rule(manifest: Mapping, widths: Iterable[int], backend: str, tile_worke
     parallel = tile_workers or (GPU_TILES_IN_FLIGHT if gpu else 1)
     padding = min(int(manifest["padding"]), warmed // 4)
     margin = int(manifest.get("margin") or 0)
-    side = largest_side(scale, widths)
+    most = None
+    if gpu and too_large is not None:
+        most = warmed
+    elif gpu and side is not None:
+        most = max(warmed, side - 2 * margin)
+    memory_side = largest_side(scale, widths)
     return TileRule(
         model=str(manifest["id"]),
         scale=scale,
@@ -156,9 +201,10 @@ def tile_rule(manifest: Mapping, widths: Iterable[int], backend: str, tile_worke
         margin=margin,
         patch=patch,
         # the per-image patch stays within what memory allows, at the model's own padding
-        largest_patch=min(largest_auto_patch(scale, published), side - 2 * (padding + margin)),
-        largest_side=side,
-        max_patch=patch if gpu and too_large is not None else None,
+        largest_patch=min(largest_auto_patch(scale, published),
+                          memory_side - 2 * (padding + margin)),
+        largest_side=memory_side,
+        max_patch=most,
         parallel=parallel,
     )
 

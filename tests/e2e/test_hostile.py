@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+import pytest
 from harness import BOOT_TIMEOUT_MS
 from PIL import Image
 
@@ -326,27 +327,36 @@ def test_a_long_synchronous_step_is_not_taken_for_a_dead_worker(app):
     assert got["next"] == 32
 
 
-def test_tiles_shrink_to_what_the_gpu_textures_hold(app):
-    """slim-x8 at 128 px needs textures past SwiftShader's 8192: the engine halves the patch
-    until a tile fits, runs there, and refuses a patchSize above it by name."""
+@pytest.mark.parametrize(("model", "texture", "asked", "patch", "most"), [
+    ("esrgan-slim-x8", 8192, None, 48, 49),
+    ("esrgan-slim-x2", 1024, 64, 48, 51),
+])
+def test_the_gpu_tile_comes_from_its_texture_limit_before_the_warm_up(app, model, texture, asked,
+                                                                       patch, most):
+    """slim x8 at its 128 px would ask WebGL for a 21288² texture (its last conv unrolls 8² x 9
+    x 192 values per input pixel). Python reads the model's graph against the texture limit
+    (SwiftShader's own 8192, and a lowered one) and warms up at once at the largest multiple
+    of 8 that fits: a warm-up that failed would halve instead (to 64, then 32). The next
+    multiple of 8 does not fit, as TF.js says (56 px: 9311² > 8192²). The tile runs, and a
+    patchSize beyond what fits is refused by name."""
     app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
-    got = app.evaluate("""async () => {
+    got = app.evaluate("""async ({ model, texture, asked, beyond }) => {
         const { Upscaler } = await import('./upscale.js');
-        const up = new Upscaler({ model: 'esrgan-slim-x8', backend: 'webgl' });
+        const up = new Upscaler({ model, backend: 'webgl', patchSize: asked,
+                                  tfFlags: { WEBGL_MAX_TEXTURE_SIZE: texture } });
         const info = await up.ready;
         const out = await up.upscale(new ImageData(12, 10));
-        const refused = await up.upscale(new ImageData(12, 10), { patchSize: 128 }).then(
+        const refused = await up.upscale(new ImageData(12, 10), { patchSize: beyond }).then(
             () => 'resolved', (e) => ({ name: e.name, message: e.message }));
         up.dispose();
         return { tile: info.tile, size: [out.width, out.height], refused };
-    }""")
-    tile = got["tile"]
-    assert tile["maxPatchSize"] == tile["patchSize"] < 128, tile
-    assert got["size"] == [96, 80]
+    }""", {"model": model, "texture": texture, "asked": asked, "beyond": patch + 8})
+    tile, scale = got["tile"], got["tile"]["scale"]
+    assert (tile["patchSize"], tile["maxPatchSize"]) == (patch, most), tile
+    assert got["size"] == [12 * scale, 10 * scale]
     assert got["refused"]["name"] == "InvalidOptions", got
     assert got["refused"]["message"].startswith(
-        f"patchSize 128 is more than this GPU can hold for esrgan-slim-x8: at most "
-        f"{tile['patchSize']}"), got
+        f"patchSize {patch + 8} is more than this GPU can hold for {model}: at most {most}"), got
 
 
 def test_a_patch_too_large_for_memory_is_refused_by_name_and_the_next_job_runs(app):

@@ -7,6 +7,7 @@ import pytest
 
 from tests.unit.test_pipeline import run_in_loop
 from upscale.errors import Cancelled, ImageTooLarge, InvalidOptions
+from upscale.footprint import Footprint
 from upscale.policy import (
     GPU_TILES_IN_FLIGHT,
     LIVE_ACTIVATIONS,
@@ -14,6 +15,8 @@ from upscale.policy import (
     TILE_MEMORY_BYTES,
     TileRule,
     check_patch,
+    gpu_patch,
+    gpu_side,
     largest_side,
     smaller_patch,
     tile_rule,
@@ -45,6 +48,60 @@ def test_a_gpu_keeps_the_patch_it_warmed_up_at_and_overlaps_two_tiles():
     assert (shrunk.patch, shrunk.max_patch, shrunk.padding) == (32, 32, 8)
     assert tile_rule(SLIM_X4, SLIM_WIDTHS, "webgl", 0, 16, too_large=32).padding == 4
     assert tile_rule(SLIM_X4, SLIM_WIDTHS, "wasm", 0, 64).parallel == 1
+
+
+# slim x2 and x8 as upscale.footprint reads them from the catalogue's model.json
+SLIM_X2_PRINT = Footprint(values=128, unrolled=1600)
+SLIM_X8_PRINT = Footprint(values=12288, unrolled=110592)
+
+
+def test_webgl_holds_a_tile_whose_largest_unrolled_input_fits_a_texture_four_values_a_texel():
+    """The bounds TF.js itself drew in Chromium (WEBGL_MAX_TEXTURE_SIZE 1024, SwiftShader):
+    slim x2 warmed up at 48 px and failed at 56; slim x8 at 24 px asked for a 3991² texture."""
+    side = gpu_side(SLIM_X2_PRINT, "webgl", {"maxTextureSize": 1024})
+    assert 48 <= side < 56
+    assert gpu_side(SLIM_X8_PRINT, "webgl", {"maxTextureSize": 3991}) == 24
+    assert gpu_side(SLIM_X8_PRINT, "webgl", {"maxTextureSize": 3990}) == 23
+
+
+def test_webgpu_holds_a_tile_whose_largest_tensor_fits_one_buffer():
+    limits = {"maxStorageBufferBindingSize": 128 << 20, "maxBufferSize": 256 << 20}
+    side = gpu_side(SLIM_X8_PRINT, "webgpu", limits)
+    assert side**2 * 12288 * 4 <= 128 << 20 < (side + 1) ** 2 * 12288 * 4
+    smaller = gpu_side(SLIM_X8_PRINT, "webgpu", {**limits, "maxBufferSize": 64 << 20})
+    assert smaller < side
+
+
+@pytest.mark.parametrize(("footprint", "backend", "limits"), [
+    (None, "webgl", {"maxTextureSize": 8192}),
+    (SLIM_X2_PRINT, "webgl", {}),
+    (SLIM_X2_PRINT, "wasm", {}),
+    (SLIM_X2_PRINT, "webgpu", {"maxTextureSize": 8192}),
+])
+def test_without_the_footprint_or_the_limit_the_side_is_unknown(footprint, backend, limits):
+    assert gpu_side(footprint, backend, limits) is None
+
+
+def test_the_warm_up_patch_is_cut_to_a_multiple_of_8_that_fits_with_its_margin():
+    assert gpu_patch(128, None, 0) == 128
+    assert gpu_patch(128, 142, 7) == 128  # 128 + 2 x 7 fits exactly
+    assert gpu_patch(128, 141, 7) == 120
+    assert gpu_patch(128, 49, 0) == 48
+    assert gpu_patch(128, 12, 0) == SMALLEST_PATCH  # fails its warm-up, by name
+
+
+def test_a_gpu_refuses_a_job_patch_its_limits_do_not_hold():
+    rule = tile_rule(SLIM_X4, SLIM_WIDTHS, "webgl", 0, 48, side=49)
+    assert (rule.patch, rule.max_patch) == (48, 49)
+    assert rule.job(49).patch_size == 49
+    with pytest.raises(InvalidOptions, match="more than this GPU can hold .* at most 49"):
+        rule.job(56)
+    # a warm-up that got further than the limits said keeps what it ran
+    assert tile_rule(SLIM_X4, SLIM_WIDTHS, "webgl", 0, 64, side=49).max_patch == 64
+    # a warm-up that failed says more than the limits
+    assert tile_rule(SLIM_X4, SLIM_WIDTHS, "webgl", 0, 32, too_large=64, side=70).max_patch == 32
+    # WebAssembly has no such limit
+    assert tile_rule(SLIM_X4, SLIM_WIDTHS, "wasm", 0, 64, side=49).max_patch is None
 
 
 def test_a_patch_asked_for_up_front_is_every_jobs_tile_on_any_backend():
