@@ -5,7 +5,8 @@
  * finished tiles and keeps the DOM current.
  */
 import { CompareView } from './compare.js';
-import { DEFAULT_MODEL, UpscaleError, Upscaler } from './upscale.js';
+import { JobQueue, fetchSource, nameFromAddress, safeName } from './jobs.js';
+import { DEFAULT_MODEL, Upscaler } from './upscale.js';
 
 const $ = (id) => document.getElementById(id);
 const SETTINGS_KEY = 'upscale:settings';
@@ -23,7 +24,6 @@ const ERROR_TITLES = {
   ContextLost: 'The GPU was reset',
 };
 // Failures of the engine rather than of the file: trying again can work.
-const RETRYABLE = new Set(['WorkerCrashed', 'ContextLost']);
 
 // The picker's groups, in this order: what a model is for matters more than its size.
 const PURPOSES = [
@@ -112,12 +112,10 @@ const state = {
   ownModel: null, // { name, scale, param: Blob, bin: Blob }: the pair brought in this tab
   modelWork: Promise.resolve(), // model changes, one at a time
   offline: null, // the service worker's registration, once made
-  nextJobId: 1,
-  jobs: [],
-  running: null, // the job the engine works on
+  queue: new JobQueue({ run: runJob, canRun: () => state.engineReady, changed: updateQueueChrome }),
+  parts: new WeakMap(), // each job's elements in the queue (renderJob)
   shown: null, // the job in the viewer
   shownByUser: false,
-  removal: null, // { entries: [{ job, index }], timer }: what Undo brings back
   engineRestarted: false,
   viewing: null, // { job, bicubic }: whose pictures the view's canvases hold
   dragDepth: 0,
@@ -128,8 +126,8 @@ state.engineUp = new Promise((resolve) => { state.markEngineUp = resolve; });
 
 // Model ids: a catalogue id, or OWN_PREFIX + name for the model the user brought.
 
-function setEngine(state, text) {
-  ui.engine.dataset.state = state;
+function setEngine(status, text) {
+  ui.engine.dataset.state = status;
   ui.engineText.textContent = text;
 }
 
@@ -260,7 +258,7 @@ async function startEngine() {
   state.markEngineUp();
   keepForOffline(state.loaded);
   await useChosenModel(); // a brought model chosen before a reload loads again now
-  pump();
+  state.queue.pump();
 }
 
 function showEngine(info) {
@@ -463,41 +461,19 @@ function forgetStaleOwnModels() {
   });
 }
 
-/* ---------- jobs ---------- */
+/* ---------- the queue, drawn (jobs.js holds what each job is) ---------- */
 
-
-/**
- * @param {{ name: string, blob?: Blob, url?: string }} source
- */
+/** A new job from `source`: it joins the queue and runs when its turn comes. */
 function addJob(source) {
-  const job = {
-    id: state.nextJobId++,
-    name: source.name,
-    blob: source.blob || null,
-    url: source.url || null,
-    state: 'queued',
-    done: 0,
-    total: 0,
-    image: null, // HTMLImageElement of the original, when the browser can show it
-    thumbUrl: null,
-    result: null, // ImageBitmap of the output: shown and encoded from, nothing else kept
-    encoded: new Map(),
-    error: null,
-    model: null,
-    ms: 0,
-    controller: null,
-    jpeg: null, // { quality, denoise } when the file is a JPEG that noise removal would help
-    facts: null, // what the engine read of the file's header (upscaler.inspect)
-    rerun: false, // cancelled only to run again (with another model)
-    saved: false, // its result was downloaded (alone or in the zip)
-  };
-  job.element = renderJob(job);
-  state.jobs.push(job);
-  ui.queue.append(job.element);
-  updateQueueChrome();
-  pump();
+  const job = state.queue.add(source);
+  ui.queue.append(renderJob(job));
+  state.queue.pump();
   inspectJob(job);
   return job;
+}
+
+function partsOf(job) {
+  return state.parts.get(job);
 }
 
 function renderJob(job) {
@@ -513,19 +489,19 @@ function renderJob(job) {
   name.textContent = job.name;
   name.title = job.name;
   name.addEventListener('click', () => showJob(job, true));
-  const state = document.createElement('div');
-  state.className = 'state';
+  const line = document.createElement('div');
+  line.className = 'state';
   const bar = document.createElement('div');
   bar.className = 'bar';
   bar.append(document.createElement('span'));
   const note = document.createElement('p');
   note.className = 'note';
   note.hidden = true;
-  info.append(name, state, bar);
+  info.append(name, line, bar);
   const actions = document.createElement('div');
   actions.className = 'actions';
   item.append(thumb, info, actions, note);
-  job.parts = { item, thumb, name, state, bar, note, actions };
+  state.parts.set(job, { item, thumb, name, line, bar, note, actions });
   updateJob(job);
   return item;
 }
@@ -548,19 +524,21 @@ function outputSize(job) {
 }
 
 function updateJob(job) {
-  const { item, state, bar, actions, name } = job.parts;
+  const { item, line, bar, actions, name } = partsOf(job);
   item.dataset.state = job.state;
   item.classList.toggle('selected', job === state.shown);
-  name.disabled = !(job.state === 'done' || job.state === 'running');
+  name.disabled = !job.visible;
   name.setAttribute('aria-label', `${job.name}: show in the viewer`);
   bar.hidden = job.state !== 'running';
   actions.textContent = '';
-  state.textContent = '';
-  if (job.state === 'queued') state.textContent = 'Waiting…';
+  line.textContent = '';
+  delete item.dataset.error;
+  line.removeAttribute('role');
+  if (job.state === 'queued') line.textContent = 'Waiting…';
   if (job.state === 'running') updateJobProgress(job);
-  if (job.state === 'cancelled') state.textContent = 'Cancelled';
+  if (job.state === 'cancelled') line.textContent = 'Cancelled';
   if (job.state === 'done') {
-    state.textContent = `×${job.model.scale} · ${outputSize(job)} · ${seconds(job.ms)}`;
+    line.textContent = `×${job.model.scale} · ${outputSize(job)} · ${seconds(job.ms)}`;
     actions.append(button('Download', () => downloadJob(job), `Download ${job.name} upscaled`));
   }
   if (job.state === 'error') {
@@ -568,14 +546,12 @@ function updateJob(job) {
     const title = document.createElement('span');
     title.className = 'error-title';
     title.textContent = `${ERROR_TITLES[job.error.name] || 'Failed'}: `;
-    state.append(title, sentence(job.error.message));
-    state.setAttribute('role', 'alert');
+    line.append(title, sentence(job.error.message));
+    line.setAttribute('role', 'alert');
   }
-  if (job.state === 'cancelled' || (job.state === 'error' && RETRYABLE.has(job.error.name))) {
-    actions.append(button('Retry', () => retryJob(job), `Retry ${job.name}`));
-  }
+  if (job.retryable) actions.append(button('Retry', () => retryJob(job), `Retry ${job.name}`));
   if (job.state === 'running') {
-    actions.append(button('Cancel', () => cancelJob(job), `Cancel ${job.name}`));
+    actions.append(button('Cancel', () => job.cancel(), `Cancel ${job.name}`));
   } else {
     actions.append(button('✕', () => removeJobs([job]), `Remove ${job.name}`));
   }
@@ -584,9 +560,9 @@ function updateJob(job) {
 
 /** Per tile only the bar and its line change: the item's buttons (and keyboard focus) stay. */
 function updateJobProgress(job) {
-  const { state, bar } = job.parts;
+  const { line, bar } = partsOf(job);
   bar.firstChild.style.width = `${job.total ? (100 * job.done) / job.total : 0}%`;
-  state.textContent = job.total ? `Upscaling: ${job.done} of ${job.total} tiles` : 'Reading…';
+  line.textContent = job.total ? `Upscaling: ${job.done} of ${job.total} tiles` : 'Reading…';
 }
 
 function sentence(text) {
@@ -596,105 +572,74 @@ function sentence(text) {
 }
 
 function updateQueueChrome() {
-  ui.queueEmpty.hidden = state.jobs.length > 0;
-  ui.downloadAll.disabled = !state.jobs.some((job) => job.state === 'done');
-  ui.clear.disabled = state.jobs.length === 0;
+  const { jobs } = state.queue;
+  ui.queueEmpty.hidden = jobs.length > 0;
+  ui.downloadAll.disabled = !state.queue.finished.length;
+  ui.clear.disabled = jobs.length === 0;
 }
 
 function retryJob(job) {
-  job.state = 'queued';
-  job.error = null;
-  delete job.parts.item.dataset.error;
-  job.parts.state.removeAttribute('role');
-  if (job.result) job.result.close();
-  job.result = null;
-  job.encoded.clear();
+  job.requeue();
+  requeued(job);
+}
+
+/** Run a job again with the model now chosen; a running one stops first (and comes back). */
+function rerunJob(job) {
+  if (job.runAgain()) requeued(job);
+}
+
+function requeued(job) {
   forgetViewer(job);
   updateJob(job);
   updateQueueChrome();
-  pump();
+  state.queue.pump();
 }
-
-/** Run a job again with the model now chosen; a running one stops first. */
-function rerunJob(job) {
-  if (job.state === 'running') {
-    job.rerun = true;
-    cancelJob(job);
-  } else if (job.state !== 'queued') {
-    retryJob(job);
-  }
-}
-
-function cancelJob(job) {
-  if (job.controller) job.controller.abort();
-}
-
-// Removed jobs (✕, Clear) wait this long for Undo before their pixels are let go.
-const UNDO_MS = 10_000;
 
 function removeJobs(list) {
   if (!list.length) return;
-  finishRemoval(); // an earlier removal can no longer be undone
-  const entries = list.map((job) => ({ job, index: state.jobs.indexOf(job) }));
+  const entries = state.queue.remove(list, () => {
+    ui.undo.hidden = true;
+  });
   for (const { job } of entries) {
-    cancelJob(job);
-    state.jobs.splice(state.jobs.indexOf(job), 1);
-    job.parts.item.remove();
+    partsOf(job).item.remove();
     if (state.shown === job) showAnother(job);
   }
-  state.removal = { entries, timer: setTimeout(finishRemoval, UNDO_MS) };
   ui.undoText.textContent = list.length === 1 ? `Removed ${list[0].name}.` : `Removed ${list.length} photos.`;
   ui.undo.hidden = false;
-  updateQueueChrome();
 }
 
 function undoRemoval() {
-  if (!state.removal) return;
-  clearTimeout(state.removal.timer);
-  for (const { job, index } of [...state.removal.entries].sort((a, b) => a.index - b.index)) {
-    const at = Math.min(index, state.jobs.length);
-    ui.queue.insertBefore(job.parts.item, state.jobs[at] ? state.jobs[at].parts.item : null);
-    state.jobs.splice(at, 0, job);
+  const entries = state.queue.undo();
+  if (!entries.length) return;
+  const { jobs } = state.queue;
+  // from the last back: each goes before the job now after it, which is already in place
+  for (const { job, index } of [...entries].reverse()) {
+    ui.queue.insertBefore(partsOf(job).item, jobs[index + 1] ? partsOf(jobs[index + 1]).item : null);
   }
-  state.removal = null;
   ui.undo.hidden = true;
   if (!state.shown) {
-    const back = [...state.jobs].reverse().find((job) => job.state === 'done' || job.state === 'running');
+    const back = state.queue.newestVisible();
     if (back) showJob(back, false);
   }
-  updateQueueChrome();
-  pump();
-}
-
-/** Let the removed jobs go for good: their thumbnails and results are freed. */
-function finishRemoval() {
-  if (!state.removal) return;
-  clearTimeout(state.removal.timer);
-  for (const { job } of state.removal.entries) {
-    if (job.thumbUrl) URL.revokeObjectURL(job.thumbUrl);
-    if (job.result) job.result.close();
-    job.result = null;
-  }
-  state.removal = null;
-  ui.undo.hidden = true;
+  state.queue.pump();
 }
 
 /** The viewer leaves `job` (removed, or it failed): show the newest finished or running job. */
 function showAnother(job) {
   state.shown = null;
-  const next = [...state.jobs].reverse().find((j) => j !== job && (j.state === 'done' || j.state === 'running'));
+  const next = state.queue.newestVisible(job);
   if (next) showJob(next, false);
   else ui.viewer.hidden = true;
   updateJob(job);
 }
 
 function clearAll() {
-  removeJobs([...state.jobs]);
+  removeJobs([...state.queue.jobs]);
 }
 
 // Closing the tab with results nobody saved asks first (browsers show their own wording).
 function warnBeforeLeaving(event) {
-  if (state.jobs.some((job) => job.state === 'done' && !job.saved)) {
+  if (state.queue.unsaved) {
     event.preventDefault();
     event.returnValue = '';
   }
@@ -714,89 +659,11 @@ function probe(blob) {
   });
 }
 
-// An image fetched by address: given up after this long, or past this many bytes (the largest
-// input, 4096 x 4096, is under 70 MB even as an uncompressed PNG).
-const FETCH_LIMIT_MS = 60_000;
-const FETCH_LIMIT_BYTES = 100 * 2 ** 20;
-
-/**
- * Fetch an image the user gave by address; a failure says what to do instead. Cancel (the
- * job's `signal`) stops it; so do a server that takes longer than FETCH_LIMIT_MS and a body
- * larger than FETCH_LIMIT_BYTES, which is never read whole.
- */
-async function fetchSource(address, signal) {
-  const host = new URL(address).host;
-  const slow = AbortSignal.timeout(FETCH_LIMIT_MS);
-  const both = AbortSignal.any([signal, slow]);
-  const tooSlow = () => new UpscaleError(
-    `${host} did not send the image within ${FETCH_LIMIT_MS / 1000} s; try again, or save it and drop the file here`,
-    { name: 'FetchError' },
-  );
-  const tooLarge = () => new UpscaleError(
-    `the file at ${host} is larger than ${FETCH_LIMIT_BYTES / 2 ** 20} MB, more than any image Upscale takes`,
-    { name: 'FetchError' },
-  );
-  let response;
-  try {
-    response = await fetch(address, { mode: 'cors', credentials: 'omit', signal: both });
-  } catch (error) {
-    signal.throwIfAborted();
-    if (slow.aborted) throw tooSlow();
-    throw new UpscaleError(
-      `${host} did not let this page read the image: the site is unreachable or does not allow other sites to use its images (CORS). Save the image and drop the file here instead`,
-      { name: 'FetchError' },
-    );
-  }
-  if (!response.ok) throw new UpscaleError(`the server answered HTTP ${response.status} for ${address}`, { name: 'FetchError' });
-  if (Number(response.headers.get('Content-Length')) > FETCH_LIMIT_BYTES) {
-    response.body.cancel().catch(() => {});
-    throw tooLarge();
-  }
-  const reader = response.body.getReader();
-  const chunks = [];
-  let received = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      received += value.length;
-      if (received > FETCH_LIMIT_BYTES) {
-        reader.cancel().catch(() => {});
-        throw tooLarge();
-      }
-      chunks.push(value);
-    }
-  } catch (error) {
-    if (error instanceof UpscaleError) throw error;
-    signal.throwIfAborted();
-    throw slow.aborted ? tooSlow() : new UpscaleError(`the download from ${host} broke off (${error.message})`, { name: 'FetchError' });
-  }
-  return new Blob(chunks, { type: response.headers.get('Content-Type') || '' });
-}
-
-async function pump() {
-  if (state.running || !state.engineReady) return;
-  const job = state.jobs.find((j) => j.state === 'queued');
-  if (!job) return;
-  state.running = job;
-  try {
-    await useChosenModel();
-    await runJob(job);
-  } finally {
-    state.running = null;
-    updateQueueChrome();
-    pump();
-  }
-}
-
+/** Run `job` on the engine with the model the picker shows (the queue calls this, one at a time). */
 async function runJob(job) {
+  await useChosenModel();
   const manifest = loadedManifest();
-  job.model = manifest;
-  job.state = 'running';
-  job.done = 0;
-  job.total = 0;
-  job.controller = new AbortController();
-  const { signal } = job.controller;
+  const signal = job.start(manifest);
   if (!state.shown || !state.shownByUser || state.shown.state !== 'done') showJob(job, false);
   updateJob(job);
   const started = performance.now();
@@ -818,8 +685,9 @@ async function runJob(job) {
         const thumb = document.createElement('img');
         thumb.src = seen.url;
         thumb.alt = '';
-        job.parts.thumb.replaceWith(thumb);
-        job.parts.thumb = thumb;
+        const parts = partsOf(job);
+        parts.thumb.replaceWith(thumb);
+        parts.thumb = thumb;
       } else if (seen) {
         URL.revokeObjectURL(seen.url);
       }
@@ -831,33 +699,23 @@ async function runJob(job) {
       signal,
       preview: true,
       onProgress: ({ done, total, preview }) => {
-        job.done = done;
-        job.total = total;
+        job.progress(done, total);
         updateJobProgress(job);
         if (state.shown !== job) return;
         if (preview) view.paintTile(preview.x, preview.y, preview.image);
         showProgress(job, performance.now() - started);
       },
     });
-    if (job.result) job.result.close();
-    job.result = await createImageBitmap(output);
-    job.ms = performance.now() - started;
-    job.state = 'done';
+    job.succeed(await createImageBitmap(output), performance.now() - started);
     if (state.engineRestarted) {
       state.engineRestarted = false;
       showEngine(await state.upscaler.ready);
     }
   } catch (error) {
-    if (error.name === 'AbortError') {
-      job.state = job.rerun ? 'queued' : 'cancelled';
-    } else {
-      job.state = 'error';
-      job.error = { name: error.name || 'Error', message: error.message || String(error) };
-      if (error.name === 'WorkerCrashed') engineCrashed(error);
-    }
+    job.fail(error);
+    if (error.name === 'WorkerCrashed') engineCrashed(error);
   } finally {
-    job.controller = null;
-    job.rerun = false;
+    job.settle();
   }
   updateJob(job);
   if (state.shown !== job) return;
@@ -913,12 +771,12 @@ function denoiseEntry(level) {
 
 /** The model a job's result came from, or for one still to run, the one chosen. */
 function modelFor(job) {
-  return (job.state === 'done' || job.state === 'running') && job.model ? job.model : manifestOf(state.chosen);
+  return job.visible && job.model ? job.model : manifestOf(state.chosen);
 }
 
 /** A compressed JPEG that a model without noise removal runs (or ran) gets the suggestion. */
 function renderNote(job) {
-  const { note } = job.parts;
+  const { note } = partsOf(job);
   const model = modelFor(job);
   const entry = job.jpeg && denoiseEntry(job.jpeg.denoise);
   const helps = entry && job.state !== 'error' && !(model && model.denoise != null);
@@ -938,13 +796,13 @@ function renderNote(job) {
 }
 
 function refreshNotes() {
-  for (const job of state.jobs) renderNote(job);
+  for (const job of state.queue.jobs) renderNote(job);
 }
 
 function useDenoise(job, entry) {
   choose(entry.id);
   rerunJob(job);
-  if (state.engineReady && !state.running) useChosenModel();
+  if (state.engineReady && !state.queue.running) useChosenModel();
 }
 
 /* ---------- the viewer ---------- */
@@ -1064,7 +922,7 @@ async function downloadJob(job) {
 }
 
 async function downloadAll() {
-  const done = state.jobs.filter((job) => job.state === 'done');
+  const done = state.queue.finished;
   if (!done.length) return;
   ui.downloadAll.disabled = true;
   const label = ui.downloadAll.textContent;
@@ -1084,28 +942,6 @@ async function downloadAll() {
 
 /* ---------- getting files in ---------- */
 
-// What a saved file may be called, whatever an address or a dropped file said: a base name (no
-// folders: "..%2F..%2Fx.png" is x.png), no control or reserved characters (NUL, "C:\", "|"),
-// no leading or trailing dots, not a name Windows reserves, at most 100 characters.
-const UNSAFE_CHARACTERS = /[\u0000-\u001f\u007f<>:"|?*]+/g;
-const RESERVED_NAME = /^(con|prn|aux|nul|com\d|lpt\d)(\.|$)/i;
-
-function safeName(text) {
-  const base = String(text).split(/[/\\]/).filter(Boolean).pop() || '';
-  let name = base.replace(UNSAFE_CHARACTERS, '_').replace(/^[.\s]+|[.\s]+$/g, '').slice(0, 100);
-  if (RESERVED_NAME.test(name)) name = `_${name}`;
-  return name || 'image';
-}
-
-/** A path segment decoded; one with a malformed % escape stays as it was. */
-function decoded(segment) {
-  try {
-    return decodeURIComponent(segment);
-  } catch {
-    return segment;
-  }
-}
-
 /** Files from any route: an ncnn pair becomes the model, everything else joins the queue. */
 function addFiles(fileList) {
   const files = [...fileList];
@@ -1117,15 +953,9 @@ function addFiles(fileList) {
 }
 
 function addAddress(text) {
-  let url;
-  try {
-    url = new URL(text.trim(), location.href);
-  } catch {
-    return false;
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return false;
-  addJob({ name: safeName(decoded(url.pathname.split('/').filter(Boolean).pop() || '') || url.host), url: url.href });
-  return true;
+  const source = nameFromAddress(text, location.href);
+  if (source) addJob(source);
+  return Boolean(source);
 }
 
 function hasFiles(event) {
@@ -1189,7 +1019,7 @@ function showQuality() {
   const lossy = settings.format !== 'image/png';
   ui.quality.disabled = !lossy;
   ui.qualityField.classList.toggle('off', !lossy);
-  for (const job of state.jobs) if (job.state === 'done') updateJob(job);
+  for (const job of state.queue.finished) updateJob(job);
   if (state.shown && state.shown.state === 'done') ui.download.textContent = `Download ${fileName(state.shown)}`;
 }
 
@@ -1211,21 +1041,21 @@ ui.quality.addEventListener('input', () => {
 });
 ui.model.addEventListener('change', () => {
   choose(ui.model.value);
-  if (state.engineReady && !state.running) useChosenModel();
+  if (state.engineReady && !state.queue.running) useChosenModel();
 });
 ui.ownModel.addEventListener('change', () => {
   useOwnFiles([...ui.ownModel.files]);
   ui.ownModel.value = ''; // choosing the same pair again tries again
 });
 
-ui.cancel.addEventListener('click', () => state.shown && cancelJob(state.shown));
+ui.cancel.addEventListener('click', () => state.shown && state.shown.cancel());
 ui.download.addEventListener('click', () => state.shown && state.shown.state === 'done' && downloadJob(state.shown));
 ui.downloadAll.addEventListener('click', downloadAll);
 ui.clear.addEventListener('click', clearAll);
 ui.undoButton.addEventListener('click', undoRemoval);
 window.addEventListener('beforeunload', warnBeforeLeaving);
 document.addEventListener('keydown', (event) => {
-  if (event.key === 'Escape' && state.running) cancelJob(state.running);
+  if (event.key === 'Escape' && state.queue.running) state.queue.running.cancel();
 });
 
 startEngine();

@@ -164,6 +164,12 @@ def test_three_files_batch_and_zip_download(app, site, photos, console_log):
         for name, (w, h) in sizes.items()])
     for name in sizes:
         wait_state(app, name, "done")
+    # the queue marks the one photo the viewer shows, and follows a click to another
+    expect(app.locator(".item.selected")).to_have_count(1)
+    item(app, "a.png").locator(".name").click()
+    expect(app.locator("#viewer-title")).to_have_text("a.png")
+    expect(app.locator(".item.selected")).to_have_count(1)
+    expect(item(app, "a.png")).to_have_class(re.compile(r"\bselected\b"))
     expect(app.locator("#download-all")).to_be_enabled()
     name, data = download(app, "#download-all")
     assert name == "upscaled.zip"
