@@ -537,3 +537,53 @@ def test_compressed_jpeg_suggests_noise_removal_and_reruns_with_it(app, site, ph
     print("PSNR vs the clean crop's bicubic: SPAN", scores[0], "waifu2x denoise 3", scores[1])
     assert scores[1] > scores[0], scores
     no_errors(console_log)
+
+
+def test_the_job_queue_runs_one_job_at_a_time_and_undoes_a_removal_in_place(app, site):
+    """web/jobs.js on its own, with a fake run: what the page's buttons ask of a job."""
+    got = app.evaluate("""async (web) => {
+        const { JobQueue } = await import(`./${web}/jobs.js`);
+        const runs = [];
+        const queue = new JobQueue({
+            canRun: () => true,
+            changed: () => {},
+            run: (job) => new Promise((resolve) => {
+                const signal = job.start({ scale: 2 });
+                runs.push(job.name);
+                signal.addEventListener('abort', () => {
+                    job.fail(new DOMException('stopped', 'AbortError'));
+                    job.settle();
+                    resolve();
+                });
+            }),
+        });
+        const jobs = ['a', 'b', 'c', 'd', 'e'].map((name) => queue.add({ name }));
+        queue.pump();
+        queue.pump();
+        const names = () => queue.jobs.map((job) => job.name).join('');
+        const seen = { running: queue.running.name, runs: runs.join('') };
+        jobs[0].runAgain(); // a running job stops, and comes back to the queue
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        seen.rerun = [jobs[0].state, runs.join('')];
+        queue.remove([jobs[1], jobs[3], jobs[4]]);
+        seen.removed = names();
+        queue.undo();
+        seen.undone = names();
+        let closed = 0;
+        jobs[2].succeed({ close: () => { closed += 1; } }, 5);
+        let expired = false;
+        queue.remove([jobs[2]], () => { expired = true; });
+        queue.finishRemoval();
+        seen.released = { closed, expired, result: jobs[2].result };
+        seen.again = jobs[1].runAgain() ? 'queued now' : 'not now';
+        jobs[4].fail(Object.assign(new Error('gone'), { name: 'WorkerCrashed' }));
+        jobs[3].fail(Object.assign(new Error('bad file'), { name: 'InvalidImage' }));
+        seen.retryable = [jobs[4].retryable, jobs[3].retryable];
+        return seen;
+    }""", build.hashed_path("web"))
+    assert got["running"] == "a" and got["runs"] == "a", got  # the second pump waited
+    assert got["rerun"] == ["running", "aa"], got  # cancelled to run again: it ran again at once
+    assert (got["removed"], got["undone"]) == ("ac", "abcde"), got
+    assert got["released"] == {"closed": 1, "expired": True, "result": None}, got
+    assert got["again"] == "not now", got  # b is still queued: nothing to do
+    assert got["retryable"] == [True, False], got
