@@ -11,7 +11,6 @@ import { DEFAULT_MODEL, Upscaler } from './upscale.js';
 const $ = (id) => document.getElementById(id);
 const SETTINGS_KEY = 'upscale:settings';
 const EXTENSIONS = { 'image/png': 'png', 'image/webp': 'webp', 'image/jpeg': 'jpg' };
-const FORMAT_NAMES = { 'image/png': 'PNG', 'image/webp': 'WebP', 'image/jpeg': 'JPEG' };
 const ERROR_TITLES = {
   EmptyFile: 'Empty file',
   NotAnImage: 'Not an image',
@@ -114,6 +113,7 @@ const state = {
   offline: null, // the service worker's registration, once made
   queue: new JobQueue({ run: runJob, canRun: () => state.engineReady, changed: updateQueueChrome }),
   parts: new WeakMap(), // each job's elements in the queue (renderJob)
+  saving: new Set(), // jobs whose file is being written for a download
   shown: null, // the job in the viewer
   shownByUser: false,
   engineRestarted: false,
@@ -539,7 +539,10 @@ function updateJob(job) {
   if (job.state === 'cancelled') line.textContent = 'Cancelled';
   if (job.state === 'done') {
     line.textContent = `×${job.model.scale} · ${outputSize(job)} · ${seconds(job.ms)}`;
-    actions.append(button('Download', () => downloadJob(job), `Download ${job.name} upscaled`));
+    const saving = state.saving.has(job);
+    const download = button(saving ? 'Writing…' : 'Download', () => downloadJob(job), `Download ${job.name} upscaled`);
+    download.disabled = saving;
+    actions.append(download);
   }
   if (job.state === 'error') {
     item.dataset.error = job.error.name;
@@ -845,19 +848,17 @@ function showJob(job, byUser) {
   const isRunning = job.state === 'running';
   view.setRunning(isRunning);
   ui.progressRow.hidden = !isRunning;
-  ui.download.disabled = job.state !== 'done';
+  showDownload(job);
   if (job.state === 'done') {
     prepareViewer(job, job.result.width, job.result.height);
     view.drawAfter(job.result);
     const input = `${job.result.width / job.model.scale}×${job.result.height / job.model.scale}`;
     ui.viewerMeta.textContent = `${input} → ${outputSize(job)} · ${job.model.label} · ${seconds(job.ms)}`;
-    ui.download.textContent = `Download ${fileName(job)}`;
   } else if (isRunning) {
     if (job.image) {
       prepareViewer(job, job.image.naturalWidth * job.model.scale, job.image.naturalHeight * job.model.scale);
     }
     ui.viewerMeta.textContent = job.model.label;
-    ui.download.textContent = 'Download';
     showProgress(job, 0);
   } else {
     ui.viewerMeta.textContent = job.state === 'cancelled' ? 'Cancelled' : '';
@@ -886,15 +887,11 @@ function fileName(job, format = settings.format) {
   return `${stem}@${job.model.scale}x.${EXTENSIONS[format]}`;
 }
 
+/** The job's result as a file of the chosen format, encoded in the engine's worker (once). */
 async function encode(job) {
   const key = `${settings.format}:${settings.quality}`;
   if (!job.encoded.has(key)) {
-    const canvas = document.createElement('canvas');
-    canvas.width = job.result.width;
-    canvas.height = job.result.height;
-    canvas.getContext('2d').drawImage(job.result, 0, 0);
-    const blob = await new Promise((resolve) => canvas.toBlob(resolve, settings.format, settings.quality / 100));
-    if (!blob) throw new Error(`this browser cannot save ${FORMAT_NAMES[settings.format]}`);
+    const blob = await state.upscaler.encode(job.result, { type: settings.format, quality: settings.quality / 100 });
     job.encoded.clear(); // keep one encoding per job: results can be large
     job.encoded.set(key, blob);
   }
@@ -912,12 +909,30 @@ function save(blob, name) {
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
+/** The viewer's Download button for `job`: the file it saves, or that it is being written. */
+function showDownload(job) {
+  const saving = state.saving.has(job);
+  ui.download.disabled = job.state !== 'done' || saving;
+  if (job.state !== 'done') ui.download.textContent = 'Download';
+  else ui.download.textContent = saving ? `Writing ${fileName(job)}…` : `Download ${fileName(job)}`;
+}
+
 async function downloadJob(job) {
+  if (state.saving.has(job)) return;
+  const shown = () => {
+    updateJob(job);
+    if (state.shown === job) showDownload(job);
+  };
+  state.saving.add(job); // a large PNG takes a while (Pillow: about 0.4 s a megapixel)
+  shown();
   try {
     save(await encode(job), fileName(job));
     job.saved = true;
   } catch (error) {
     setEngine('error', `Saving ${job.name} failed: ${error.message}`);
+  } finally {
+    state.saving.delete(job);
+    shown();
   }
 }
 
@@ -1020,7 +1035,7 @@ function showQuality() {
   ui.quality.disabled = !lossy;
   ui.qualityField.classList.toggle('off', !lossy);
   for (const job of state.queue.finished) updateJob(job);
-  if (state.shown && state.shown.state === 'done') ui.download.textContent = `Download ${fileName(state.shown)}`;
+  if (state.shown) showDownload(state.shown);
 }
 
 ui.format.value = settings.format in EXTENSIONS ? settings.format : 'image/png';

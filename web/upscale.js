@@ -481,6 +481,20 @@ export class Upscaler {
   }
 
   /**
+   * An image (an upscale's result: ImageBitmap, ImageData or canvas) as a file, a Blob of
+   * `type` ('image/png', 'image/jpeg' or 'image/webp'; `quality` from 0 to 1 for the last
+   * two). Encoded in the worker, off the page's thread: PNG by Pillow (RGB where every pixel is
+   * opaque; a third smaller than the browser's own PNG), JPEG and WebP by the browser. No
+   * metadata of the source is written. A bad type or quality rejects with InvalidOptions.
+   */
+  async encode(image, { type = 'image/png', quality = 0.92 } = {}) {
+    const connection = await this.engine();
+    const bitmap = await createImageBitmap(image); // the worker's copy: the page keeps its own
+    const data = await connection.call('encode', { image: bitmap, type, quality }, { transfer: [bitmap] });
+    return new Blob([data], { type });
+  }
+
+  /**
    * Resolves if the current model may upscale a `width` x `height` image on this device;
    * rejects with ImageTooLarge, saying which limit, if not (see info.limits).
    */

@@ -95,6 +95,22 @@ function fromPython(value) {
   }
 }
 
+/** A Python buffer (a memoryview) as an ArrayBuffer moved to the page: the one copy out. */
+function movedFromPython(value) {
+  const proxy = fromPython(value);
+  try {
+    const view = proxy.getBuffer('u8');
+    try {
+      const data = view.data.slice();
+      return Rpc.moved(data.buffer, [data.buffer]);
+    } finally {
+      view.release();
+    }
+  } finally {
+    proxy.destroy();
+  }
+}
+
 /** A Python dict an entry point returned (or its Refusal thrown), as a plain object. */
 function dictFromPython(value) {
   const proxy = fromPython(value);
@@ -506,18 +522,36 @@ const methods = {
   /** One stored zip of `files` ([{ name, data: ArrayBuffer }]), written by Python's zipfile. */
   async zip({ files }) {
     await state.python;
-    const archive = fromPython(whileBusy('zipping the results', () => state.engine.zip_results(
+    return movedFromPython(whileBusy('zipping the results', () => state.engine.zip_results(
       files.map((file) => file.name), files.map((file) => new Uint8Array(file.data)), DEVICE_MEMORY)));
+  },
+
+  /**
+   * A result (`image`, an ImageBitmap) as a file of `type`, encoded here, off the page's
+   * thread: PNG by Pillow, JPEG and WebP by the browser's encoders (see
+   * upscale.imaging.encode_png). Returns its bytes.
+   */
+  async encode({ image, type, quality }) {
     try {
-      const view = archive.getBuffer('u8');
-      try {
-        const data = view.data.slice(); // the one copy out of Python's heap, transferable
-        return Rpc.moved(data.buffer, [data.buffer]);
-      } finally {
-        view.release();
+      await state.python;
+      ({ type, quality } = dictFromPython(state.engine.encoding(type, quality)));
+      const canvas = new OffscreenCanvas(image.width, image.height);
+      const context = canvas.getContext('2d');
+      context.drawImage(image, 0, 0);
+      if (type !== 'image/png') {
+        const blob = await canvas.convertToBlob({ type, quality });
+        if (blob.type !== type) {
+          throw Object.assign(new Error(`this browser cannot write ${type} files`), { name: 'UnsupportedFormat' });
+        }
+        const data = await blob.arrayBuffer();
+        return Rpc.moved(data, [data]);
       }
+      await ensurePillow();
+      const { data, width, height } = context.getImageData(0, 0, image.width, image.height);
+      return movedFromPython(whileBusy('encoding the PNG', () => state.engine.png(
+        new Uint8Array(data.buffer), width, height)));
     } finally {
-      archive.destroy();
+      image.close();
     }
   },
 

@@ -35,7 +35,7 @@ from .errors import (
     UpscaleError,
 )
 from .footprint import footprint
-from .imaging import Limits, decode, describe_file
+from .imaging import Limits, check_encoding, decode, describe_file, encode_png
 from .ncnn import convert_to_json
 from .pipeline import upscale
 from .policy import TileRule, check_patch, gpu_patch, gpu_side, smaller_patch, tile_rule
@@ -137,11 +137,14 @@ def next_patch(patch: int) -> int | None:
     return smaller_patch(patch)
 
 
-def _rgba_from_js(data: JsProxy, width: int, height: int, limits: Limits, scale: int,
-                  patch: int | None):
+def _rgba_from_js(data: JsProxy, width: int, height: int, limits: Limits | None = None,
+                  scale: int = 1, patch: int | None = None):
+    """RGBA pixels copied in from a JS buffer; an input to upscale is checked against
+    `limits` first."""
     width = check_integer("width", width, 1, 1 << 16)
     height = check_integer("height", height, 1, 1 << 16)
-    limits.check(width, height, scale, patch)
+    if limits is not None:
+        limits.check(width, height, scale, patch)
     if data.byteLength != width * height * 4:
         raise InvalidImage(BAD_PIXEL_COUNT.format(width=width, height=height,
                                                   want=width * height * 4, got=data.byteLength))
@@ -261,6 +264,19 @@ def zip_results(names: JsProxy, files: JsProxy, device_memory: float | None) -> 
     entries = [(name, data.byteLength, data.to_bytes)
                for name, data in zip(names.to_py(), files, strict=True)]
     return zip_files(entries, Limits.for_device(device_memory).memory_bytes)
+
+
+@crossing
+def encoding(kind: object, quality: object) -> dict:
+    """{type, quality} of a result file, checked (see imaging.check_encoding)."""
+    kind, quality = check_encoding(kind, quality)
+    return {"type": kind, "quality": quality}
+
+
+@crossing
+def png(data: JsProxy, width: int, height: int) -> memoryview:
+    """A result's RGBA pixels as a PNG file (see imaging.encode_png)."""
+    return memoryview(encode_png(_rgba_from_js(data, width, height)))
 
 
 @crossing

@@ -18,6 +18,8 @@ PATCH_MEMORY = (
     "activations would need over {gib} GiB. Use at most {most}"
 )
 BOTH_FILES = "a model of your own needs both files: ncnn: { param, bin } (ArrayBuffers)"
+BAD_ENCODING = "type must be one of {known}: got {got!r}"
+BAD_QUALITY = "quality must be a number from 0 to 1: got {got!r}"
 BAD_RANGE = "inputRange must be [0, max] with max > 0: got {got!r}"
 WRONG_SCALE = "scale {scale!r} was given, but this network enlarges {actual} times"
 GPU_PATCH = (

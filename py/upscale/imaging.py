@@ -1,4 +1,5 @@
-"""Decoding with Pillow, alpha, and the size and memory limits checked before any work.
+"""Decoding with Pillow, alpha, the size and memory limits checked before any work, and the
+results as files.
 
 Pillow is imported inside the functions that use it: in the browser it is loaded only when a
 file has to be decoded or a transparent image's alpha resized, so a page that hands over
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 from .colour import Profile, read_profile
 from .colour import to_srgb as convert_to_srgb
 from .errors import (
+    BAD_ENCODING,
+    BAD_QUALITY,
     CORRUPT_IMAGE,
     EMPTY_FILE,
     NOT_AN_IMAGE,
@@ -30,6 +33,7 @@ from .errors import (
     CorruptImage,
     EmptyFile,
     ImageTooLarge,
+    InvalidOptions,
     NotAnImage,
     UnsupportedFormat,
 )
@@ -199,6 +203,44 @@ def resize_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
 
     plane = Image.fromarray(np.ascontiguousarray(alpha), mode="L")
     return np.asarray(plane.resize((width * scale, height * scale), Image.Resampling.BICUBIC))
+
+
+# --- results as files ---------------------------------------------------------------------
+
+# A result carries nothing of its source's metadata: no EXIF (camera, place, time), no colour
+# profile (its pixels were converted to sRGB on the way in, which is what an untagged image
+# means), no text. PNG is written here, by Pillow, at zlib's level 6: measured on photos
+# enlarged 2x, a third smaller than Chromium's own PNG (astronaut 1024²: 1.21 MB against
+# 1.82 MB), a quarter of that from writing RGB where every pixel is opaque; it costs about
+# 0.4 s a megapixel in Pyodide (Chromium: 0.04 s), so past PNG_FAST_PIXELS level 1 keeps a
+# large result's wait to seconds (a quarter smaller than Chromium's, 4 times faster than 6).
+# JPEG and WebP are the browser's (in the worker): as small as Pillow's, and 3 to 4 times
+# faster.
+RESULT_TYPES = ("image/png", "image/jpeg", "image/webp")
+PNG_LEVEL = 6
+PNG_FAST_LEVEL = 1
+PNG_FAST_PIXELS = 8_000_000
+
+
+def check_encoding(kind: object, quality: object) -> tuple[str, float]:
+    """The file type (a MIME type) and quality (0 to 1, for JPEG and WebP) asked for."""
+    if kind not in RESULT_TYPES:
+        raise InvalidOptions(BAD_ENCODING.format(known=", ".join(RESULT_TYPES), got=kind))
+    if isinstance(quality, bool) or not isinstance(quality, int | float) or not 0 <= quality <= 1:
+        raise InvalidOptions(BAD_QUALITY.format(got=quality))
+    return str(kind), float(quality)
+
+
+def encode_png(rgba: np.ndarray) -> bytes:
+    """A result (height, width, 4) as PNG: RGB where every pixel is opaque, else RGBA."""
+    from PIL import Image
+
+    opaque = bool((rgba[..., 3] == 255).all())
+    pixels = np.ascontiguousarray(rgba[..., :3] if opaque else rgba)
+    level = PNG_LEVEL if rgba.shape[0] * rgba.shape[1] <= PNG_FAST_PIXELS else PNG_FAST_LEVEL
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGB" if opaque else "RGBA").save(out, "PNG", compress_level=level)
+    return out.getvalue()
 
 
 # The IJG (libjpeg) luminance table at quality 50, which its quality setting scales.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 
 import numpy as np
 import pytest
-from harness import photo_crop, png_bytes, psnr, run_jobs, serve_bytes
+from harness import TO_BASE64, photo_crop, png_bytes, psnr, run_jobs, serve_bytes
 from PIL import Image
 
 import build
@@ -177,3 +178,58 @@ def test_unknown_model_and_bad_options_are_named(app, site):
         "patchSize must be more than twice the padding: got patchSize 16, padding 8",
     ]
     assert result["ok"] == 16
+
+
+ENCODE = """async () => {
+  const { Upscaler } = await import('./upscale.js');
+""" + TO_BASE64 + """
+  window.__engines = window.__engines || {};
+  const up = window.__engines.wasm || new Upscaler({ model: 'esrgan-slim-x2', backend: 'wasm' });
+  window.__engines.wasm = up;
+  await up.ready;
+  const [width, height] = [40, 30];
+  const pixels = new Uint8ClampedArray(width * height * 4);
+  for (let i = 0; i < width * height; i++) {
+    const [x, y] = [i % width, Math.floor(i / width)]; // smooth, so JPEG keeps it well
+    pixels.set([6 * x, 8 * y, 3 * (x + y), i % 5 ? 255 : 0], 4 * i);
+  }
+  const clear = new ImageData(pixels, width, height);
+  const opaque = new ImageData(pixels.map((v, i) => (i % 4 === 3 ? 255 : v)), width, height);
+  const files = {};
+  const keep = async (key, image, options) => {
+    const blob = await up.encode(image, options);
+    files[key] = { type: blob.type, bytes: toBase64(new Uint8Array(await blob.arrayBuffer())) };
+  };
+  await keep('clear', clear);
+  const bitmap = await createImageBitmap(opaque);
+  await keep('opaque', bitmap);
+  await keep('jpeg', bitmap, { type: 'image/jpeg', quality: 0.9 });
+  await keep('webp', bitmap, { type: 'image/webp', quality: 0.9 });
+  const refused = await up.encode(bitmap, { type: 'image/gif' }).then(
+    () => 'resolved', (e) => ({ name: e.name, message: e.message }));
+  return { files, refused, kept: bitmap.width, rgba: toBase64(new Uint8Array(opaque.data.buffer)) };
+}"""
+
+
+def test_a_result_is_encoded_in_the_worker_png_lossless_and_rgb_when_opaque(shared_app):
+    """up.encode: PNG by Pillow (RGB for an opaque image, RGBA with its transparency), JPEG and
+    WebP by the browser's encoders; the page's bitmap stays usable; a bad type is refused."""
+    got = shared_app.evaluate(ENCODE)
+    expected = np.frombuffer(base64.b64decode(got.pop("rgba")), np.uint8).reshape(30, 40, 4)
+    images = {key: Image.open(io.BytesIO(base64.b64decode(file["bytes"])))
+              for key, file in got["files"].items()}
+    assert {key: file["type"] for key, file in got["files"].items()} == {
+        "clear": "image/png", "opaque": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+    assert [images[key].format for key in ("clear", "opaque", "jpeg", "webp")] == [
+        "PNG", "PNG", "JPEG", "WEBP"]
+    assert images["opaque"].mode == "RGB"
+    assert np.array_equal(np.asarray(images["opaque"]), expected[..., :3])
+    clear = np.asarray(images["clear"])
+    assert images["clear"].mode == "RGBA"
+    assert np.array_equal(clear[..., 3], np.where(np.arange(1200).reshape(30, 40) % 5, 255, 0))
+    shown = clear[..., 3] == 255
+    assert np.array_equal(clear[shown][:, :3], expected[shown][:, :3])
+    assert psnr(np.asarray(images["jpeg"].convert("RGB")), expected[..., :3]) > 35
+    assert got["kept"] == 40
+    assert got["refused"] == {"name": "InvalidOptions", "message": (
+        "type must be one of image/png, image/jpeg, image/webp: got 'image/gif'")}

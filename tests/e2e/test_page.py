@@ -109,6 +109,8 @@ def test_dropped_file_is_upscaled_and_downloads_as_png(app, site, kitten, consol
     assert name == "kitten@2x.png"
     out = Image.open(io.BytesIO(data))
     assert out.format == "PNG" and out.size == (192, 128)
+    # written by Pillow in the worker: RGB, as the photo is opaque, and no metadata
+    assert out.mode == "RGB" and not {"exif", "icc_profile"} & set(out.info)
     similarity = psnr(np.asarray(out.convert("RGB")), bicubic(kitten, 2))
     assert similarity >= BICUBIC_DB, similarity
     no_errors(console_log)

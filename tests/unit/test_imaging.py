@@ -20,8 +20,8 @@ from tests.corpus import (
     photo,
     rgb_profile,
 )
-from upscale import errors
-from upscale.imaging import Limits, decode, describe_file
+from upscale import errors, imaging
+from upscale.imaging import Limits, check_encoding, decode, describe_file, encode_png
 
 CORPUS = hostile_inputs()
 
@@ -152,3 +152,43 @@ def test_an_srgb_or_a_cmyk_profile_is_left_as_it_is():
         "colourProfile"] is None
     same = decode(encode(Image.fromarray(rgb), "PNG", icc_profile=srgb), 2, Limits())
     assert np.array_equal(same, rgb)
+
+
+def test_a_result_is_written_as_png_rgb_when_opaque_rgba_when_not_and_nothing_else():
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (33, 47, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    with Image.open(io.BytesIO(encode_png(rgba))) as opaque:
+        assert (opaque.format, opaque.mode) == ("PNG", "RGB")
+        assert not {"exif", "icc_profile", "dpi"} & set(opaque.info), opaque.info
+        assert np.array_equal(np.asarray(opaque), rgba[..., :3])
+    rgba[0, 0, 3] = 0
+    with Image.open(io.BytesIO(encode_png(rgba))) as clear:
+        assert clear.mode == "RGBA" and np.array_equal(np.asarray(clear), rgba)
+
+
+@pytest.mark.parametrize(("kind", "quality", "message"), [
+    ("image/gif", 0.9, "type must be one of image/png, image/jpeg, image/webp: got 'image/gif'"),
+    ("png", 0.9, "type must be one of image/png, image/jpeg, image/webp: got 'png'"),
+    ("image/jpeg", 92, "quality must be a number from 0 to 1: got 92"),
+    ("image/jpeg", -0.1, "quality must be a number from 0 to 1: got -0.1"),
+    ("image/jpeg", "0.9", "quality must be a number from 0 to 1: got '0.9'"),
+    ("image/jpeg", True, "quality must be a number from 0 to 1: got True"),
+])
+def test_a_result_file_type_and_quality_are_checked(kind, quality, message):
+    with pytest.raises(errors.InvalidOptions) as caught:
+        check_encoding(kind, quality)
+    assert str(caught.value) == message
+    assert check_encoding("image/webp", 1) == ("image/webp", 1.0)
+
+
+def test_a_large_result_is_written_at_zlibs_fastest_level(monkeypatch):
+    """The level is in the zlib header of the first IDAT chunk (FLEVEL: 0 fastest, 2 default)."""
+    def level_bits(png: bytes) -> int:
+        start = png.index(b"IDAT") + 4
+        return png[start + 1] >> 6
+
+    rgba = np.full((20, 30, 4), 255, np.uint8)
+    assert level_bits(encode_png(rgba)) == 2
+    monkeypatch.setattr(imaging, "PNG_FAST_PIXELS", 20 * 30 - 1)
+    assert level_bits(encode_png(rgba)) == 0
