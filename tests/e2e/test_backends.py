@@ -15,12 +15,12 @@ from harness import BOOT_TIMEOUT_MS, TO_BASE64, photo_crop, png_bytes, psnr, ser
 from PIL import Image
 from test_converted_models import reference
 
-import build
+from sitebuild import assemble, common, models
 
 GOLDEN_DB = 45.0  # the publisher's reference vs ours: same model, another tiler and backend
 PARITY_DB = 45.0  # TF.js (float32, another summation order) vs the numpy reference
-SPAN = next(m for m in build.load_manifests() if m["id"] == "span-x2")
-SLIM = next(m for m in build.load_manifests() if m["id"] == "esrgan-slim-x2")
+SPAN = next(m for m in models.load_manifests() if m["id"] == "span-x2")
+SLIM = next(m for m in models.load_manifests() if m["id"] == "esrgan-slim-x2")
 SIDE = 32  # the converted model's input: one tile, and 16 px tiles for the repeated jobs
 
 # One engine: the golden fixture whole and in 32 px tiles, then span-x2 (setModel) as one tile,
@@ -91,7 +91,7 @@ def test_every_backend_matches_the_references_leaks_nothing_and_cancels(
         app, photos, ncnn_by_id, case):
     backend, flags = BACKENDS[case]
     app.set_default_timeout(BOOT_TIMEOUT_MS * 5)
-    package = build.NODE_MODULES / SLIM["package"]
+    package = common.NODE_MODULES / SLIM["package"]
     fixture_png = (package / SLIM["reference"]["fixture"]).read_bytes()
     expected = np.asarray(Image.open(package / SLIM["reference"]["result"]).convert("RGB"))
     crop = photo_crop(photos, "astronaut.png", SIDE, left=180, top=90)
@@ -155,7 +155,7 @@ def test_software_webgpu_adapters_are_told_apart_also_without_is_fallback_adapte
         {"info": {"vendor": "apple", "architecture": "metal-3"}},
     ]
     got = app.evaluate(CLASSIFY, {
-        "script": f"{site}/{build.hashed_path('web')}/tfbridge.js", "adapters": adapters})
+        "script": f"{site}/{assemble.hashed_path('web')}/tfbridge.js", "adapters": adapters})
     assert got[:2] == ["software fallback adapter"] * 2
     assert got[2] == "software adapter (swiftshader)"
     assert got[3] == "software adapter (llvmpipe (LLVM 15.0.6, 256 bits))"

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from harness import BOOT_TIMEOUT_MS, TO_BASE64, photo_crop, png_bytes, psnr, serve_bytes
 
-import build
+from sitebuild import models
 
 pytestmark = pytest.mark.e2e
 
 PARITY_DB = 45.0  # TF.js (float32, another summation order) against numpy, uint8 outputs
 SEAM_DB = 55.0  # 64 px tiles against one whole-image tile
 
-NCNN_MODELS = [m for m in build.load_manifests() if m.get("format") == "ncnn"]
+NCNN_MODELS = [m for m in models.load_manifests() if m.get("format") == "ncnn"]
 # Real-ESRGAN x4plus is GPU-class (16.7M parameters): on SwiftShader's WebGL one tile takes
 # minutes, so it is checked on WASM only; every op it uses is in the other models too.
 WEBGL_MODELS = [m for m in NCNN_MODELS if m["id"] != "realesrgan-x4plus"]

@@ -11,16 +11,16 @@ import pytest
 from harness import TO_BASE64, photo_crop, png_bytes, psnr, run_jobs, serve_bytes
 from PIL import Image
 
-import build
+from sitebuild import common, models
 
-MANIFESTS = build.load_manifests()
+MANIFESTS = models.load_manifests()
 WITH_REFERENCE = [m for m in MANIFESTS if "reference" in m]
 GOLDEN_DB = 45.0  # publisher's reference vs ours: same model, another tiler and backend build
 SEAM_DB = 55.0  # 64 px tiles vs one tile on a 256 px photo (UpscalerJS: ~48 dB at padding 2)
 
 
 def package_file(manifest: dict, relative: str) -> bytes:
-    return (build.NODE_MODULES / manifest["package"] / relative).read_bytes()
+    return (common.NODE_MODULES / manifest["package"] / relative).read_bytes()
 
 
 @pytest.mark.parametrize("manifest", WITH_REFERENCE, ids=[m["id"] for m in WITH_REFERENCE])

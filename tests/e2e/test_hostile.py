@@ -14,7 +14,7 @@ import pytest
 from harness import BOOT_TIMEOUT_MS
 from PIL import Image
 
-import build
+from sitebuild import common
 from tests.corpus import LEVEL_TOLERANCE, encode, hostile_inputs, linear_rgb_profile, photo
 from upscale.imaging import Limits
 
@@ -172,7 +172,7 @@ def test_a_lost_webgl_context_fails_the_job_clearly_and_the_next_runs_on_wasm(ap
     # On WASM the model runs in one tile worker per core (up to 8), each with its weights.
     workers = min(after["cores"], 8)
     url = app.evaluate("window.__info.model.url")
-    served = Path(os.environ.get("UPSCALE_DIST", build.DIST))
+    served = Path(os.environ.get("UPSCALE_DIST", common.DIST))
     topology = json.loads((served / urlsplit(url).path.lstrip("/")).read_text())
     weights = sum(len(group["weights"]) for group in topology["weightsManifest"])
     assert after["tensors"] == weights * workers, "only the models' weights, now on WASM"

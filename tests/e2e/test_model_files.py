@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-import build
+from sitebuild import assemble, serving
 
 
-class ModelHost(build.DistHandler):
+class ModelHost(serving.DistHandler):
     """build.py's own handler, with the models' responses under the test's control."""
 
     hits: collections.Counter
@@ -74,7 +74,7 @@ def engine_page(page, host, other_origin, foreign_requests, console_log):
     """A blank page on the model host's origin, with the site's headers."""
     page.route(f"{other_origin}/__blank__.html", lambda route: route.fulfill(
         body="<!doctype html><meta charset=utf-8><title>t</title>", content_type="text/html",
-        headers=build.SERVE_HEADERS))
+        headers=serving.SERVE_HEADERS))
     page.goto(f"{other_origin}/__blank__.html")
     yield page
     assert not foreign_requests, foreign_requests
@@ -82,7 +82,7 @@ def engine_page(page, host, other_origin, foreign_requests, console_log):
 
 def model_paths(model_id: str) -> list[str]:
     """The served paths of a model's files, from the catalogue build.py wrote."""
-    entry = next(m for m in build.built_catalogue() if m["id"] == model_id)
+    entry = next(m for m in assemble.built_catalogue() if m["id"] == model_id)
     folder = entry["url"].rsplit("/", 1)[0]
     return [f"{folder}/{name}" for name in entry["files"]]
 

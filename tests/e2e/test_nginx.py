@@ -15,7 +15,7 @@ from conftest import CSP_WATCH, built
 from harness import photo_crop, png_bytes
 from playwright.sync_api import expect
 
-import build
+from sitebuild import common, serving
 
 READY_MS = 120_000
 
@@ -35,7 +35,7 @@ def other_origin(tmp_path_factory, dist_dir):
     folder = tmp_path_factory.mktemp("nginx")
     port = free_port()
     config = folder / "nginx.conf"
-    config.write_text(build.nginx_config(dist_dir.resolve(), port))
+    config.write_text(serving.nginx_config(dist_dir.resolve(), port))
     server = subprocess.Popen(
         [nginx, "-p", str(folder), "-c", str(config), "-e", str(folder / "error.log"),
          "-g", f"daemon off; pid {folder / 'nginx.pid'};"],
@@ -68,7 +68,7 @@ def test_nginx_sends_the_dev_servers_headers(other_origin, site, path):
     path = built(path)
     theirs, _ = fetch(other_origin + path)
     ours, _ = fetch(site + path)
-    for name in build.SERVE_HEADERS:
+    for name in serving.SERVE_HEADERS:
         assert theirs[name] == ours[name], name
     assert theirs["Content-Type"].split(";")[0] == ours["Content-Type"].split(";")[0]
 
@@ -80,8 +80,8 @@ def test_nginx_serves_the_precompressed_copies(other_origin, accept, encoding):
     assert headers["Content-Encoding"] == encoding
     assert "Accept-Encoding" in headers["Vary"]
     assert headers["Content-Type"] == "application/wasm"
-    suffix = build.ENCODINGS[encoding]
-    assert body == (build.DIST / f"{path.lstrip('/')}{suffix}").read_bytes()
+    suffix = serving.ENCODINGS[encoding]
+    assert body == (common.DIST / f"{path.lstrip('/')}{suffix}").read_bytes()
 
 
 def test_the_upscaler_page_works_through_nginx(page, other_origin, foreign_requests, photos,

@@ -12,7 +12,7 @@ from conftest import CSP_WATCH, start_server
 from harness import photo_crop, png_bytes
 from playwright.sync_api import expect
 
-import build
+from sitebuild import assemble, common
 
 READY_MS = 120_000
 JOB_MS = 240_000
@@ -38,7 +38,7 @@ CACHED = """async ({ shell, model }) => {
 
 
 def shell_files() -> list[str]:
-    text = (build.DIST / build.hashed_path("web") / "assets.js").read_text()
+    text = (common.DIST / assemble.hashed_path("web") / "assets.js").read_text()
     return json.loads(re.search(r"= (\{.*\});", text, re.S).group(1))["shell"]
 
 
@@ -71,7 +71,7 @@ def test_the_page_upscales_offline_on_a_second_visit(browser, offline_site, phot
         page.goto(f"{url}/")
         expect(page.locator("#engine")).to_have_attribute("data-state", "ready", timeout=READY_MS)
         upscale_one(page, photos, "online.png")
-        default = next(m for m in build.built_catalogue() if m["id"] == "span-x2")
+        default = next(m for m in assemble.built_catalogue() if m["id"] == "span-x2")
         cached = page.evaluate(CACHED, {"shell": len(shell_files()),
                                         "model": len(default["files"])})
         assert cached["shell"] == len(shell_files())

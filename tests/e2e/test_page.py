@@ -17,7 +17,7 @@ from harness import photo_crop, png_bytes, psnr
 from PIL import Image
 from playwright.sync_api import expect
 
-import build
+from sitebuild import assemble
 from tests.corpus import hostile_inputs
 
 READY_MS = 120_000
@@ -394,7 +394,7 @@ def megabytes(size: int) -> str:
 
 
 def test_model_picker_groups_by_purpose_with_size_and_speed(app, site, dist_dir):
-    catalogue = json.loads((dist_dir / build.hashed_path("web") / "models.json").read_text())
+    catalogue = json.loads((dist_dir / assemble.hashed_path("web") / "models.json").read_text())
     by_id = {entry["id"]: entry for entry in catalogue}
     for entry in catalogue:  # one measured model, one not: both hints are checked
         entry.pop("msPerMegapixel", None)
@@ -582,7 +582,7 @@ def test_the_job_queue_runs_one_job_at_a_time_and_undoes_a_removal_in_place(app,
         jobs[3].fail(Object.assign(new Error('bad file'), { name: 'InvalidImage' }));
         seen.retryable = [jobs[4].retryable, jobs[3].retryable];
         return seen;
-    }""", build.hashed_path("web"))
+    }""", assemble.hashed_path("web"))
     assert got["running"] == "a" and got["runs"] == "a", got  # the second pump waited
     assert got["rerun"] == ["running", "aa"], got  # cancelled to run again: it ran again at once
     assert (got["removed"], got["undone"]) == ("ac", "abcde"), got

@@ -7,7 +7,7 @@ import brotli
 import pytest
 from conftest import built
 
-import build
+from sitebuild import assemble, serving
 
 
 @pytest.mark.parametrize(
@@ -111,8 +111,8 @@ def test_precompressed_copies_answer_accept_encoding(site, dist_dir, path, accep
 
 
 @pytest.mark.parametrize(("path", "cache"), [
-    ("/{pyodide}/pyodide.asm.wasm", build.IMMUTABLE), ("/{web}/worker.js", build.IMMUTABLE),
-    ("/{web}/models.json", build.IMMUTABLE), ("/{tfjs}/tf.es2017.min.js", build.IMMUTABLE),
+    ("/{pyodide}/pyodide.asm.wasm", serving.IMMUTABLE), ("/{web}/worker.js", serving.IMMUTABLE),
+    ("/{web}/models.json", serving.IMMUTABLE), ("/{tfjs}/tf.es2017.min.js", serving.IMMUTABLE),
     ("/", "no-cache"), ("/index.html", "no-cache"), ("/embed.js", "no-cache"),
     ("/upscale.js", "no-cache"), ("/sw.js", "no-cache"),
     ("/shop/small/mission-patch.jpg", "no-cache"),
@@ -123,6 +123,6 @@ def test_content_hashed_files_are_kept_a_year_and_the_rest_revalidated(site, pat
 
 
 def test_a_models_files_are_kept_a_year(site):
-    entry = next(m for m in build.built_catalogue() if m["id"] == "span-x2")
+    entry = next(m for m in assemble.built_catalogue() if m["id"] == "span-x2")
     with urllib.request.urlopen(site + entry["url"]) as response:
-        assert response.headers["Cache-Control"] == build.IMMUTABLE
+        assert response.headers["Cache-Control"] == serving.IMMUTABLE

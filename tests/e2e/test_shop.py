@@ -12,11 +12,11 @@ from harness import photo_crop
 from PIL import Image
 from playwright.sync_api import expect
 
-import build
+from sitebuild import assemble, common, demo, serving
 from tests.corpus import encode
 
 WAIT_MS = 300_000
-PRODUCTS = len(build.SHOP_PRODUCTS)
+PRODUCTS = len(demo.SHOP_PRODUCTS)
 
 # Before any page script: log every element event, and count the workers the page starts
 # (TF.js's own thread pool lives inside the engine's worker, so it is not counted here).
@@ -143,14 +143,14 @@ def other_origin(tmp_path, dist_dir, site, request):
     the Upscale assets stay on `site`. Parametrized, the page carries that policy."""
     page = (dist_dir / "shop.html").read_text()
     snippet = (f'<script type="module" src="{site}/embed.js" '
-               f'integrity="{build.embed_integrity()}" crossorigin="anonymous"></script>')
+               f'integrity="{demo.embed_integrity()}" crossorigin="anonymous"></script>')
     if policy := getattr(request, "param", None):
         snippet = (f'<meta http-equiv="Content-Security-Policy" '
                    f'content="{policy.format(assets=site)}">\n  {snippet}')
     page, count = re.subn(r'<script type="module" src="embed.js"></script>', snippet, page)
     assert count == 1
     (tmp_path / "shop.html").write_text(page)
-    web = build.hashed_path("web")  # the shop's own stylesheet and icon, where it links them
+    web = assemble.hashed_path("web")  # the shop's own stylesheet and icon, where it links them
     (tmp_path / web).mkdir()
     for name in ("shop.css", "favicon.svg"):
         (tmp_path / web / name).write_bytes((dist_dir / web / name).read_bytes())
@@ -218,14 +218,15 @@ def test_a_changed_engine_file_stops_the_engine_and_the_originals_stay(
         shop, other_origin, site, dist_dir, name, console_log):
     """The asset host serves one file that is not the one built (a compromised host): the
     shop's page, whose snippet pins embed.js, never runs or uses it."""
-    path = f"{build.hashed_path(CHANGED[name])}/{name}"
+    path = f"{assemble.hashed_path(CHANGED[name])}/{name}"
     changed = (dist_dir / path).read_bytes() + b"\n"  # one byte more: another hash
     fetched = []
 
     def serve_changed(route):
         fetched.append(route.request.url)
         route.fulfill(status=200, body=changed, headers={
-            "Content-Type": build.MIME_TYPES[Path(name).suffix], "Access-Control-Allow-Origin": "*",
+            "Content-Type": serving.MIME_TYPES[Path(name).suffix],
+            "Access-Control-Allow-Origin": "*",
             "Cross-Origin-Resource-Policy": "cross-origin", "Cache-Control": "no-store"})
 
     shop.context.route(f"{site}/{path}", serve_changed)
@@ -302,9 +303,9 @@ def test_a_photo_replaced_at_the_same_address_gets_a_new_enlargement(shop, site,
     """The result cache is keyed by the photo's content: a new photo under the old URL is
     upscaled again, and the old result is dropped."""
     src = "shop/small/astronaut-print.jpg"
-    served = {"photo": (build.DIST / src).read_bytes()}
+    served = {"photo": (common.DIST / src).read_bytes()}
     shop.route(f"**/{src}", lambda route: route.fulfill(
-        body=served["photo"], content_type="image/jpeg", headers=build.SERVE_HEADERS))
+        body=served["photo"], content_type="image/jpeg", headers=serving.SERVE_HEADERS))
     shop.goto(f"{site}/product.html")
     wait_finished(shop, [src])
     [before] = shop.evaluate(CACHED)

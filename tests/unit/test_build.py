@@ -1,16 +1,19 @@
 """build.py: the hash check, the cache, and the list of what dist/ serves."""
 
+import ast
 import base64
 import hashlib
 import json
 import re
+import subprocess
+import sys
 import urllib.parse
 import zipfile
 from io import BytesIO
 
 import pytest
 
-import build
+from sitebuild import assemble, common, demo, models, serving, vendor, wheels
 
 
 @pytest.fixture
@@ -19,32 +22,32 @@ def cache(tmp_path, monkeypatch):
     return tmp_path
 
 
-def wheel_for(data: bytes) -> build.Pinned:
-    return build.Pinned("numpy", "numpy-x.whl", hashlib.sha256(data).hexdigest())
+def wheel_for(data: bytes) -> vendor.Pinned:
+    return vendor.Pinned("numpy", "numpy-x.whl", hashlib.sha256(data).hexdigest())
 
 
 def test_tampered_wheel_is_refused(cache):
     good = b"the real wheel"
     wheel = wheel_for(good)
-    with pytest.raises(build.BuildError, match="hash mismatch for numpy-x.whl"):
-        build.store_verified(wheel, good + b"!", "a test")
+    with pytest.raises(common.BuildError, match="hash mismatch for numpy-x.whl"):
+        vendor.store_verified(wheel, good + b"!", "a test")
     assert not wheel.cached().exists()
 
 
 def test_verified_wheel_is_cached_by_hash(cache):
     good = b"the real wheel"
     wheel = wheel_for(good)
-    path = build.store_verified(wheel, good, "a test")
+    path = vendor.store_verified(wheel, good, "a test")
     assert path == cache / "blobs" / wheel.sha256 / "numpy-x.whl"
-    assert build.verified_cache_hit(wheel) == path
+    assert vendor.verified_cache_hit(wheel) == path
 
 
 def test_corrupted_cache_entry_is_dropped(cache):
     good = b"the real wheel"
     wheel = wheel_for(good)
-    path = build.store_verified(wheel, good, "a test")
+    path = vendor.store_verified(wheel, good, "a test")
     path.write_bytes(b"bit rot")
-    assert build.verified_cache_hit(wheel) is None
+    assert vendor.verified_cache_hit(wheel) is None
     assert not path.exists()
 
 
@@ -56,17 +59,17 @@ def test_no_network_and_no_cache_names_the_missing_piece(cache, monkeypatch):
         returncode = 1
         stderr = "ERROR: No matching distribution found"
 
-    monkeypatch.setattr(build, "fetch_from_cdn", no_cdn)
-    monkeypatch.setattr(build.subprocess, "run", lambda *a, **k: Failed())
+    monkeypatch.setattr(vendor, "fetch_from_cdn", no_cdn)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: Failed())
     lock = {"packages": {n: {"file_name": f"{n}.whl", "sha256": "0" * 64}
-                         for n in build.PYODIDE_PACKAGES}}
-    with pytest.raises(build.BuildError, match="no network and no cache"):
-        build.ensure_wheels(lock)
+                         for n in vendor.PYODIDE_PACKAGES}}
+    with pytest.raises(common.BuildError, match="no network and no cache"):
+        vendor.ensure_wheels(lock)
 
 
 def test_pinned_wheels_come_from_pyodides_own_lock():
-    lock = json.loads((build.PYODIDE_DIR / "pyodide-lock.json").read_text())
-    wheels = {w.name: w for w in build.pinned_wheels(lock)}
+    lock = json.loads((common.PYODIDE_DIR / "pyodide-lock.json").read_text())
+    wheels = {w.name: w for w in vendor.pinned_wheels(lock)}
     assert wheels["numpy"].file_name == "numpy-2.0.2-cp312-cp312-pyodide_2024_0_wasm32.whl"
     assert wheels["pillow"].file_name == "pillow-10.2.0-cp312-cp312-pyodide_2024_0_wasm32.whl"
     assert all(len(w.sha256) == 64 for w in wheels.values())
@@ -74,44 +77,44 @@ def test_pinned_wheels_come_from_pyodides_own_lock():
 
 def test_packed_wheel_is_reproducible_and_complete():
     """Built by pyproject.toml's backend: its metadata says what pyproject.toml declares."""
-    name, first = build.pack_upscale_wheel()
-    _, second = build.pack_upscale_wheel()
-    version = build.project_version()
+    name, first = wheels.pack_upscale_wheel()
+    _, second = wheels.pack_upscale_wheel()
+    version = common.project_version()
     assert name == f"upscale-{version}-py3-none-any.whl"
     assert first == second
     archive = zipfile.ZipFile(BytesIO(first))
     members = set(archive.namelist())
-    sources = {p.relative_to(build.ROOT / "py").as_posix()
-               for p in (build.ROOT / "py" / "upscale").rglob("*.py")}
+    sources = {p.relative_to(common.ROOT / "py").as_posix()
+               for p in (common.ROOT / "py" / "upscale").rglob("*.py")}
     assert sources <= members
     assert f"upscale-{version}.dist-info/RECORD" in members
     metadata = archive.read(f"upscale-{version}.dist-info/METADATA").decode()
     assert "Requires-Dist: numpy>=2.0" in metadata and "License-Expression: MIT" in metadata
     assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
-    assert archive.read("upscale/policy.py") == (build.ROOT / "py/upscale/policy.py").read_bytes()
+    assert archive.read("upscale/policy.py") == (common.ROOT / "py/upscale/policy.py").read_bytes()
 
 
 def test_served_lock_lists_exactly_what_dist_serves():
-    full = json.loads((build.PYODIDE_DIR / "pyodide-lock.json").read_text())
-    name, wheel = build.pack_upscale_wheel()
+    full = json.loads((common.PYODIDE_DIR / "pyodide-lock.json").read_text())
+    name, wheel = wheels.pack_upscale_wheel()
     numpy = (full["packages"]["numpy"]["file_name"], b"repacked numpy")
-    lock = build.served_lock(full, {"upscale": (f"../upscale-0123456789/{name}", wheel),
+    lock = wheels.served_lock(full, {"upscale": (f"../upscale-0123456789/{name}", wheel),
                                     "numpy": numpy})
     assert set(lock["packages"]) == {"numpy", "pillow", "upscale"}
     assert lock["packages"]["upscale"]["sha256"] == hashlib.sha256(wheel).hexdigest()
     assert lock["packages"]["upscale"]["file_name"] == f"../upscale-0123456789/{name}"
     assert lock["packages"]["numpy"]["sha256"] == hashlib.sha256(b"repacked numpy").hexdigest()
     assert lock["packages"]["pillow"]["sha256"] == full["packages"]["pillow"]["sha256"]
-    assert lock["info"]["version"] == build.PYODIDE_VERSION
+    assert lock["info"]["version"] == vendor.PYODIDE_VERSION
 
 
 def test_a_hashed_folder_is_named_by_its_content():
-    folder, files = build.hashed_folder("vendor/x", {"a.js": b"one", "b.js": b"two"})
-    assert folder.startswith("vendor/x-") and len(folder) == len("vendor/x-") + build.HASH_LENGTH
+    folder, files = assemble.hashed_folder("vendor/x", {"a.js": b"one", "b.js": b"two"})
+    assert folder.startswith("vendor/x-") and len(folder) == len("vendor/x-") + assemble.HASH_LENGTH
     assert set(files) == {f"{folder}/a.js", f"{folder}/b.js"}
-    assert build.hashed_folder("vendor/x", {"b.js": b"two", "a.js": b"one"})[0] == folder
-    assert build.hashed_folder("vendor/x", {"a.js": b"one", "b.js": b"tw0"})[0] != folder
-    assert build.hashed_folder("vendor/x", {"a.js": b"one", "c.js": b"two"})[0] != folder
+    assert assemble.hashed_folder("vendor/x", {"b.js": b"two", "a.js": b"one"})[0] == folder
+    assert assemble.hashed_folder("vendor/x", {"a.js": b"one", "b.js": b"tw0"})[0] != folder
+    assert assemble.hashed_folder("vendor/x", {"a.js": b"one", "c.js": b"two"})[0] != folder
 
 
 def test_repacked_zips_are_stored_and_leave_out_what_is_unused(tmp_path):
@@ -123,14 +126,14 @@ def test_repacked_zips_are_stored_and_leave_out_what_is_unused(tmp_path):
         archive.writestr("numpy-2.0.2.dist-info/RECORD",
                          "numpy/__init__.py,sha256=a,600\nnumpy/random/__init__.py,sha256=b,6\n"
                          "numpy/__init__.pyi,sha256=c,7\nnumpy-2.0.2.dist-info/RECORD,,\n")
-    data = build.repacked(source, build.wheel_unused)
+    data = wheels.repacked(source, wheels.wheel_unused)
     archive = zipfile.ZipFile(BytesIO(data))
     assert archive.namelist() == ["numpy/__init__.py", "numpy-2.0.2.dist-info/RECORD"]
     assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
     assert archive.read("numpy/__init__.py") == b"x = 1\n" * 100
     assert archive.read("numpy-2.0.2.dist-info/RECORD").decode().splitlines() == [
         "numpy/__init__.py,sha256=a,600", "numpy-2.0.2.dist-info/RECORD,,"]
-    assert build.repacked(source, build.wheel_unused) == data  # reproducible
+    assert wheels.repacked(source, wheels.wheel_unused) == data  # reproducible
 
 
 @pytest.mark.parametrize(("name", "unused"), [
@@ -139,28 +142,28 @@ def test_repacked_zips_are_stored_and_leave_out_what_is_unused(tmp_path):
     ("pydoc.py", True), ("asyncio/tasks.py", False), ("email/parser.py", False),
     ("zipfile/__init__.py", False), ("json/decoder.py", False)])
 def test_the_stdlib_keeps_what_the_engine_imports(name, unused):
-    assert build.stdlib_unused(name) is unused
+    assert wheels.stdlib_unused(name) is unused
 
 
 def test_the_served_stdlib_still_has_every_module_the_engine_imports():
     """Modules Pyodide's boot, upscale.bridge and Pillow import, spot-checked against the
     repacked zip (the e2e suite runs them all in the browser)."""
-    data = build.repacked(build.PYODIDE_DIR / build.PYODIDE_STDLIB, build.stdlib_unused)
+    data = wheels.repacked(common.PYODIDE_DIR / vendor.PYODIDE_STDLIB, wheels.stdlib_unused)
     names = set(zipfile.ZipFile(BytesIO(data)).namelist())
     for module in ("asyncio/__init__.py", "importlib/metadata/__init__.py", "email/parser.py",
                    "json/__init__.py", "zipfile/__init__.py", "traceback.py", "inspect.py",
                    "encodings/aliases.py", "tempfile.py", "typing.py", "dataclasses.py"):
         assert module in names, module
-    with zipfile.ZipFile(build.PYODIDE_DIR / build.PYODIDE_STDLIB) as original:
+    with zipfile.ZipFile(common.PYODIDE_DIR / vendor.PYODIDE_STDLIB) as original:
         whole = sum(info.file_size for info in original.infolist())
     assert len(data) < 0.75 * whole  # measured: 6.0 of 8.9 MB
 
 
 def test_assembled_dist_covers_every_model_wasm_file_and_pyodide_core():
-    lock = json.loads((build.PYODIDE_DIR / "pyodide-lock.json").read_text())
-    manifests = build.load_manifests()
-    served = build.assemble(manifests, lock, build.ensure_wheels(lock),
-                            build.converted_models(manifests))
+    lock = json.loads((common.PYODIDE_DIR / "pyodide-lock.json").read_text())
+    manifests = models.load_manifests()
+    served = assemble.assemble(manifests, lock, vendor.ensure_wheels(lock),
+                            models.converted_models(manifests))
     folders = {path.rsplit("/", 1)[0] for path in served if "/" in path}
     (web,) = [f for f in folders if f.startswith("web-")]
     catalogue = json.loads(served[f"{web}/models.json"])
@@ -173,12 +176,12 @@ def test_assembled_dist_covers_every_model_wasm_file_and_pyodide_core():
     for flavour in ("", "-simd", "-threaded-simd"):
         assert f"{tfjs}/tfjs-backend-wasm{flavour}.wasm" in served
     (pyodide,) = [f for f in folders if f.startswith("vendor/pyodide-")]
-    for core in (*build.PYODIDE_CORE, build.PYODIDE_STDLIB):
+    for core in (*vendor.PYODIDE_CORE, vendor.PYODIDE_STDLIB):
         assert f"{pyodide}/{core}" in served
     assert f"{web}/worker.js" in served and f"{web}/upscale.js" in served
-    for name in (*build.FIXED_WEB, "upscale.js"):
+    for name in (*assemble.FIXED_WEB, "upscale.js"):
         text = served[name].decode()
-        assert build.WEB_MARK not in text
+        assert assemble.WEB_MARK not in text
         assert f"{web}/" in text, name
     assets = served[f"{web}/assets.js"].decode()
     assert f'"../{pyodide}/"' in assets and f'"../{tfjs}/"' in assets
@@ -186,22 +189,22 @@ def test_assembled_dist_covers_every_model_wasm_file_and_pyodide_core():
 
 def test_built_dist_serves_exactly_what_is_assembled():
     """After `build.py` ran (the test command builds first), dist/ holds nothing extra."""
-    if not (build.DIST / "index.html").exists():
+    if not (common.DIST / "index.html").exists():
         pytest.fail("dist/ is not built; run `python build.py test`")
-    lock = json.loads((build.PYODIDE_DIR / "pyodide-lock.json").read_text())
-    manifests = build.load_manifests()
-    expected = set(build.assemble(manifests, lock, build.ensure_wheels(lock),
-                                  build.converted_models(manifests)))
-    compressed = build.compressed_copies(sorted(expected))
-    pyodide, web = build.hashed_path("vendor/pyodide"), build.hashed_path("web")
+    lock = json.loads((common.PYODIDE_DIR / "pyodide-lock.json").read_text())
+    manifests = models.load_manifests()
+    expected = set(assemble.assemble(manifests, lock, vendor.ensure_wheels(lock),
+                                  models.converted_models(manifests)))
+    compressed = assemble.compressed_copies(sorted(expected))
+    pyodide, web = assemble.hashed_path("vendor/pyodide"), assemble.hashed_path("web")
     assert {f"{pyodide}/pyodide.asm.wasm.br", f"{web}/worker.js.gz",
             f"{pyodide}/python_stdlib.zip.br"} <= set(compressed)
     expected |= set(compressed)
-    on_disk = {p.relative_to(build.DIST).as_posix() for p in build.DIST.rglob("*") if p.is_file()}
+    on_disk = {p.relative_to(common.DIST).as_posix() for p in common.DIST.rglob("*") if p.is_file()}
     assert on_disk == expected
-    served = json.loads((build.DIST / web / "pyodide-lock.json").read_text())
+    served = json.loads((common.DIST / web / "pyodide-lock.json").read_text())
     for package in served["packages"].values():
-        path = build.DIST / pyodide / package["file_name"]
+        path = common.DIST / pyodide / package["file_name"]
         assert hashlib.sha256(path.read_bytes()).hexdigest() == package["sha256"]
 
 
@@ -214,10 +217,10 @@ def test_the_served_python_carries_bytecode_for_what_the_engine_imports_first():
     """Made by Pyodide itself at build time: asyncio and numpy's core arrive compiled (the
     stdlib's module without its source; a wheel's beside its source, in __pycache__), and
     what the start does not import stays source only."""
-    if not (build.DIST / "index.html").exists():
+    if not (common.DIST / "index.html").exists():
         pytest.fail("dist/ is not built; run `python build.py test`")
-    pyodide = build.DIST / build.hashed_path("vendor/pyodide")
-    stdlib = zipfile.ZipFile(pyodide / build.PYODIDE_STDLIB)
+    pyodide = common.DIST / assemble.hashed_path("vendor/pyodide")
+    stdlib = zipfile.ZipFile(pyodide / vendor.PYODIDE_STDLIB)
     names = set(stdlib.namelist())
     assert {"asyncio/tasks.pyc", "encodings/utf_8.pyc", "json/decoder.pyc"} <= names
     assert "asyncio/tasks.py" not in names
@@ -228,7 +231,7 @@ def test_the_served_python_carries_bytecode_for_what_the_engine_imports_first():
     assert {"numpy/__init__.py", "numpy/__pycache__/__init__.cpython-312.pyc",
             "numpy/_core/__pycache__/numeric.cpython-312.pyc"} <= members
     assert "numpy/ma/__pycache__/core.cpython-312.pyc" not in members  # imported on demand
-    (upscale,) = (build.DIST / build.hashed_path("vendor/upscale")).glob("*.whl")
+    (upscale,) = (common.DIST / assemble.hashed_path("vendor/upscale")).glob("*.whl")
     members = set(zipfile.ZipFile(upscale).namelist())
     assert {"upscale/bridge.py", "upscale/__pycache__/bridge.cpython-312.pyc"} <= members
 
@@ -236,10 +239,10 @@ def test_the_served_python_carries_bytecode_for_what_the_engine_imports_first():
 def test_catalogue_lists_the_sha256_of_every_model_file_served():
     """The engine refuses a model file whose sha256 differs from the catalogue's (each is
     computed from the file dist/ serves), and downloads exactly the files listed."""
-    if not (build.DIST / "index.html").exists():
+    if not (common.DIST / "index.html").exists():
         pytest.fail("dist/ is not built; run `python build.py test`")
-    for entry in build.built_catalogue():
-        folder = (build.DIST / entry["url"].lstrip("/")).parent
+    for entry in assemble.built_catalogue():
+        folder = (common.DIST / entry["url"].lstrip("/")).parent
         topology = json.loads((folder / "model.json").read_text())
         names = {"model.json"} | {p for g in topology["weightsManifest"] for p in g["paths"]}
         assert set(entry["files"]) == names, entry["id"]
@@ -248,24 +251,24 @@ def test_catalogue_lists_the_sha256_of_every_model_file_served():
 
 
 def test_manifest_weight_bytes_are_checked(monkeypatch):
-    manifest = dict(next(m for m in build.load_manifests() if m.get("format") != "ncnn"))
+    manifest = dict(next(m for m in models.load_manifests() if m.get("format") != "ncnn"))
     manifest["weightBytes"] += 1
-    with pytest.raises(build.BuildError, match="weights are"):
-        build.model_files(manifest)
+    with pytest.raises(common.BuildError, match="weights are"):
+        models.model_files(manifest)
 
 
 @pytest.mark.parametrize(("header", "expected"), [
     ("gzip, deflate, br, zstd", ["br", "gzip"]), ("GZIP", ["gzip"]), ("br;q=0, gzip;q=0.5",
     ["gzip"]), ("identity", []), (None, []), ("br;q=x", [])])
 def test_accepted_encodings_follow_the_header(header, expected):
-    assert build.accepted_encodings(header) == expected
+    assert serving.accepted_encodings(header) == expected
 
 
 def test_serve_headers_allow_wasm_threads():
-    assert build.SERVE_HEADERS["Cross-Origin-Opener-Policy"] == "same-origin"
-    assert build.SERVE_HEADERS["Cross-Origin-Embedder-Policy"] == "require-corp"
-    assert build.MIME_TYPES[".wasm"] == "application/wasm"
-    assert build.MIME_TYPES[".mjs"] == "text/javascript"
+    assert serving.SERVE_HEADERS["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert serving.SERVE_HEADERS["Cross-Origin-Embedder-Policy"] == "require-corp"
+    assert serving.MIME_TYPES[".wasm"] == "application/wasm"
+    assert serving.MIME_TYPES[".mjs"] == "text/javascript"
 
 
 def integrity_list(source: str) -> dict[str, str]:
@@ -278,17 +281,17 @@ def test_the_built_embed_carries_the_engine_module_and_the_integrity_of_every_en
     """embed.js holds this build's upscale.js instead of importing it, and the module lists
     the sha384 of each file the engine runs, as dist/ serves it: the one integrity value a
     shop pastes for embed.js covers them all (test_shop: a changed file is refused)."""
-    if not (build.DIST / "embed.js").exists():
+    if not (common.DIST / "embed.js").exists():
         pytest.fail("dist/ is not built; run `python build.py test`")
-    embed = (build.DIST / "embed.js").read_text()
-    web = build.hashed_path("web")
+    embed = (common.DIST / "embed.js").read_text()
+    web = assemble.hashed_path("web")
     assert not re.search(r"^\s*(import|export)\b", embed, re.M), "one file, nothing imported"
     assert f"new URL('./{web}/', import.meta.url)" in embed
-    module = (build.DIST / web / "upscale.js").read_text()
+    module = (common.DIST / web / "upscale.js").read_text()
     listed = integrity_list(module)
     assert integrity_list(embed) == listed
     for path, value in listed.items():
-        served = (build.DIST / web / path).resolve().read_bytes()
+        served = (common.DIST / web / path).resolve().read_bytes()
         assert value == "sha384-" + base64.b64encode(hashlib.sha384(served).digest()).decode()
     names = {path.rsplit("/", 1)[-1] for path in listed}
     assert {"worker.js", "tileworker.js", "tfbridge.js", "models.json", "pyodide-lock.json",
@@ -296,55 +299,73 @@ def test_the_built_embed_carries_the_engine_module_and_the_integrity_of_every_en
             "tf.es2017.min.js", "tfjs-backend-wasm-simd.wasm"} <= names
     assert not any(name.endswith(".whl") for name in names), "the lock's sha256 covers wheels"
     digest = base64.b64encode(hashlib.sha384(embed.encode()).digest()).decode()
-    assert build.embed_integrity() == f"sha384-{digest}"
+    assert demo.embed_integrity() == f"sha384-{digest}"
 
 
 def test_every_script_the_engine_workers_import_is_in_the_integrity_list():
     """A script worker.js or tileworker.js imports but the list lacks would stop the engine on
     every page of another origin ("was to run before it was checked")."""
     for name in ("worker.js", "tileworker.js"):
-        source = (build.ROOT / "web" / name).read_text()
+        source = (common.ROOT / "web" / name).read_text()
         imported = re.findall(r"(?<!\w)BASE \+ '([\w.]+\.js)'", source)
-        assert imported and set(imported) <= set(build.ENGINE_WEB), name
+        assert imported and set(imported) <= set(assemble.ENGINE_WEB), name
 
 
 def test_both_worker_pairs_speak_through_the_one_rpc_module():
     """The engine worker and the tile workers import web/rpc.js; the page's module (and so the
     embed) carries the same file, written in by the build; nobody else posts requests."""
-    if not (build.DIST / "embed.js").exists():
+    if not (common.DIST / "embed.js").exists():
         pytest.fail("dist/ is not built; run `python build.py test`")
-    rpc = (build.ROOT / "web" / "rpc.js").read_text().strip()
+    rpc = (common.ROOT / "web" / "rpc.js").read_text().strip()
     for name in ("worker.js", "tileworker.js"):
-        assert "BASE + 'rpc.js'" in (build.ROOT / "web" / name).read_text(), name
-    module = (build.DIST / build.hashed_path("web") / "upscale.js").read_text()
-    assert rpc in module and rpc in (build.DIST / "embed.js").read_text()
-    assert build.RPC_MARK not in module
+        assert "BASE + 'rpc.js'" in (common.ROOT / "web" / name).read_text(), name
+    module = (common.DIST / assemble.hashed_path("web") / "upscale.js").read_text()
+    assert rpc in module and rpc in (common.DIST / "embed.js").read_text()
+    assert assemble.RPC_MARK not in module
     for name in ("upscale.js", "worker.js", "tilepool.js", "tileworker.js"):
-        source = (build.ROOT / "web" / name).read_text()
+        source = (common.ROOT / "web" / name).read_text()
         assert "type: 'request'" not in source and "type: 'reply'" not in source, name
 
 
 def test_bundling_refuses_a_module_it_cannot_inline(monkeypatch):
-    with pytest.raises(build.BuildError, match="only export declarations"):
-        build.bundled_embed("web-x", f"{build.MODULE_HERE}\nexport {{ a }};\n".encode())
-    with pytest.raises(build.BuildError, match="bundles the module"):
-        build.bundled_embed("web-x", b"const HERE = 1;\n")
+    with pytest.raises(common.BuildError, match="only export declarations"):
+        assemble.bundled_embed("web-x", f"{assemble.MODULE_HERE}\nexport {{ a }};\n".encode())
+    with pytest.raises(common.BuildError, match="bundles the module"):
+        assemble.bundled_embed("web-x", b"const HERE = 1;\n")
 
 
 def test_headers_cache_hashed_paths_for_a_year_and_give_the_workers_their_policy():
-    assert build.headers_for("/web-0123456789/app.js")["Cache-Control"] == build.IMMUTABLE
-    assert build.headers_for("/models/span-x2-0123456789/model.json")["Cache-Control"] == \
-        build.IMMUTABLE
-    assert build.headers_for("/index.html")["Cache-Control"] == "no-cache"
-    assert build.headers_for("/embed.js")["Cache-Control"] == "no-cache"
-    assert build.headers_for("/web-0123456789/worker.js")["Content-Security-Policy"] == \
-        build.WORKER_CSP
-    assert build.headers_for("/web-0123456789/tileworker.js")["Content-Security-Policy"] == \
-        build.CSP, "TF.js's ES2017 bundles never eval"
-    assert build.headers_for("/")["Content-Security-Policy"] == build.UPSCALER_CSP
-    assert build.headers_for("/shop.html")["Content-Security-Policy"] == build.CSP
+    assert serving.headers_for("/web-0123456789/app.js")["Cache-Control"] == serving.IMMUTABLE
+    assert serving.headers_for("/models/span-x2-0123456789/model.json")["Cache-Control"] == \
+        serving.IMMUTABLE
+    assert serving.headers_for("/index.html")["Cache-Control"] == "no-cache"
+    assert serving.headers_for("/embed.js")["Cache-Control"] == "no-cache"
+    assert serving.headers_for("/web-0123456789/worker.js")["Content-Security-Policy"] == \
+        serving.WORKER_CSP
+    assert serving.headers_for("/web-0123456789/tileworker.js")["Content-Security-Policy"] == \
+        serving.CSP, "TF.js's ES2017 bundles never eval"
+    assert serving.headers_for("/")["Content-Security-Policy"] == serving.UPSCALER_CSP
+    assert serving.headers_for("/shop.html")["Content-Security-Policy"] == serving.CSP
 def test_shop_page_lists_every_product_photo_and_nothing_else():
-    page = (build.ROOT / "web" / "shop.html").read_text()
+    page = (common.ROOT / "web" / "shop.html").read_text()
     shown = re.findall(r'src="shop/small/([\w-]+)\.jpg"', page)
-    assert sorted(shown) == sorted(build.SHOP_PRODUCTS)
+    assert sorted(shown) == sorted(demo.SHOP_PRODUCTS)
     assert len(shown) >= 12
+
+
+def test_the_build_imports_only_the_standard_library():
+    """build.py runs before anything is installed: neither it nor a step it imports may need
+    a package at import time (the steps that do, compressing with brotli, converting ncnn
+    models, cutting the shop's photos, import it inside, and build.py runs them in .venv)."""
+    sources = [common.ROOT / "build.py", *sorted((common.ROOT / "py" / "sitebuild").glob("*.py"))]
+    for path in sources:
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or top == "sitebuild", (path.name, name)

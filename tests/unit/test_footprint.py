@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-import build
+from sitebuild import assemble, common
 from tests.unit.test_ncnn import TINY_X2, conv_weights
 from upscale.footprint import Footprint, footprint
 from upscale.ncnn import convert
@@ -87,11 +87,11 @@ def test_every_catalogue_model_has_a_footprint():
     """So every model the page offers gets its GPU patch from the device's limits before its
     warm-up. slim x8 is the one checked by hand: it upsamples 192 channels 8x, then a 3x3
     conv reads them (8² x 9 x 192 per input pixel)."""
-    if not (build.DIST / "index.html").exists():
+    if not (common.DIST / "index.html").exists():
         pytest.fail("dist/ is not built; run `python build.py test`")
     prints = {}
-    for entry in build.built_catalogue():
-        folder = (build.DIST / entry["url"].lstrip("/")).parent
+    for entry in assemble.built_catalogue():
+        folder = (common.DIST / entry["url"].lstrip("/")).parent
         prints[entry["id"]] = footprint(json.loads((folder / "model.json").read_text())
                                         ["modelTopology"])
     assert None not in prints.values(), [name for name, fp in prints.items() if fp is None]

@@ -98,9 +98,9 @@ def test_unknown_layer_is_refused_by_name():
 
 
 def test_real_models_convert_with_the_declared_scale_and_margin(ncnn_by_id):
-    import build
+    from sitebuild import models
 
-    manifests = {m["id"]: m for m in build.load_manifests()}
+    manifests = {m["id"]: m for m in models.load_manifests()}
     for model_id, (param_path, bin_path) in ncnn_by_id.items():
         model = convert(param_path.read_text(), bin_path.read_bytes())
         manifest = manifests[model_id]

@@ -90,10 +90,10 @@ def _seam_psnr(model, crop, patch, padding, scale):
 def test_the_blend_beats_a_hard_cut_at_the_seams_of_a_real_model(ncnn_by_id, photos, padding):
     from PIL import Image
 
-    import build
+    from sitebuild import models
     from tests.ncnn_reference import NcnnNet
 
-    manifest = next(m for m in build.load_manifests() if m["id"] == "realesrgan-anime-x4")
+    manifest = next(m for m in models.load_manifests() if m["id"] == "realesrgan-anime-x4")
     param, weights = ncnn_by_id[manifest["id"]]
     net = NcnnNet.load(param.read_text(), weights.read_bytes())
     peak = manifest["inputRange"][1]

@@ -3,11 +3,11 @@
 import subprocess
 import sys
 
-import build
+from sitebuild import common
 
 
 def test_ruff_is_clean():
     # ruff is a test dependency, installed next to this interpreter
     command = [sys.executable, "-m", "ruff", "check", "build.py", "py", "tests", "bench"]
-    result = subprocess.run(command, cwd=build.ROOT, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=common.ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
