@@ -425,7 +425,8 @@ export class Upscaler {
       { transfer: [param, bin] });
   }
 
-  async engine() {
+  /** The connection to this Upscaler's engine worker, started (or restarted) when needed. */
+  async connected() {
     if (this.disposed) throw new UpscaleError('this Upscaler was disposed', { name: 'Disposed' });
     const dead = this.connection && this.connection.dead;
     if (dead && LASTING_FAILURES.has(dead.name)) throw dead; // a fresh worker would fail alike
@@ -444,7 +445,7 @@ export class Upscaler {
    */
   async upscale(input, { patchSize, padding, signal, onProgress, preview = false } = {}) {
     if (signal && signal.aborted) throw abortError(signal);
-    const connection = await this.engine();
+    const connection = await this.connected();
     const size = sizeOf(input);
     // A canvas or bitmap the engine would refuse is refused before its pixels are copied.
     if (size) await connection.call('check', { ...size, patchSize }, { signal });
@@ -474,7 +475,7 @@ export class Upscaler {
    * gets a number; a batch too large for this device's memory rejects with ImageTooLarge.
    */
   async zip(files) {
-    const connection = await this.engine();
+    const connection = await this.connected();
     const loaded = await Promise.all(files.map(async ({ name, blob }) => ({ name: String(name), data: await blob.arrayBuffer() })));
     const data = await connection.call('zip', { files: loaded }, { transfer: loaded.map((file) => file.data) });
     return new Blob([data], { type: 'application/zip' });
@@ -488,7 +489,7 @@ export class Upscaler {
    * metadata of the source is written. A bad type or quality rejects with InvalidOptions.
    */
   async encode(image, { type = 'image/png', quality = 0.92 } = {}) {
-    const connection = await this.engine();
+    const connection = await this.connected();
     const bitmap = await createImageBitmap(image); // the worker's copy: the page keeps its own
     const data = await connection.call('encode', { image: bitmap, type, quality }, { transfer: [bitmap] });
     return new Blob([data], { type });
@@ -499,7 +500,7 @@ export class Upscaler {
    * rejects with ImageTooLarge, saying which limit, if not (see info.limits).
    */
   async check({ width, height, patchSize } = {}) {
-    const connection = await this.engine();
+    const connection = await this.connected();
     await connection.call('check', { width, height, patchSize });
   }
 
@@ -516,7 +517,7 @@ export class Upscaler {
    */
   async setModel(model) {
     if (model && typeof model === 'object' && model.ncnn) return this.setOwnModel(model);
-    const connection = await this.engine();
+    const connection = await this.connected();
     const info = await connection.call('setModel', { model });
     this.options.model = model;
     this.custom = null;
@@ -528,7 +529,7 @@ export class Upscaler {
     const [param, bin] = await Promise.all([toBuffer(ncnn.param, '.param'), toBuffer(ncnn.bin, '.bin')]);
     const label = name || (typeof ncnn.param === 'object' && ncnn.param.name) || 'model';
     const custom = { param, bin, scale, inputRange, name: String(label).replace(/\.param$/i, '') };
-    const connection = await this.engine();
+    const connection = await this.connected();
     const info = await this.sendCustom(connection, custom);
     this.custom = custom;
     this.ready = Promise.resolve(info);
@@ -541,14 +542,14 @@ export class Upscaler {
    * when it needs none). Answered at once, also while an upscale runs.
    */
   async inspect(blob) {
-    const connection = await this.engine();
+    const connection = await this.connected();
     const bytes = await toBuffer(blob, 'file');
     return connection.call('inspect', { bytes }, { transfer: [bytes] });
   }
 
   /** Tensors and bytes held by TF.js, and the size of the Python heap, in the worker. */
   async memory() {
-    const connection = await this.engine();
+    const connection = await this.connected();
     return connection.call('memory');
   }
 

@@ -28,7 +28,7 @@ importScripts(BASE + 'rpc.js', PYODIDE_BASE + 'pyodide.js', BASE + 'tfbridge.js'
   BASE + 'tilepool.js', BASE + 'modelfiles.js');
 
 const state = {
-  engine: null, // the Python module upscale.bridge
+  bridge: null, // the Python module upscale.bridge
   pyodide: null,
   model: null, // TfBridge.Model, or TilePool.PoolModel when tile workers run the model
   pool: null, // TilePool.Pool: one TF.js WASM instance per core, when there is no GPU
@@ -129,7 +129,7 @@ async function loadPython() {
     packages: ['numpy', 'upscale'],
   });
   state.pyodide = pyodide;
-  state.engine = pyodide.pyimport('upscale.bridge');
+  state.bridge = pyodide.pyimport('upscale.bridge');
   return performance.now() - started;
 }
 
@@ -150,7 +150,7 @@ function ensurePillow() {
 }
 
 function versionsNow() {
-  return state.engine.versions().toJs({ dict_converter: Object.fromEntries });
+  return state.bridge.versions().toJs({ dict_converter: Object.fromEntries });
 }
 
 /** Whether RGBA pixels have any transparency (its alpha is then resized with Pillow). */
@@ -185,8 +185,8 @@ function withinLimit(step, promise) {
 function downloadModel(manifest) {
   const sha256 = async (bytes) => {
     await state.pythonReady;
-    if (!state.engine) throw new Error('no SubtleCrypto here, and Python did not start to check the model files');
-    return state.engine.sha256(new Uint8Array(bytes));
+    if (!state.bridge) throw new Error('no SubtleCrypto here, and Python did not start to check the model files');
+    return state.bridge.sha256(new Uint8Array(bytes));
   };
   return ModelFiles.fetchModel(manifest, BASE, { stallMs: state.stepLimitMs, sha256 });
 }
@@ -200,7 +200,7 @@ const DEVICE_MEMORY = navigator.deviceMemory ?? null;
  * InvalidOptions if it may not run at `patchSize`.
  */
 function checkSize({ width, height }, patchSize = null) {
-  fromPython(state.engine.check_size(width, height, state.tile, patchSize ?? null, DEVICE_MEMORY));
+  fromPython(state.bridge.check_size(width, height, state.tile, patchSize ?? null, DEVICE_MEMORY));
 }
 
 function findModel(modelId) {
@@ -255,7 +255,7 @@ async function largestTile(model, manifest, files) {
   const limits = state.pool ? {} : TfBridge.gpuLimits();
   if (Object.keys(limits).length && files && files.modelTopology) {
     await state.python;
-    ({ patch: patchSize, side } = dictFromPython(state.engine.gpu_fit(
+    ({ patch: patchSize, side } = dictFromPython(state.bridge.gpu_fit(
       JSON.stringify(files.modelTopology), state.backend, limits, patchSize, manifest.margin || 0)));
   }
   for (;;) {
@@ -265,7 +265,7 @@ async function largestTile(model, manifest, files) {
     } catch (error) {
       if (!TEXTURE_TOO_LARGE.test(error.message)) throw error;
       await state.python; // the warm-up may beat Python's start
-      const smaller = state.engine.next_patch(patchSize);
+      const smaller = state.bridge.next_patch(patchSize);
       if (smaller == null) throw error;
       tooLarge = patchSize;
       patchSize = smaller;
@@ -275,7 +275,7 @@ async function largestTile(model, manifest, files) {
   // The facts Python decides from: the output channels of each convolution.
   const widths = ((files && files.weightSpecs) || [])
     .filter((w) => w.shape.length === 4).map((w) => w.shape[3]);
-  return dictFromPython(state.engine.tile_for(manifest, widths, state.backend,
+  return dictFromPython(state.bridge.tile_for(manifest, widths, state.backend,
     state.pool ? state.pool.size : 0, patchSize, tooLarge, state.patchSize != null, side));
 }
 
@@ -367,7 +367,7 @@ let ownModels = 0; // each model the user brings gets its own key in the tile wo
  */
 function convertOwnModel({ param, bin }, { scale, inputRange, name }) {
   const result = fromPython(whileBusy('converting the model',
-    () => state.engine.convert_ncnn(param ?? null, bin ?? null, scale ?? null, inputRange ?? null)));
+    () => state.bridge.convert_ncnn(param ?? null, bin ?? null, scale ?? null, inputRange ?? null)));
   let text, weights, meta;
   try {
     const [jsonText, data, info] = result.toJs({ dict_converter: Object.fromEntries, create_proxies: false });
@@ -446,7 +446,7 @@ const methods = {
     if (patchSize != null) {
       // Every model's warm-up and every job's tile: Python checks it before a model compiles.
       await python;
-      state.patchSize = fromPython(state.engine.patch_asked(patchSize));
+      state.patchSize = fromPython(state.bridge.patch_asked(patchSize));
     }
     let { choice, ms: tfMs } = await tfReady;
     let halfFloatNote = '';
@@ -461,7 +461,7 @@ const methods = {
       backend: choice.backend,
       reason: reasonFor(choice) + halfFloatNote,
       model: manifest,
-      limits: state.engine.device_limits(DEVICE_MEMORY).toJs({ dict_converter: Object.fromEntries }),
+      limits: state.bridge.device_limits(DEVICE_MEMORY).toJs({ dict_converter: Object.fromEntries }),
       tile: state.tile,
       workers: state.pool ? state.pool.size : 1,
       versions: {
@@ -522,7 +522,7 @@ const methods = {
   /** One stored zip of `files` ([{ name, data: ArrayBuffer }]), written by Python's zipfile. */
   async zip({ files }) {
     await state.python;
-    return movedFromPython(whileBusy('zipping the results', () => state.engine.zip_results(
+    return movedFromPython(whileBusy('zipping the results', () => state.bridge.zip_results(
       files.map((file) => file.name), files.map((file) => new Uint8Array(file.data)), DEVICE_MEMORY)));
   },
 
@@ -534,7 +534,7 @@ const methods = {
   async encode({ image, type, quality }) {
     try {
       await state.python;
-      ({ type, quality } = dictFromPython(state.engine.encoding(type, quality)));
+      ({ type, quality } = dictFromPython(state.bridge.encoding(type, quality)));
       const canvas = new OffscreenCanvas(image.width, image.height);
       const context = canvas.getContext('2d');
       context.drawImage(image, 0, 0);
@@ -548,7 +548,7 @@ const methods = {
       }
       await ensurePillow();
       const { data, width, height } = context.getImageData(0, 0, image.width, image.height);
-      return movedFromPython(whileBusy('encoding the PNG', () => state.engine.png(
+      return movedFromPython(whileBusy('encoding the PNG', () => state.bridge.png(
         new Uint8Array(data.buffer), width, height)));
     } finally {
       image.close();
@@ -623,7 +623,7 @@ async function upscaleNow({ input, options = {} }, id) {
   // Python says when it decodes and when it finishes the image (busy): both synchronous.
   let result;
   try {
-    result = fromPython(await state.engine.run(
+    result = fromPython(await state.bridge.run(
       pyInput, state.tile, asked, predict, progress, cancelled, options.preview ? paint : null, busy,
     ));
   } finally {
@@ -687,9 +687,9 @@ self.onmessage = (event) => {
 
 async function inspectNow({ bytes }) {
   await state.pythonReady;
-  if (!state.engine) throw new Error('the engine is not initialised');
+  if (!state.bridge) throw new Error('the engine is not initialised');
   await ensurePillow();
-  return dictFromPython(whileBusy('reading the file', () => state.engine.inspect(new Uint8Array(bytes))));
+  return dictFromPython(whileBusy('reading the file', () => state.bridge.inspect(new Uint8Array(bytes))));
 }
 
 self.addEventListener('unhandledrejection', (event) => {
