@@ -44,11 +44,14 @@ _KERAS_SAME = frozenset({"Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Dro
 _KERAS_MERGE = frozenset({"Add", "Multiply", "Subtract", "Average", "Maximum", "Minimum"})
 _GRAPH_SAME = frozenset({"Identity", "Relu", "Relu6", "LeakyRelu", "Prelu", "Elu", "Sigmoid",
                          "Tanh", "Pad", "MirrorPad", "StridedSlice", "Slice", "ClipByValue",
-                         "Cast", "Square", "Sqrt", "Neg", "Abs", "Exp", "Softplus"})
+                         "Cast", "Square", "Sqrt", "Neg", "Abs", "Exp", "Softplus",
+                         "GatherV2"})  # GatherV2: the converter reorders channels with it
 _GRAPH_MERGE = frozenset({"Add", "AddV2", "AddN", "Sub", "Mul", "RealDiv", "Maximum",
-                          "Minimum", "BiasAdd", "SquaredDifference"})
+                          "Minimum", "BiasAdd", "SquaredDifference", "Pow", "Atan2"})
 _GRAPH_CONV = frozenset({"Conv2D", "_FusedConv2D", "DepthwiseConv2dNative",
                          "FusedDepthwiseConv2dNative"})
+GRAPH_OPS = _GRAPH_SAME | _GRAPH_MERGE | _GRAPH_CONV | {
+    "Const", "Placeholder", "ConcatV2", "DepthToSpace", "Split"}
 
 
 class _Unknown(Exception):
@@ -188,6 +191,9 @@ def _graph(nodes: list) -> tuple[list[_Tensor], list[Fraction]]:
             return _joined(tensors, op == "ConcatV2")
         if op == "DepthToSpace":
             return _shuffled(tensors[0], int(attr["block_size"]["i"]))
+        if op == "Split":  # along the channels, into equal parts (each "name:k" alike)
+            parts = int(attr["num_split"]["i"])
+            return _Tensor(tensors[0].resolution, tensors[0].channels // parts)
         raise _Unknown(op)
 
     shapes = _walk(list(by_name), inputs_of, shape_of)

@@ -1,12 +1,15 @@
 """A model's footprint (its tensors' size per input pixel) read from both TF.js formats."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from sitebuild import assemble, common
-from tests.unit.test_ncnn import TINY_X2, conv_weights
-from upscale.footprint import Footprint, footprint
+from tests.unit.test_ncnn import TINY_X2, conv_weights, param
+from upscale import ncnn
+from upscale.footprint import GRAPH_OPS, Footprint, footprint
 from upscale.ncnn import convert
 
 
@@ -96,3 +99,25 @@ def test_every_catalogue_model_has_a_footprint():
                                         ["modelTopology"])
     assert None not in prints.values(), [name for name, fp in prints.items() if fp is None]
     assert prints["esrgan-slim-x8"] == Footprint(values=8**2 * 192, unrolled=8**2 * 9 * 192)
+
+
+def test_every_op_the_converter_writes_is_one_the_footprint_follows():
+    """A model brought by a user (any ncnn pair the converter takes) gets its GPU tile up
+    front too: the ops named in upscale/ncnn.py are all known here."""
+    source = Path(ncnn.__file__).read_text()
+    written = set(re.findall(r'(?:node|_binary)\(\s*"(\w+)"', source))
+    written |= set(ncnn._Converter.BINARY_OPS.values()) | {"_FusedConv2D",
+                                                          "FusedDepthwiseConv2dNative"}
+    assert {"Split", "GatherV2", "MirrorPad", "Pow"} <= written  # the scan sees them
+    assert written <= GRAPH_OPS, written - GRAPH_OPS
+
+
+def test_a_grouped_convolution_is_followed_through_its_split():
+    model = convert(param(
+        "Input in 0 1 data",
+        "Convolution c0 1 1 data a 0=12 1=3 4=1 5=1 6=324",
+        "ConvolutionDepthWise g 1 1 a b 0=12 1=3 4=1 5=1 6=648 7=2",
+        "PixelShuffle ps 1 1 b out 0=2",
+    ), conv_weights(12, 3, 3) + conv_weights(12, 6, 3, seed=1))
+    # each group's conv reads 6 of the 12 channels, 3x3: 54 values per pixel unrolled
+    assert footprint(model.model_json([])["modelTopology"]) == Footprint(values=12, unrolled=54)
