@@ -231,6 +231,9 @@ const TfBridge = (() => {
   /**
    * Call `onLost()` once if the GPU context behind the current backend goes away (a driver
    * reset, the OS reclaiming the GPU, WEBGL_lose_context). TF.js itself would wait forever.
+   * On WebGPU an error nobody captured counts too (a buffer past the device's limits, out of
+   * memory): the work it hit gives wrong numbers without an exception, so the results of that
+   * device are no longer trusted.
    */
   function watchGpuLoss(onLost) {
     if (typeof self.tf === 'undefined') return; // tile workers run the model: no GPU here
@@ -242,7 +245,15 @@ const TfBridge = (() => {
         onLost('the WebGL context was lost');
       }, { once: true });
     } else if (backend === 'webgpu') {
-      tf.backend().device.lost.then((info) => onLost(`the WebGPU device was lost (${info.message || info.reason})`));
+      const { device } = tf.backend();
+      let told = false;
+      const once = (what) => {
+        if (!told) onLost(what);
+        told = true;
+      };
+      device.lost.then((info) => once(`the WebGPU device was lost (${info.message || info.reason})`));
+      device.addEventListener('uncapturederror', (event) => once(
+        `the WebGPU device reported an error (${event.error.constructor.name}: ${event.error.message})`));
     }
   }
 

@@ -178,6 +178,43 @@ def test_a_lost_webgl_context_fails_the_job_clearly_and_the_next_runs_on_wasm(ap
     assert after["tensors"] == weights * workers, "only the models' weights, now on WASM"
 
 
+def test_an_error_the_webgpu_device_reports_moves_the_engine_to_wasm(app):
+    """A WebGPU error nobody captures (here a buffer past the device's limit, made in the
+    engine worker) means wrong numbers without an exception. The device reports it when it
+    next works (or sooner): a job it meets fails with ContextLost saying so, the engine moves
+    to WASM as for a lost device, and the next job runs there."""
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 3)
+    small = base64.b64encode(encode(photo(24, 20, seed=9), "PNG")).decode()
+    app.evaluate("""async (small) => {
+        const { Upscaler } = await import('./upscale.js');
+        window.__bytes = Uint8Array.from(atob(small), (c) => c.charCodeAt(0));
+        window.__up = new Upscaler({ backend: 'webgpu', patchSize: 16 });
+        window.__info = await window.__up.ready;
+    }""", small)
+    assert app.evaluate("window.__info.backend") == "webgpu"
+    worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
+    worker.evaluate("""() => {
+        const { device } = tf.backend();
+        const size = device.limits.maxBufferSize + 4;
+        device.createBuffer({ size, usage: GPUBufferUsage.STORAGE });
+    }""")
+    after = app.evaluate("""async () => {
+        const upscale = () => window.__up.upscale(new Blob([window.__bytes]));
+        const failed = await upscale().then(() => 'resolved', (e) => `${e.name}: ${e.message}`);
+        const out = await upscale();
+        const info = await window.__up.ready;
+        window.__up.dispose();
+        return { failed, size: [out.width, out.height], backend: info.backend,
+                 reason: info.reason };
+    }""")
+    reported = "the WebGPU device reported an error (GPUValidationError: Buffer size"
+    # reported before the first job began, that job waits for WASM instead of failing
+    assert after["failed"] == "resolved" or after["failed"].startswith(
+        f"ContextLost: {reported}"), after
+    assert after["size"] == [48, 40] and after["backend"] == "wasm", after
+    assert after["reason"].startswith(reported), after
+
+
 def test_a_gpu_loss_whose_move_to_wasm_fails_too_is_not_final(app):
     """The context goes, and WebAssembly cannot start either (its binary does not download):
     the engine used to refuse every later call with that failure. Now the worker is replaced,
