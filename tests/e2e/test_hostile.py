@@ -139,14 +139,15 @@ def test_a_lost_webgl_context_fails_the_job_clearly_and_the_next_runs_on_wasm(ap
     """WEBGL_lose_context mid-job: TF.js alone would wait forever. The job rejects with
     ContextLost, the engine reloads the model on WASM, and the next upscale works there."""
     app.set_default_timeout(BOOT_TIMEOUT_MS * 3)
-    # Twenty tiles: even a real GPU is still busy with them when the context goes.
+    # About a hundred 64 px tiles: even a real GPU is still busy with them when the context goes
+    # (and SwiftShader compiles for 64 px far sooner than for the model's 128).
     big = base64.b64encode(encode(photo(480, 400, seed=9), "PNG")).decode()
     small = base64.b64encode(encode(photo(64, 48, seed=9), "PNG")).decode()
     app.evaluate("""async ([big, small]) => {
         const { Upscaler } = await import('./upscale.js');
         const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
         window.__bytes = bytes(small);
-        window.__up = new Upscaler({ backend: 'webgl' });
+        window.__up = new Upscaler({ backend: 'webgl', patchSize: 64 });
         window.__info = await window.__up.ready;
         window.__job = window.__up.upscale(new Blob([bytes(big)])).then(
             () => 'resolved', (e) => `${e.name}: ${e.message}`);
@@ -225,7 +226,7 @@ def test_a_gpu_loss_whose_move_to_wasm_fails_too_is_not_final(app):
     app.evaluate("""async (small) => {
         const { Upscaler } = await import('./upscale.js');
         window.__bytes = Uint8Array.from(atob(small), (c) => c.charCodeAt(0));
-        window.__up = new Upscaler({ backend: 'webgl' });
+        window.__up = new Upscaler({ backend: 'webgl', patchSize: 32 });
         await window.__up.ready;
     }""", small)
     worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
