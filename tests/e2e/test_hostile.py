@@ -139,7 +139,7 @@ def test_a_lost_webgl_context_fails_the_job_clearly_and_the_next_runs_on_wasm(ap
     """WEBGL_lose_context mid-job: TF.js alone would wait forever. The job rejects with
     ContextLost, the engine reloads the model on WASM, and the next upscale works there."""
     app.set_default_timeout(BOOT_TIMEOUT_MS * 3)
-    # About a hundred 64 px tiles: even a real GPU is still busy with them when the context goes
+    # Some two hundred 64 px tiles: even a real GPU is still busy with them when the context goes
     # (and SwiftShader compiles for 64 px far sooner than for the model's 128).
     big = base64.b64encode(encode(photo(480, 400, seed=9), "PNG")).decode()
     small = base64.b64encode(encode(photo(64, 48, seed=9), "PNG")).decode()
