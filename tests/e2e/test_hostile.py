@@ -135,6 +135,22 @@ def test_a_worker_that_dies_rejects_what_is_pending_and_the_next_call_starts_afr
     assert size == [600, 400]
 
 
+def start_upscaler(app, image: bytes, options: dict) -> dict:
+    """window.__up, an Upscaler started with `options`, and window.__bytes, the encoded
+    `image` each job of the test upscales; returns its info."""
+    return app.evaluate("""async ({ image, options }) => {
+        const { Upscaler } = await import('./upscale.js');
+        window.__bytes = Uint8Array.from(atob(image), (c) => c.charCodeAt(0));
+        window.__up = new Upscaler(options);
+        return window.__up.ready;
+    }""", {"image": base64.b64encode(image).decode(), "options": options})
+
+
+def engine_worker(app):
+    """The page's newest engine worker, to reach into as a fault would."""
+    return [w for w in app.workers if w.url.endswith("/worker.js")][-1]
+
+
 def test_a_lost_webgl_context_fails_the_job_clearly_and_the_next_runs_on_wasm(app):
     """WEBGL_lose_context mid-job: TF.js alone would wait forever. The job rejects with
     ContextLost, the engine reloads the model on WASM, and the next upscale works there."""
@@ -153,7 +169,7 @@ def test_a_lost_webgl_context_fails_the_job_clearly_and_the_next_runs_on_wasm(ap
             () => 'resolved', (e) => `${e.name}: ${e.message}`);
     }""", [big, small])
     assert app.evaluate("window.__info.backend") == "webgl"
-    worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
+    worker = engine_worker(app)
     lost = worker.evaluate("""() => {
         const gl = tf.backend().gpgpu.gl;
         gl.getExtension('WEBGL_lose_context').loseContext();
@@ -185,16 +201,10 @@ def test_an_error_the_webgpu_device_reports_moves_the_engine_to_wasm(app):
     next works (or sooner): a job it meets fails with ContextLost saying so, the engine moves
     to WASM as for a lost device, and the next job runs there."""
     app.set_default_timeout(BOOT_TIMEOUT_MS * 3)
-    small = base64.b64encode(encode(photo(24, 20, seed=9), "PNG")).decode()
-    app.evaluate("""async (small) => {
-        const { Upscaler } = await import('./upscale.js');
-        window.__bytes = Uint8Array.from(atob(small), (c) => c.charCodeAt(0));
-        window.__up = new Upscaler({ backend: 'webgpu', patchSize: 16 });
-        window.__info = await window.__up.ready;
-    }""", small)
-    assert app.evaluate("window.__info.backend") == "webgpu"
-    worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
-    worker.evaluate("""() => {
+    info = start_upscaler(app, encode(photo(24, 20, seed=9), "PNG"),
+                          {"backend": "webgpu", "patchSize": 16})
+    assert info["backend"] == "webgpu"
+    engine_worker(app).evaluate("""() => {
         const { device } = tf.backend();
         const size = device.limits.maxBufferSize + 4;
         device.createBuffer({ size, usage: GPUBufferUsage.STORAGE });
@@ -222,15 +232,9 @@ def test_a_gpu_loss_whose_move_to_wasm_fails_too_is_not_final(app):
     and the next call starts afresh."""
     app.set_default_timeout(BOOT_TIMEOUT_MS * 3)
     app.context.route("**/tfjs-backend-wasm*.wasm", lambda route: route.abort())
-    small = base64.b64encode(encode(photo(64, 48, seed=9), "PNG")).decode()
-    app.evaluate("""async (small) => {
-        const { Upscaler } = await import('./upscale.js');
-        window.__bytes = Uint8Array.from(atob(small), (c) => c.charCodeAt(0));
-        window.__up = new Upscaler({ backend: 'webgl', patchSize: 32 });
-        await window.__up.ready;
-    }""", small)
-    worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
-    worker.evaluate("tf.backend().gpgpu.gl.getExtension('WEBGL_lose_context').loseContext()")
+    start_upscaler(app, encode(photo(64, 48, seed=9), "PNG"), {"backend": "webgl", "patchSize": 32})
+    engine_worker(app).evaluate(
+        "tf.backend().gpgpu.gl.getExtension('WEBGL_lose_context').loseContext()")
     failed = app.evaluate("""async () => window.__up.upscale(new Blob([window.__bytes])).then(
         () => 'resolved', (e) => ({ name: e.name, message: e.message }))""")
     assert failed != "resolved" and failed["name"] == "ContextLost", failed
@@ -252,7 +256,7 @@ def test_limits_come_from_what_the_device_reports(app):
         window.__up = new Upscaler({ backend: 'wasm' });
         return window.__up.ready;
     }""")
-    worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
+    worker = engine_worker(app)
     reported = worker.evaluate("navigator.deviceMemory ?? null")
     assert info["limits"] == Limits.for_device(reported).describe()
     app.evaluate("window.__up.dispose()")
@@ -299,19 +303,15 @@ def test_a_worker_that_vanishes_silently_is_given_up_on(app):
     """No error event at all (the worker closes itself): the pending call rejects once the
     worker has been silent for stallMs, and the next call starts a fresh worker."""
     app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
-    image = base64.b64encode(encode(photo(300, 200, seed=5), "PNG")).decode()
-    app.evaluate("""async (image) => {
-        const { Upscaler } = await import('./upscale.js');
-        window.__bytes = Uint8Array.from(atob(image), (c) => c.charCodeAt(0));
-        window.__up = new Upscaler({ backend: 'wasm', stallMs: 5000 });
-        await window.__up.ready;
+    start_upscaler(app, encode(photo(300, 200, seed=5), "PNG"),
+                   {"backend": "wasm", "stallMs": 5000})
+    app.evaluate("""() => {
         window.__job = window.__up.upscale(new Blob([window.__bytes]), {
           onProgress: () => { window.__started = true; } }).then(
             () => 'resolved', (e) => `${e.name}: ${e.message}`);
-    }""", image)
+    }""")
     app.wait_for_function("() => window.__started === true")
-    worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
-    worker.evaluate("setTimeout(() => close())")
+    engine_worker(app).evaluate("setTimeout(() => close())")
     assert app.evaluate("window.__job") == \
         "WorkerCrashed: the Upscale worker stopped answering (silent for 5 s)"
     size = app.evaluate("""async () => {
