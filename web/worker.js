@@ -529,7 +529,7 @@ const methods = {
   /**
    * A result (`image`, an ImageBitmap) as a file of `type`, encoded here, off the page's
    * thread: PNG by Pillow, JPEG and WebP by the browser's encoders (see
-   * upscale.imaging.encode_png). Returns its bytes.
+   * upscale.imaging.encode_png). Returns its bytes (a Blob, or for a PNG an ArrayBuffer).
    */
   async encode({ image, type, quality }) {
     try {
@@ -543,8 +543,7 @@ const methods = {
         if (blob.type !== type) {
           throw Object.assign(new Error(`this browser cannot write ${type} files`), { name: 'UnsupportedFormat' });
         }
-        const data = await blob.arrayBuffer();
-        return Rpc.moved(data, [data]);
+        return blob; // posted as a handle to the browser's bytes, not copied
       }
       await ensurePillow();
       const { data, width, height } = context.getImageData(0, 0, image.width, image.height);
