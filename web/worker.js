@@ -241,26 +241,33 @@ async function switchModel(manifest, artifacts = null) {
 
 const TEXTURE_TOO_LARGE = /texture size .* greater than WebGL maximum/i;
 
+// The first run's side off the GPU. A CPU compiles nothing per shape, so the first run only has
+// to show the model runs and set up its kernels; a full tile there would take the cores from
+// Python's start, which is what the first result waits for (the bench's cold start: 2.4 s ->
+// 2.2 s on a first visit, 2.4 s -> 2.0 s on a second, on 2 cores). Not a tile size.
+const FIRST_RUN_SIDE_OFF_GPU = 8;
+
 /**
- * Warm the model up at its patch size, or on a GPU at the largest patch its limits hold
+ * Warm the model up on a GPU at its patch size, or at the largest patch its limits hold
  * (Python reads them against the model's graph: an x8 model at 128 px would ask WebGL for a
  * texture over 20000 x 20000). Where the GPU still cannot hold a tile, the patch halves (as
- * Python says) until one fits. Returns the tile rule Python decides for this model here
- * (upscale.policy.tile_rule).
+ * Python says) until one fits. Off the GPU the first run is a small one. Returns the tile rule
+ * Python decides for this model here (upscale.policy.tile_rule).
  */
 async function largestTile(model, manifest, files) {
   let patchSize = state.patchSize ?? manifest.patchSize;
   let tooLarge = null; // the smallest patch seen to fail, when one did
   let side = null; // the widest tile the GPU's limits hold, when Python could tell
   const limits = state.pool ? {} : TfBridge.gpuLimits();
-  if (Object.keys(limits).length && files && files.modelTopology) {
+  const onGpu = Object.keys(limits).length > 0;
+  if (onGpu && files && files.modelTopology) {
     await state.python;
     ({ patch: patchSize, side } = dictFromPython(state.bridge.gpu_fit(
       JSON.stringify(files.modelTopology), state.backend, limits, patchSize, manifest.margin || 0)));
   }
   for (;;) {
     try {
-      await model.warmUp(patchSize);
+      await model.warmUp(onGpu ? patchSize : FIRST_RUN_SIDE_OFF_GPU);
       break;
     } catch (error) {
       if (!TEXTURE_TOO_LARGE.test(error.message)) throw error;
