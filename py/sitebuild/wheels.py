@@ -40,9 +40,16 @@ CODECS_KEPT = frozenset({
     "undefined", "unicode_escape", "utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be",
     "utf_32_le", "utf_7", "utf_8", "utf_8_sig", "uu_codec", "zlib_codec", "bz2_codec",
 })
-# numpy imports these subpackages only when asked (numpy.__getattr__); nothing here asks.
+# numpy imports these subpackages only when asked (numpy.__getattr__); nothing here asks. Its
+# C headers and static library serve builds against numpy, and the test extensions its tests.
+# Pyodide compiles every extension a wheel holds when it loads the wheel (fft's and the tests'
+# 0.4 MB of WebAssembly among them), whether Python imports it or not.
 NUMPY_UNUSED = ("numpy/f2py/", "numpy/random/", "numpy/polynomial/", "numpy/testing/",
-                "numpy/typing/", "numpy/_pyinstaller/", "numpy/doc/")
+                "numpy/typing/", "numpy/_pyinstaller/", "numpy/doc/", "numpy/fft/", "numpy/ma/",
+                "numpy/_core/include/", "numpy/_core/lib/",
+                "numpy/_core/_operand_flag_tests.", "numpy/_core/_rational_tests.",
+                "numpy/_core/_struct_ufunc_tests.", "numpy/_core/_umath_tests.",
+                "numpy/_core/_simd.")
 
 
 # --- the upscale package, packed for Pyodide ---------------------------------------------
