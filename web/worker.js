@@ -242,10 +242,12 @@ async function switchModel(manifest, artifacts = null) {
 const TEXTURE_TOO_LARGE = /texture size .* greater than WebGL maximum/i;
 
 // The first run's side off the GPU. A CPU compiles nothing per shape, so the first run only has
-// to show the model runs and set up its kernels; a full tile there would take the cores from
-// Python's start, which is what the first result waits for (the bench's cold start: 2.4 s ->
-// 2.2 s on a first visit, 2.4 s -> 2.0 s on a second, on 2 cores). Not a tile size.
-const FIRST_RUN_SIDE_OFF_GPU = 8;
+// to show the model runs and get V8 to compile its kernels at full speed; a full tile there
+// would take the cores from Python's start, which the first result waits for. Measured on 2
+// cores, esrgan-slim-x2: the bench's cold start 2.54 s -> 2.33 s on a first visit, 2.29 s ->
+// 2.11 s on a second (6 runs each); the first three 128 px jobs after it 197, 133, 135 ms with
+// a full tile first, 249, 143, 137 with 32 px, 280, 187, 152 with 8 px. Not a tile size.
+const FIRST_RUN_SIDE_OFF_GPU = 32;
 
 /**
  * Warm the model up on a GPU at its patch size, or at the largest patch its limits hold
