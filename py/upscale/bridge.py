@@ -34,9 +34,7 @@ from .errors import (
     InvalidOptions,
     UpscaleError,
 )
-from .footprint import footprint
 from .imaging import Limits, check_encoding, decode, describe_file, encode_png
-from .ncnn import convert_to_json
 from .pipeline import upscale
 from .policy import TileRule, check_patch, gpu_patch, gpu_side, smaller_patch, tile_rule
 from .tiling import Region, check_integer
@@ -122,6 +120,8 @@ def gpu_fit(topology: str, backend: str, limits: JsProxy, wanted: int, margin: i
     `limits` the GPU's (see policy.gpu_side), `wanted` the patch it would run at. Returns
     {patch, side}: the patch to warm up at, and the widest tile these limits hold (None:
     unknown), for tile_for."""
+    from .footprint import footprint  # see convert_ncnn
+
     side = gpu_side(footprint(json.loads(topology)), backend, limits.to_py())
     return {"patch": gpu_patch(wanted, side, margin), "side": side}
 
@@ -243,6 +243,10 @@ def convert_ncnn(param: JsProxy | None, weights: JsProxy | None, scale: object,
     low, high = (0, 1) if input_range is None else _pair(input_range)
     if low != 0 or not high > 0:
         raise InvalidOptions(BAD_RANGE.format(got=_pair(input_range)))
+    # Imported when first needed, as footprint is for a GPU: the start of every engine waits for
+    # this module's imports, and in Pyodide each dataclass of theirs costs a few ms to build.
+    from .ncnn import convert_to_json
+
     text, data, meta = convert_to_json(param.to_bytes(), weights.to_bytes())
     if scale is not None and scale != meta["scale"]:
         raise InvalidOptions(WRONG_SCALE.format(scale=scale, actual=meta["scale"]))

@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import BAD_BACKEND, GPU_PATCH, PATCH_MEMORY, InvalidOptions
-from .footprint import Footprint
 from .pipeline import Options
 from .tiling import MAX_PATCH, check_integer
+
+if TYPE_CHECKING:
+    from .footprint import Footprint
 
 # What one tile may ask of memory. Its widest activation (the widest layer's channels, or the
 # output's 3 x scale² before the pixel shuffle, per input pixel, as float32) lives a few times
