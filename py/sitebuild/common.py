@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,14 @@ def sha256_file(path: Path) -> str:
 
 
 def project_version() -> str:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    """The package's version, as pyproject.toml's backend reads it: `upscale.__version__`,
+    a literal in py/upscale/__init__.py (read, not imported)."""
+    tree = ast.parse((ROOT / "py" / "upscale" / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise BuildError("py/upscale/__init__.py sets no __version__")
 
 
 
