@@ -74,7 +74,7 @@ def browser_type_launch_args(browser_type_launch_args):
     if not Path(chromium).is_file():
         pytest.fail(f"no Chromium at {chromium}: run `python build.py test`, which installs it")
     return {**browser_type_launch_args, "executable_path": chromium,
-            "args": provision.CHROMIUM_ARGS}
+            "args": provision.CHROMIUM_TEST_ARGS}
 
 
 @pytest.fixture(scope="session")
