@@ -432,14 +432,14 @@ BACKEND_MODELS = [PEER_MODEL, DEFAULT_MODEL]
 
 
 def plan(quick: bool) -> dict:
-    if quick:
-        return {"models": [PEER_MODEL, DEFAULT_MODEL], "sizes": [128, 256],
-                "repeats": {128: 1, 256: 1},
+    if quick:  # every section once, each at its smallest (the suite runs it)
+        return {"models": [PEER_MODEL, DEFAULT_MODEL], "sizes": [64, 128],
+                "repeats": {64: 1, 128: 1},
                 "model_sizes": {}, "seam": 256, "cold_runs": 1, "threads_size": 128,
                 "large": [("esrgan-slim-x2", 256), ("esrgan-slim-x4", 128)],
                 "quality_models": ["esrgan-slim-x2", "esrgan-slim-x4", DEFAULT_MODEL, "span-x4"],
                 "quality_photos": QUALITY_PHOTOS[:1], "page_size": 128,
-                "backend_size": 32, "backend_repeats": 1}
+                "backend_size": 32, "backend_repeats": 1, "backend_models": [DEFAULT_MODEL]}
     return {"models": [PEER_MODEL, "esrgan-medium-x2", DEFAULT_MODEL],
             "sizes": [128, 256, 512, 1024],
             "repeats": {128: 3, 256: 3, 512: 3, 1024: 2},
@@ -449,7 +449,7 @@ def plan(quick: bool) -> dict:
             "model_sizes": {DEFAULT_MODEL: [128, 256, 512]}, "seam": 256, "cold_runs": 3,
             "threads_size": 512, "large": [("esrgan-slim-x2", 2048), ("esrgan-slim-x4", 1024)],
             "quality_models": None, "quality_photos": QUALITY_PHOTOS, "page_size": 512,
-            "backend_size": 96, "backend_repeats": 3}
+            "backend_size": 96, "backend_repeats": 3, "backend_models": BACKEND_MODELS}
 
 
 def served_catalogue() -> list[dict]:
@@ -503,7 +503,7 @@ def run(quick: bool) -> dict:
                 results["large"].append({"model": model, **page.evaluate(
                     "(a) => bench.large(a)", {"model": model, "size": size, "workers": "auto"})})
             results["backends"] = {}
-            for model in BACKEND_MODELS:
+            for model in settings["backend_models"]:
                 for name in BACKENDS:
                     log(f"backends: {model} on {name}")
                     results["backends"].setdefault(model, {})[name] = page.evaluate(

@@ -147,7 +147,7 @@ def test_every_backend_has_its_speed_and_names_its_device(quick_bench):
         for name, run in runs.items():
             assert_stats(run, f"backends.{model}.{name}")
             assert is_number(run["msPerMegapixel"]) and run["device"], (model, name)
-    assert set(results["backends"]) == {"esrgan-slim-x2", DEFAULT_MODEL}
+    assert DEFAULT_MODEL in results["backends"], "a quick run times the default model"
     # This machine has no GPU: SwiftShader renders both GPU backends, and the report says so.
     assert results["backends"][DEFAULT_MODEL]["webgpu"]["software"] is True
     assert "## Backends" in report and "(software)" in report

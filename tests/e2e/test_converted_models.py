@@ -20,6 +20,7 @@ pytestmark = pytest.mark.e2e
 
 PARITY_DB = 45.0  # TF.js (float32, another summation order) against numpy, uint8 outputs
 SEAM_DB = 55.0  # 64 px tiles against one whole-image tile
+SEAM_SIDE = 112  # the photo crops of the seam test
 
 NCNN_MODELS = [m for m in models.load_manifests() if m.get("format") == "ncnn"]
 # Real-ESRGAN x4plus is GPU-class (16.7M parameters): on SwiftShader's WebGL one tile takes
@@ -102,14 +103,17 @@ def test_converted_models_match_the_numpy_reference(app, site, photos, ncnn_by_i
 
 def test_tiles_of_64_px_leave_no_seam(app, photos):
     """Each manifest's padding, measured: tiles of 64 px against one tile of the whole image,
-    on two photos. (Real-ESRGAN x4plus is left to the GPU: minutes per image on WASM.)"""
+    on two photos: 112 px crops, so two tiles a side, the last one cut short. (Real-ESRGAN
+    x4plus is left to the GPU: minutes per image on WASM.)"""
     app.set_default_timeout(BOOT_TIMEOUT_MS * 6)
+    crops = {name: photo_crop(photos, name, SEAM_SIDE, 100, 60)
+             for name in ("coffee.png", "chelsea.png")}
+    urls = [serve_bytes(app, f"seam-{name}", png_bytes(crop)) for name, crop in crops.items()]
     runs = []
-    for name in ("coffee.png", "chelsea.png"):
-        url = serve_bytes(app, f"seam-{name}", png_bytes(photo_crop(photos, name, 160, 100, 60)))
-        for manifest in WEBGL_MODELS:
+    for manifest in WEBGL_MODELS:  # model by model: one setModel each
+        for url in urls:
             runs.append({"model": manifest["id"], "url": url,
-                         "options": {"patchSize": 160, "padding": 0}})
+                         "options": {"patchSize": SEAM_SIDE, "padding": 0}})
             runs.append({"model": manifest["id"], "url": url,
                          "options": {"patchSize": 64, "padding": manifest["padding"]}})
     results = app.evaluate(RUN_MODELS, {"backend": "wasm", "runs": runs})["results"]

@@ -366,17 +366,18 @@ def test_a_long_synchronous_step_is_not_taken_for_a_dead_worker(app):
 
 
 @pytest.mark.parametrize(("model", "texture", "asked", "patch", "most"), [
-    ("esrgan-slim-x8", 8192, None, 48, 49),
+    ("esrgan-slim-x8", 4096, None, 24, 24),
     ("esrgan-slim-x2", 1024, 64, 48, 51),
 ])
 def test_the_gpu_tile_comes_from_its_texture_limit_before_the_warm_up(app, model, texture, asked,
                                                                        patch, most):
     """slim x8 at its 128 px would ask WebGL for a 21288² texture (its last conv unrolls 8² x 9
     x 192 values per input pixel). Python reads the model's graph against the texture limit
-    (SwiftShader's own 8192, and a lowered one) and warms up at once at the largest multiple
-    of 8 that fits: a warm-up that failed would halve instead (to 64, then 32). The next
-    multiple of 8 does not fit, as TF.js says (56 px: 9311² > 8192²). The tile runs, and a
-    patchSize beyond what fits is refused by name."""
+    (4096, as on many phones; SwiftShader's 8192 would take 48 px tiles, four times the work
+    on a software GPU) and warms up at once at the largest multiple of 8 that fits: a warm-up
+    that failed would halve instead (to 64, 32, then 16). The next multiple of 8 does not fit,
+    as TF.js says (32 px: 5322² > 4096²). The tile runs, and a patchSize beyond what fits is
+    refused by name."""
     app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
     got = app.evaluate("""async ({ model, texture, asked, beyond }) => {
         const { Upscaler } = await import('./upscale.js');
