@@ -439,7 +439,7 @@ def plan(quick: bool) -> dict:
                 "large": [("esrgan-slim-x2", 256), ("esrgan-slim-x4", 128)],
                 "quality_models": ["esrgan-slim-x2", "esrgan-slim-x4", DEFAULT_MODEL, "span-x4"],
                 "quality_photos": QUALITY_PHOTOS[:1], "page_size": 128,
-                "backend_size": 32, "backend_repeats": 1, "backend_models": [DEFAULT_MODEL]}
+                "backend_size": 16, "backend_repeats": 1, "backend_models": [DEFAULT_MODEL]}
     return {"models": [PEER_MODEL, "esrgan-medium-x2", DEFAULT_MODEL],
             "sizes": [128, 256, 512, 1024],
             "repeats": {128: 3, 256: 3, 512: 3, 1024: 2},
