@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import os
 from pathlib import Path
@@ -34,14 +33,12 @@ def sha256_file(path: Path) -> str:
 
 
 def project_version() -> str:
-    """The package's version, as pyproject.toml's backend reads it: `upscale.__version__`,
-    a literal in py/upscale/__init__.py (read, not imported)."""
-    tree = ast.parse((ROOT / "py" / "upscale" / "__init__.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise BuildError("py/upscale/__init__.py sets no __version__")
+    """The package's version, where pyproject.toml's backend reads it: `upscale.__version__`.
+    Imported here, not at the top (build.py imports only the standard library); the package's
+    __init__ imports nothing."""
+    from upscale import __version__
+
+    return __version__
 
 
 
