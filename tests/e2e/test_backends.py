@@ -71,9 +71,9 @@ LOSE = {
     "webgpu": "tf.backend().device.destroy()",
 }
 
-AFTER_LOSS = """async (crop) => {
+AFTER_LOSS = """async (small) => {
   const up = window.__up;
-  const out = await up.upscale(await (await fetch(crop)).blob(), { patchSize: 16, padding: 2 });
+  const out = await up.upscale(await (await fetch(small)).blob(), { patchSize: 16, padding: 2 });
   const info = await up.ready;
   up.dispose();
   return { size: [out.width, out.height], backend: info.backend, reason: info.reason };
@@ -101,11 +101,12 @@ def test_every_backend_matches_the_references_leaks_nothing_and_cancels(
     fixture = np.asarray(Image.open(package / SLIM["reference"]["fixture"]))[cut, cut]
     expected = np.asarray(Image.open(package / SLIM["reference"]["result"]).convert("RGB"))
     crop = photo_crop(photos, "astronaut.png", SIDE, left=180, top=90)
+    small = serve_bytes(app, "small.png", png_bytes(crop[:SMALL, :SMALL]))
     got = app.evaluate(MATRIX, {
         "backend": backend, "tfFlags": flags, "side": SIDE,
         "fixture": serve_bytes(app, "fixture.png", png_bytes(fixture)),
         "crop": serve_bytes(app, "crop.png", png_bytes(crop)),
-        "small": serve_bytes(app, "small.png", png_bytes(crop[:SMALL, :SMALL]))})
+        "small": small})
     assert got["info"]["backend"] == backend, got["info"]["reason"]
     assert got["info"]["tile"]["patchSize"] == 32, "the patch asked for at the start"
     golden = rgb(got["golden"], 2 * GOLDEN_SIDE, 2 * GOLDEN_SIDE)
@@ -132,7 +133,7 @@ def test_every_backend_matches_the_references_leaks_nothing_and_cancels(
         return
     assert got["infoAfter"]["backend"] == backend
     worker.evaluate(LOSE[backend])
-    after = app.evaluate(AFTER_LOSS, serve_bytes(app, "small.png", png_bytes(crop[:SMALL, :SMALL])))
+    after = app.evaluate(AFTER_LOSS, small)
     assert after["size"] == [SMALL * 2, SMALL * 2] and after["backend"] == "wasm", after
     assert " was lost" in after["reason"], after  # "the WebGPU device was lost (...); now ..."
 
