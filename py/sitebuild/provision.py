@@ -18,9 +18,11 @@ from .serving import NGINX_BROTLI
 # SwiftShader's Vulkan, a software adapter `auto` must not pick; the backend matrix runs it).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic", "--enable-unsafe-webgpu"]
-# The tests' Chromium (never the bench's) runs WebAssembly on V8's baseline compiler alone: the
-# same results, without optimising each new worker's TF.js and Pyodide code in the background,
-# work that short test jobs never earn back on two cores (test_engine.py: 140 -> 113 s).
+# The tests' Chromium (never the bench's) turns off V8's eager WebAssembly tier-up: the same
+# results, measured faster on two cores (test_engine.py: 140 -> 113 s). V8 still optimises hot
+# functions (dynamic tiering, about 1 s of background CPU per engine start in a trace); turning
+# that off too (--liftoff-only) made the model work slower than it saved (test_engine.py: 90 ->
+# 159 s).
 CHROMIUM_TEST_ARGS = [*CHROMIUM_ARGS, "--js-flags=--no-wasm-tier-up"]
 
 
