@@ -65,10 +65,21 @@ MATRIX = """async ({ backend, tfFlags, fixture, crop, small, side }) => {
            afterCancel, infoAfter: await up.ready };
 }"""
 
-# In the engine worker: lose the GPU as a driver reset would.
+# In the engine worker: lose the GPU as a driver reset would, and answer once the loss has been
+# signalled (the engine's own listener, registered first, has run by then). The browser signals
+# it a task or more later; a job sent before that fails with ContextLost, as one running on the
+# GPU when it goes does (test_hostile.py), which is not what the job after a loss checks.
 LOSE = {
-    "webgl": "tf.backend().gpgpu.gl.getExtension('WEBGL_lose_context').loseContext()",
-    "webgpu": "tf.backend().device.destroy()",
+    "webgl": """new Promise((signalled) => {
+      const gl = tf.backend().gpgpu.gl;
+      gl.canvas.addEventListener('webglcontextlost', () => signalled(), { once: true });
+      gl.getExtension('WEBGL_lose_context').loseContext();
+    })""",
+    "webgpu": """(() => {
+      const { device } = tf.backend();
+      device.destroy();
+      return device.lost.then(() => {});
+    })()""",
 }
 
 AFTER_LOSS = """async (small) => {
