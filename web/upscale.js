@@ -258,9 +258,12 @@ class Connection {
     // synchronous step it announced (busy: decoding a large file, converting a model).
     this.stepMs = stepMs;
     this.busy = null;
+    // Its start (Python, numpy, the backend, the model's first run) is judged as a synchronous
+    // step is: Python's start answers no ping for a second or more on a slow or loaded device.
+    this.starting = true;
     this.born = performance.now();
     this.heard = performance.now();
-    this.spoken = false; // nothing is judged before the worker's first word: booting is busy
+    this.spoken = false; // until its first word, only whether its scripts load in time is judged
     this.watch = null;
     const { worker, url } = startWorker();
     this.worker = worker;
@@ -300,9 +303,10 @@ class Connection {
       if (!this.client.size || this.dead) {
         clearInterval(this.watch);
         this.watch = null;
-      } else if (this.spoken && performance.now() - this.heard > (this.busy ? this.stepMs : this.stallMs)) {
-        const silent = Math.round((this.busy ? this.stepMs : this.stallMs) / 1000);
-        this.die(`the Upscale worker stopped answering${this.busy ? ` while ${this.busy}` : ''} (silent for ${silent} s)`);
+      } else if (this.spoken && performance.now() - this.heard > this.silenceLimit()) {
+        const step = this.busy || (this.starting ? 'starting' : null);
+        const silent = Math.round(this.silenceLimit() / 1000);
+        this.die(`the Upscale worker stopped answering${step ? ` while ${step}` : ''} (silent for ${silent} s)`);
       } else if (!this.spoken && performance.now() - this.born > this.stepMs) {
         this.crash(new UpscaleError(
           `the Upscale worker did not start: its scripts did not load within ${Math.round(this.stepMs / 1000)} s`,
@@ -313,6 +317,16 @@ class Connection {
         Rpc.post(this.worker, { type: 'ping' });
       }
     }, Math.min(5000, this.stallMs / 4));
+  }
+
+  /** How long the worker may stay silent now: the step limit in a step, else stallMs. */
+  silenceLimit() {
+    return this.busy || this.starting ? this.stepMs : this.stallMs;
+  }
+
+  /** Its start is over (init answered): from now on silence is judged by stallMs. */
+  started() {
+    this.starting = false;
   }
 
   receive(message) {
@@ -404,6 +418,8 @@ export class Upscaler {
     };
     this.connection = connection;
     let ready = connection.call('init', this.options);
+    const started = () => connection.started();
+    ready.then(started, started);
     if (this.custom) ready = ready.then(() => this.sendCustom(connection, this.custom));
     ready.catch((error) => {
       // Callers see the rejection through `ready`. That worker goes (a stalled step may still

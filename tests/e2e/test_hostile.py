@@ -326,7 +326,9 @@ def test_a_long_synchronous_step_is_not_taken_for_a_dead_worker(app):
     """Decoding a 4096 x 4096 PNG and converting its colour profile holds the worker for
     seconds, deaf to pings: with stallMs 1000 it used to be judged dead ("stopped answering").
     It says it is busy, and the page gives it the step limit; the job goes on to its tiles
-    (and is cancelled there)."""
+    (and is cancelled there). Python's start is such a step too: on a loaded machine the
+    worker answered a ping, then went silent past 1 s and was judged dead. Here its answers
+    are held back for 2.5 s after its first word, and it still starts."""
     app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
     y, x = np.mgrid[0:4096, 0:4096]
     rgb = np.stack([x * 255 // 4095, y * 255 // 4095, (x + y) * 255 // 8190], -1)
@@ -335,6 +337,7 @@ def test_a_long_synchronous_step_is_not_taken_for_a_dead_worker(app):
     got = app.evaluate("""async (image) => {
         const { Upscaler } = await import('./upscale.js');
         const busy = []; // what the worker says, with the time it said it
+        let held = null; // its answers after its first word, held back while starting
         const Real = window.Worker;
         window.Worker = class extends Real {
           constructor(...args) {
@@ -345,9 +348,28 @@ def test_a_long_synchronous_step_is_not_taken_for_a_dead_worker(app):
               }
             });
           }
+          set onmessage(handler) {
+            super.onmessage = (event) => {
+              if (held === null) {
+                held = [];
+                setTimeout(() => {
+                  const late = held;
+                  held = false;
+                  late.forEach(handler);
+                }, 2500);
+                handler(event);
+              } else if (held) {
+                held.push(event);
+              } else {
+                handler(event);
+              }
+            };
+          }
         };
         const up = new Upscaler({ model: 'esrgan-slim-x2', backend: 'wasm', stallMs: 1000 });
-        await up.ready;
+        const started = await up.ready.then((info) => info.model.id, (e) => `${e.name}: ${e.message}`);
+        while (held !== false) await new Promise((resolve) => setTimeout(resolve, 100));
+
         const file = new Blob([Uint8Array.from(atob(image), (c) => c.charCodeAt(0))]);
         const controller = new AbortController();
         const outcome = await up.upscale(file, {
@@ -358,8 +380,9 @@ def test_a_long_synchronous_step_is_not_taken_for_a_dead_worker(app):
         window.Worker = Real;
         const start = busy.find((b) => b.what === 'decoding the image');
         const end = start && busy.find((b) => b.at >= start.at && b.what !== 'decoding the image');
-        return { outcome, decodingMs: end ? end.at - start.at : null, next: out.width };
+        return { started, outcome, decodingMs: end ? end.at - start.at : null, next: out.width };
     }""", image)
+    assert got["started"] == "esrgan-slim-x2", f"silent 2.5 s while starting: {got}"
     assert got["decodingMs"] and got["decodingMs"] > 1000, f"not a step longer than stallMs: {got}"
     assert got["outcome"] != "resolved" and got["outcome"]["name"] == "AbortError", got
     assert got["next"] == 32
