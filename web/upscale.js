@@ -244,6 +244,9 @@ if (self.document) {
     { directive: e.effectiveDirective, blocked: e.blockedURI, at: performance.now() }));
 }
 
+// Calls that load: while one is in flight the worker is allowed the step limit's silence.
+const LOADING = new Set(['init', 'setModel']);
+
 /** One worker and the requests in flight on it. A crash rejects every one of them. */
 class Connection {
   /**
@@ -258,9 +261,10 @@ class Connection {
     // synchronous step it announced (busy: decoding a large file, converting a model).
     this.stepMs = stepMs;
     this.busy = null;
-    // Its start (Python, numpy, the backend, the model's first run) is judged as a synchronous
-    // step is: Python's start answers no ping for a second or more on a slow or loaded device.
-    this.starting = true;
+    // Loading (init, setModel) is judged as a synchronous step is: Python's start, a model's
+    // weights going to the GPU and its first run answer no ping for a second or more on a slow
+    // or loaded device. The count of such calls in flight.
+    this.loading = 0;
     this.born = performance.now();
     this.heard = performance.now();
     this.spoken = false; // until its first word, only whether its scripts load in time is judged
@@ -304,7 +308,7 @@ class Connection {
         clearInterval(this.watch);
         this.watch = null;
       } else if (this.spoken && performance.now() - this.heard > this.silenceLimit()) {
-        const step = this.busy || (this.starting ? 'starting' : null);
+        const step = this.busy || (this.loading ? 'loading' : null);
         const silent = Math.round(this.silenceLimit() / 1000);
         this.die(`the Upscale worker stopped answering${step ? ` while ${step}` : ''} (silent for ${silent} s)`);
       } else if (!this.spoken && performance.now() - this.born > this.stepMs) {
@@ -321,12 +325,7 @@ class Connection {
 
   /** How long the worker may stay silent now: the step limit in a step, else stallMs. */
   silenceLimit() {
-    return this.busy || this.starting ? this.stepMs : this.stallMs;
-  }
-
-  /** Its start is over (init answered): from now on silence is judged by stallMs. */
-  started() {
-    this.starting = false;
+    return this.busy || this.loading ? this.stepMs : this.stallMs;
   }
 
   receive(message) {
@@ -357,6 +356,11 @@ class Connection {
     if (this.dead) return Promise.reject(this.dead);
     if (signal && signal.aborted) return Promise.reject(abortError(signal));
     const reply = this.client.call(method, params, { transfer, onEvent, signal, aborted: () => abortError(signal) });
+    if (LOADING.has(method)) {
+      this.loading += 1;
+      const settled = () => { this.loading -= 1; };
+      reply.then(settled, settled);
+    }
     this.keepWatch();
     return reply;
   }
@@ -418,8 +422,6 @@ export class Upscaler {
     };
     this.connection = connection;
     let ready = connection.call('init', this.options);
-    const started = () => connection.started();
-    ready.then(started, started);
     if (this.custom) ready = ready.then(() => this.sendCustom(connection, this.custom));
     ready.catch((error) => {
       // Callers see the rejection through `ready`. That worker goes (a stalled step may still
