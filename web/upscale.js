@@ -1,9 +1,10 @@
 /* Upscale: super-resolution in the browser. The one module pages import.
  *
  *   import { Upscaler } from './upscale.js';
- *   const up = new Upscaler({ model: 'span-x2', backend: 'auto' });
- *   const info = await up.ready;   // { backend, reason, model, tile, workers, timings, versions }
+ *   const up = new Upscaler();       // model 'auto': chosen per image, x2
+ *   const info = await up.ready;   // { backend, reason, model, auto, tile, workers, timings, versions }
  *   const out = await up.upscale(file, { onProgress, signal });   // ImageData, size x scale
+ *   out.model, out.reason;         // what ran, and why ('JPEG, quality ≈ 78, 4:2:0')
  *   up.dispose();
  *
  * All the work happens in a Web Worker (Pyodide + TF.js); this thread only moves buffers.
@@ -13,7 +14,9 @@
 
 const HERE = new URL('./', import.meta.url);
 
-export const DEFAULT_MODEL = 'span-x2';
+// 'auto': each image gets the model that enlarges its kind best (the file's format, a JPEG's
+// quality), as the bench measured it (routing.json; upscale.routing decides in the worker).
+export const DEFAULT_MODEL = 'auto';
 
 /** Thrown when an Upscaler is used after dispose() or its worker died. */
 export class UpscaleError extends Error {
@@ -383,9 +386,11 @@ const LASTING_FAILURES = new Set(['InvalidOptions', 'UnknownModel', 'SecurityErr
 
 export class Upscaler {
   /**
-   * @param {{ model?: string, backend?: 'auto'|'webgpu'|'webgl'|'wasm'|'cpu',
+   * @param {{ model?: string, scale?: number, backend?: 'auto'|'webgpu'|'webgl'|'wasm'|'cpu',
    *           workers?: 'auto'|number, stallMs?: number, stepLimitMs?: number,
    *           tfFlags?: object, patchSize?: number }} options
+   * `model`: 'auto' (each image gets the model that suits it, see `upscale()`) or a catalogue
+   * id; `scale`: the enlargement 'auto' makes (2 or 4), unless a job asks for another.
    * `workers`: on WebAssembly, how many tile workers (TF.js instances) share the tiles;
    * 'auto' is one per logical core, 1 runs the model in the engine worker itself.
    * `stepLimitMs`: the longest one step of loading may take (the worker's scripts, Python,
@@ -396,13 +401,13 @@ export class Upscaler {
    * `patchSize`: the tile every job runs at unless it asks for another, and the one each model
    * is compiled for on a GPU (default: the model's own on a GPU, chosen per image on WASM).
    */
-  constructor({ model = DEFAULT_MODEL, backend = 'auto', workers = 'auto', stallMs = 60_000,
+  constructor({ model = DEFAULT_MODEL, scale = 2, backend = 'auto', workers = 'auto', stallMs = 60_000,
                 stepLimitMs = null, tfFlags = null, patchSize = null } = {}) {
     if (!(Number(stallMs) >= MIN_STALL_MS)) {
       // 0 or NaN would ping the worker without pause and judge it dead at once
       throw new UpscaleError(`stallMs must be at least ${MIN_STALL_MS} (ms), not ${stallMs}`, { name: 'InvalidOptions' });
     }
-    this.options = { model, backend, workers, stepLimitMs: stepLimitMs ?? 180_000, tfFlags, patchSize };
+    this.options = { model, scale, backend, workers, stepLimitMs: stepLimitMs ?? 180_000, tfFlags, patchSize };
     this.stallMs = stallMs; // silence that counts as a dead worker while a call is pending
     this.disposed = false;
     this.connection = null;
@@ -454,14 +459,21 @@ export class Upscaler {
   }
 
   /**
-   * Upscale an image. Resolves to ImageData of (width x scale) x (height x scale), alpha kept.
+   * Upscale an image. Resolves to ImageData of (width x scale) x (height x scale), alpha kept,
+   * which also says what ran: `model` (its id), `reason` (why: 'JPEG, quality ≈ 78, 4:2:0',
+   * 'PNG: no compression noise', 'named by the caller') and `tiling` ({ patchSize, padding }).
+   * `model`: this job's model, 'auto' or an id (default: the Upscaler's); with 'auto' the
+   * engine reads the file's header (format, a JPEG's quality) and runs the model the bench
+   * measured best for such files at `scale`; pixels (ImageData, a canvas) count as lossless.
+   * Models a job switches to stay loaded within a memory budget, so the next switch is free.
    * @param input Blob | File | ImageData | ImageBitmap | HTMLImageElement | HTMLCanvasElement | string | URL
    * With `preview: true`, each progress event also carries `preview: { x, y, image }`: the
    * finished tile's output pixels (ImageData, opaque, not yet blended) to paint at (x, y).
-   * @param {{ patchSize?: number, padding?: number, signal?: AbortSignal, preview?: boolean,
-   *           onProgress?: (p: { done: number, total: number, tile: object, preview?: object }) => void }} options
+   * @param {{ model?: string, scale?: number, patchSize?: number, padding?: number, signal?: AbortSignal,
+   *           preview?: boolean, onProgress?: (p: { done: number, total: number, tile: object,
+   *           preview?: object, model: string, reason: string }) => void }} options
    */
-  async upscale(input, { patchSize, padding, signal, onProgress, preview = false } = {}) {
+  async upscale(input, { model, scale, patchSize, padding, signal, onProgress, preview = false } = {}) {
     if (signal && signal.aborted) throw abortError(signal);
     const connection = await this.connected();
     const size = sizeOf(input);
@@ -471,6 +483,8 @@ export class Upscaler {
     const options = { preview: Boolean(preview && onProgress) };
     if (patchSize != null) options.patchSize = patchSize;
     if (padding != null) options.padding = padding;
+    if (model != null) options.model = model;
+    if (scale != null) options.scale = scale;
     const onEvent = onProgress ? (name, data) => {
       if (name !== 'progress') return;
       const tile = data.preview;
@@ -484,7 +498,8 @@ export class Upscaler {
     } : null;
     const result = await connection.call('upscale', { input: payload, options }, { transfer, onEvent, signal });
     this.lastTiling = result.tiling; // { patchSize, padding } the job ran with
-    return new ImageData(new Uint8ClampedArray(result.data), result.width, result.height);
+    const image = new ImageData(new Uint8ClampedArray(result.data), result.width, result.height);
+    return Object.assign(image, { model: result.model, reason: result.reason, tiling: result.tiling });
   }
 
   /**
@@ -532,12 +547,14 @@ export class Upscaler {
    * the network when given) and the margin it reads around each tile are inferred;
    * `inputRange` defaults to [0, 1], ncnn's convention for super-resolution. A malformed pair
    * rejects with InvalidModel, one using a layer Upscale does not run with UnsupportedModel.
+   * 'auto' chooses per image again, at `scale` (default: the Upscaler's).
    */
-  async setModel(model) {
+  async setModel(model, { scale } = {}) {
     if (model && typeof model === 'object' && model.ncnn) return this.setOwnModel(model);
     const connection = await this.connected();
-    const info = await connection.call('setModel', { model });
+    const info = await connection.call('setModel', { model, scale: scale ?? this.options.scale });
     this.options.model = model;
+    if (info.auto) this.options.scale = info.auto.scale;
     this.custom = null;
     this.ready = Promise.resolve(info);
     return info;

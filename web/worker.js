@@ -31,6 +31,16 @@ const state = {
   bridge: null, // the Python module upscale.bridge
   pyodide: null,
   model: null, // TfBridge.Model, or TilePool.PoolModel when tile workers run the model
+  // The engine's default: a catalogue id, or 'auto' (each job's model chosen by Python from
+  // the file and routing.json), at `autoScale` unless a job asks for another scale.
+  defaultModel: null,
+  autoScale: 2,
+  routing: null, // routing.json's text: which model `auto` runs for which input
+  // Catalogue models kept loaded, the current one among them (see keep()):
+  // id -> { model, tile, bytes, used }.
+  loaded: new Map(),
+  files: new Map(), // id -> promise of a catalogue model's files, downloaded once
+  running: null, // the model the job in flight runs on (a lost GPU abandons it)
   pool: null, // TilePool.Pool: one TF.js WASM instance per core, when there is no GPU
   ownArtifacts: null, // the converted model the user brought, kept to reload it after a GPU loss
   backend: null, // the backend the model runs on
@@ -166,10 +176,27 @@ function hasTransparency(rgba) {
 }
 
 async function loadCatalogue() {
-  const response = await fetch(BASE + 'models.json');
-  if (!response.ok) throw new Error(`model catalogue: HTTP ${response.status}`);
+  const [models, routing] = await Promise.all(['models.json', 'routing.json'].map(async (name) => {
+    const response = await fetch(BASE + name);
+    if (!response.ok) throw new Error(`model catalogue: ${name}: HTTP ${response.status}`);
+    return response.text();
+  }));
+  state.routing = routing; // read by Python (upscale.routing); only its lossless routes here
   // Each entry names its model.json relative to the catalogue; info.model.url says it whole.
-  return (await response.json()).map((entry) => ({ ...entry, url: new URL(entry.url, BASE).href }));
+  return JSON.parse(models).map((entry) => ({ ...entry, url: new URL(entry.url, BASE).href }));
+}
+
+/**
+ * The model `auto` loads first at `scale`: the one routing.json gives lossless input (pixels
+ * and PNGs), so the first job of a page that hands over pixels switches nothing.
+ */
+function autoModel(scale) {
+  const routes = JSON.parse(state.routing).scales[String(scale)];
+  if (!routes) {
+    const known = Object.keys(JSON.parse(state.routing).scales).join(', ');
+    throw invalidOptions(`model 'auto' needs a scale it routes: ${JSON.stringify(scale)} is not one of ${known}`);
+  }
+  return routes.lossless;
 }
 
 /**
@@ -189,6 +216,17 @@ function withinLimit(step, promise) {
 
 /** A catalogue model's files, downloaded once here and checked against their sha256. */
 function downloadModel(manifest) {
+  if (manifest.custom) return fetchModelFiles(manifest);
+  let files = state.files.get(manifest.id);
+  if (!files) {
+    files = fetchModelFiles(manifest);
+    state.files.set(manifest.id, files);
+    files.catch(() => state.files.delete(manifest.id)); // a failed download is tried again
+  }
+  return files;
+}
+
+function fetchModelFiles(manifest) {
   const sha256 = async (bytes) => {
     await state.pythonReady;
     if (!state.bridge) throw new Error('no SubtleCrypto here, and Python did not start to check the model files');
@@ -220,11 +258,74 @@ function findModel(modelId) {
   return manifest;
 }
 
+// Catalogue models kept loaded, so that `auto` and jobs that name a model switch without
+// downloading or compiling again: at most MODELS_KEPT of them, and MODEL_BUDGET_BYTES of weights
+// (the catalogue's weightBytes; TF.js holds them as float32). The models `auto` routes photos to
+// at one scale are SPAN and waifu2x, 0.5 to 2.2 MB each; a GPU also keeps each one's compiled
+// programs. The least recently used goes first; the current model always stays.
+const MODELS_KEPT = 4;
+const MODEL_BUDGET_BYTES = 64 * 2 ** 20;
+
+/** Keep `entry` loaded under `id`, freeing the least recently used over the budget. */
+function keep(id, entry) {
+  state.loaded.set(id, entry);
+  const total = () => [...state.loaded.values()].reduce((sum, e) => sum + e.bytes, 0);
+  const byAge = [...state.loaded.entries()].sort((a, b) => a[1].used - b[1].used);
+  for (const [other, old] of byAge) {
+    if (state.loaded.size <= MODELS_KEPT && total() <= MODEL_BUDGET_BYTES) break;
+    if (other === id || old.model === state.model) continue;
+    state.loaded.delete(other);
+    state.files.delete(other);
+    old.model.dispose();
+  }
+}
+
+/** Free every kept model but `except` (a lost GPU took their textures along). */
+function forgetLoaded(except = null) {
+  for (const [id, entry] of state.loaded) {
+    if (entry.model === except) continue;
+    state.loaded.delete(id);
+    try {
+      entry.model.dispose();
+    } catch {
+      // its context is gone with the GPU
+    }
+  }
+}
+
 /**
- * Load and warm up `manifest`'s model, then free the one it replaces. `artifacts`: the model
- * held in memory (see TfBridge.Model.load), or a promise of it; downloaded when not given.
+ * `manifest`'s model loaded and warmed up (kept, see keep()), with its tile rule and what the
+ * load took ({ modelMs, warmupMs }: zero when it was loaded already).
+ */
+async function loaded(manifest, artifacts = null) {
+  const kept = !manifest.custom && state.loaded.get(manifest.id);
+  if (kept) {
+    kept.used = performance.now();
+    return { ...kept, modelMs: 0, warmupMs: 0 };
+  }
+  const entry = await loadModel(manifest, artifacts);
+  if (!manifest.custom) {
+    keep(manifest.id, { model: entry.model, tile: entry.tile, bytes: manifest.weightBytes || 0, used: performance.now() });
+  }
+  return entry;
+}
+
+/**
+ * Make `manifest`'s model the current one (loaded, or taken from those kept); a model the user
+ * brought that it replaces is freed. `artifacts`: the model held in memory (see
+ * TfBridge.Model.load), or a promise of it; downloaded when not given.
  */
 async function switchModel(manifest, artifacts = null) {
+  const { model, tile, modelMs, warmupMs } = await loaded(manifest, artifacts);
+  const old = state.model;
+  state.model = model;
+  state.tile = tile;
+  if (old && old !== model && old.manifest.custom) old.dispose();
+  return { modelMs, warmupMs };
+}
+
+/** Load and warm up `manifest`'s model: { model, tile, modelMs, warmupMs }. */
+async function loadModel(manifest, artifacts = null) {
   const m0 = performance.now();
   const files = await (artifacts || downloadModel(manifest));
   const model = await withinLimit(`loading ${manifest.id} into TF.js`, state.pool
@@ -239,10 +340,7 @@ async function switchModel(manifest, artifacts = null) {
     model.dispose();
     throw error;
   }
-  if (state.model) state.model.dispose();
-  state.model = model;
-  state.tile = tile;
-  return { modelMs, warmupMs: performance.now() - w0 };
+  return { model, tile, modelMs, warmupMs: performance.now() - w0 };
 }
 
 const TEXTURE_TOO_LARGE = /texture size .* greater than WebGL maximum/i;
@@ -323,6 +421,7 @@ function gpuLost(what) {
   );
   state.lost = error;
   const model = state.model;
+  if (state.running && state.running !== model) state.running.abandon(error);
   model.abandon(error);
   // A model the user brought has no URL: it is loaded again from what was converted.
   state.recovering = moveToWasm(what, model.manifest, model.manifest.custom ? state.ownArtifacts : null)
@@ -346,8 +445,9 @@ async function moveToWasm(why, manifest, artifacts = null) {
   const old = state.model;
   const choice = await startBackend('wasm');
   state.model = null;
+  forgetLoaded(); // their files stay: loaded again from memory on WebAssembly
   try {
-    if (old) old.dispose();
+    if (old && old.manifest.custom) old.dispose();
   } catch {
     // a lost GPU took its textures along
   }
@@ -435,7 +535,7 @@ function bitmapToRgba(bitmap) {
 }
 
 const methods = {
-  async init({ model: modelId, backend = 'auto', workers = 'auto', stepLimitMs, tfFlags = null, patchSize = null }) {
+  async init({ model: modelId, scale = 2, backend = 'auto', workers = 'auto', stepLimitMs, tfFlags = null, patchSize = null }) {
     const t0 = performance.now();
     TilePool.size(workers); // a bad count fails here, before anything loads
     TfBridge.useFlags(tfFlags);
@@ -454,7 +554,9 @@ const methods = {
     })());
     tfReady.catch(() => {}); // awaited below, after the catalogue; its failure is reported there
     state.catalogue = await withinLimit('loading the model catalogue', loadCatalogue());
-    const manifest = findModel(modelId);
+    state.defaultModel = modelId;
+    if (modelId === 'auto') state.autoScale = scale;
+    const manifest = findModel(modelId === 'auto' ? autoModel(scale) : modelId);
     // The weights download while the backend starts: neither waits for the other.
     const files = downloadModel(manifest);
     files.catch(() => {});
@@ -476,6 +578,7 @@ const methods = {
       backend: choice.backend,
       reason: reasonFor(choice) + halfFloatNote,
       model: manifest,
+      auto: state.defaultModel === 'auto' ? { scale: state.autoScale } : null,
       limits: state.bridge.device_limits(DEVICE_MEMORY).toJs({ dict_converter: Object.fromEntries }),
       tile: state.tile,
       workers: state.pool ? state.pool.size : 1,
@@ -505,12 +608,16 @@ const methods = {
       const { manifest, artifacts } = convertOwnModel(ncnn, { scale, inputRange, name });
       const { modelMs, warmupMs } = await switchModel(manifest, artifacts);
       state.ownArtifacts = artifacts;
+      state.defaultModel = manifest.id;
       state.info = {
-        ...state.info, model: manifest, tile: state.tile, timings: { ...state.info.timings, modelMs, warmupMs },
+        ...state.info, model: manifest, auto: null, tile: state.tile,
+        timings: { ...state.info.timings, modelMs, warmupMs },
       };
       return state.info;
     }
-    const manifest = findModel(modelId);
+    const auto = modelId === 'auto';
+    const autoScale = auto ? (scale ?? state.autoScale) : state.autoScale;
+    const manifest = findModel(auto ? autoModel(autoScale) : modelId);
     if (overflowsHere(manifest)) {
       await moveToWasm(`${manifest.id} overflows WebGL's half floats here`, manifest);
     } else if (manifest.id !== state.model.manifest.id) {
@@ -519,6 +626,9 @@ const methods = {
         ...state.info, model: manifest, tile: state.tile, timings: { ...state.info.timings, modelMs, warmupMs },
       };
     }
+    state.defaultModel = modelId; // only once the model loaded: on failure the old one stays
+    state.autoScale = autoScale;
+    state.info = { ...state.info, auto: auto ? { scale: autoScale } : null };
     return state.info;
   },
 
@@ -589,13 +699,67 @@ const methods = {
 };
 
 /** One upscale on the current model: the request handler without its GPU-loss wrapper. */
+/**
+ * A file Pillow does not read but the browser may (AVIF; HEIC in Safari), as RGBA pixels
+ * decoded by the browser; other files as they are. A file neither reads is refused by Python,
+ * by name, as before.
+ */
+async function browserDecoded(source) {
+  if (source.kind !== 'encoded' || !state.bridge.browser_format(new Uint8Array(source.bytes, 0, Math.min(64, source.bytes.byteLength)))) {
+    return source;
+  }
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(new Blob([source.bytes]));
+  } catch {
+    return source; // Python names the format it cannot read
+  }
+  return whileBusy('reading the image', () => bitmapToRgba(bitmap));
+}
+
+/**
+ * The model a job runs on and why: the one it names, else the engine's default; for 'auto',
+ * the one Python chooses from the file (upscale.routing) at the job's scale. Loaded (or taken
+ * from those kept) and announced as busy meanwhile: a GPU compiles it without answering.
+ */
+async function jobModel(pyInput, encoded, options) {
+  const named = options.model ?? state.defaultModel;
+  if (named !== 'auto' && (options.model == null || named === state.model.manifest.id)) {
+    return { model: state.model, tile: state.tile, reason: 'named by the caller' };
+  }
+  let id = named;
+  let reason = 'named by the caller'; // the job's model, or the engine's (setModel)
+  if (named === 'auto') {
+    const scale = fromPython(state.bridge.auto_scale(options.scale ?? state.autoScale, state.routing));
+    const chosen = dictFromPython(state.bridge.choose_model(encoded ? pyInput : { kind: 'rgba' }, scale, state.routing));
+    ({ model: id, reason } = chosen);
+  }
+  const manifest = findModel(id);
+  if (manifest.id === state.model.manifest.id) return { model: state.model, tile: state.tile, reason };
+  if (overflowsHere(manifest)) {
+    await moveToWasm(`${manifest.id} overflows WebGL's half floats here`, state.model.manifest,
+      state.model.manifest.custom ? state.ownArtifacts : null);
+  }
+  busy(`loading ${manifest.id}`);
+  try {
+    const { model, tile } = await withinLimit(`loading ${manifest.id}`, loaded(manifest));
+    return { model, tile, reason };
+  } finally {
+    busy(null);
+  }
+}
+
 async function upscaleNow({ input, options = {} }, id) {
   if (input.kind === 'bitmap') checkSize(input.bitmap, options.patchSize); // before its pixels are read
-  const { source, transparent } = whileBusy('reading the image', () => {
-    const read = input.kind === 'bitmap' ? bitmapToRgba(input.bitmap) : input;
-    return { source: read, transparent: read.kind === 'rgba' && hasTransparency(new Uint8Array(read.data)) };
-  });
-  if (source.kind === 'encoded' || transparent) await ensurePillow();
+  const read = whileBusy('reading the image', () => (input.kind === 'bitmap' ? bitmapToRgba(input.bitmap) : input));
+  const encoded = read.kind === 'encoded';
+  if (encoded) await ensurePillow();
+  const pyFile = encoded ? { kind: 'encoded', bytes: new Uint8Array(read.bytes) } : null;
+  // `auto` reads the file's header before a browser-decoded file loses it.
+  const job = await jobModel(pyFile, encoded, options);
+  const source = await browserDecoded(read);
+  const transparent = source.kind === 'rgba' && hasTransparency(new Uint8Array(source.data));
+  if (transparent) await ensurePillow();
   const pyInput = {
     kind: source.kind,
     bytes: source.kind === 'encoded' ? new Uint8Array(source.bytes) : undefined,
@@ -603,6 +767,8 @@ async function upscaleNow({ input, options = {} }, id) {
     width: source.width,
     height: source.height,
   };
+  const ran = { model: job.model.manifest.id, reason: job.reason };
+  state.running = job.model;
   // What the caller asked for; Python checks it against the tile rule (upscale.policy).
   const asked = { patchSize: options.patchSize ?? null, padding: options.padding ?? null, deviceMemory: DEVICE_MEMORY };
   // The tile is a numpy array proxied from Python: read it in place, synchronously.
@@ -610,7 +776,7 @@ async function upscaleNow({ input, options = {} }, id) {
     const view = tile.getBuffer('u8');
     state.tilesRun += 1;
     try {
-      return state.model.predict(view.data, height, width).catch((error) => {
+      return job.model.predict(view.data, height, width).catch((error) => {
         if (error.name === 'OutOfMemory') state.tileFailure = state.tileFailure || error;
         throw error;
       });
@@ -629,7 +795,7 @@ async function upscaleNow({ input, options = {} }, id) {
     }
   };
   const progress = (done, total, x, y, width, height) => {
-    const data = { done, total, tile: { x, y, width, height }, preview };
+    const data = { done, total, tile: { x, y, width, height }, preview, ...ran };
     post({ type: 'event', id, name: 'progress', data }, preview ? [preview.data] : []);
     preview = null;
   };
@@ -638,10 +804,11 @@ async function upscaleNow({ input, options = {} }, id) {
   let result;
   try {
     result = fromPython(await state.bridge.run(
-      pyInput, state.tile, asked, predict, progress, cancelled, options.preview ? paint : null, busy,
+      pyInput, job.tile, asked, predict, progress, cancelled, options.preview ? paint : null, busy,
     ));
   } finally {
     busy(null);
+    state.running = null;
   }
   const pixels = result.pixels;
   try {
@@ -655,7 +822,7 @@ async function upscaleNow({ input, options = {} }, id) {
       }
     });
     const tiling = { patchSize: result.patch, padding: result.padding };
-    return Rpc.moved({ data: data.buffer, width, height, tiling }, [data.buffer]);
+    return Rpc.moved({ data: data.buffer, width, height, tiling, ...ran }, [data.buffer]);
   } finally {
     pixels.destroy();
     result.destroy();

@@ -108,6 +108,29 @@ def measured_speeds() -> dict[str, float]:
     return json.loads(results.read_text()).get("ms_per_megapixel", {})
 
 
+ROUTING = ROOT / "bench" / "routing.json"
+
+
+def routing_table(manifests: list[dict]) -> bytes:
+    """bench/routing.json (which model `auto` runs for which input, written by the bench),
+    checked: it parses, and every model it names is served at the scale it routes."""
+    from upscale.errors import UpscaleError
+    from upscale.routing import RoutingTable
+
+    try:
+        table = RoutingTable.from_json(json.loads(ROUTING.read_text()))
+    except (OSError, ValueError, KeyError, TypeError, UpscaleError) as error:
+        raise BuildError(f"{ROUTING.relative_to(ROOT)}: {error}") from error
+    scales = {m["id"]: m["scale"] for m in manifests}
+    for scale, routes in table.scales.items():
+        for model in sorted(routes.models()):
+            if scales.get(model) != scale:
+                raise BuildError(f"{ROUTING.relative_to(ROOT)}: ×{scale} routes to {model!r}, "
+                                 + ("which no manifest in models/ names" if model not in scales
+                                    else f"a ×{scales[model]} model"))
+    return (json.dumps(table.to_json(), indent=1, ensure_ascii=False) + "\n").encode()
+
+
 def assets_script(pyodide: str, tfjs: str, shell: list[str]) -> bytes:
     """web-<hash>/assets.js: where the engine finds Pyodide and TF.js, and what the service
     worker keeps for offline use (the app and the engine; models join when first used), all
@@ -124,7 +147,7 @@ def assets_script(pyodide: str, tfjs: str, shell: list[str]) -> bytes:
 # upscale.js carries. A page on another origin checks each before it runs (upscale.js
 # checkedStart); the models are checked against the catalogue's sha256.
 ENGINE_WEB = ("assets.js", "rpc.js", "worker.js", "tfbridge.js", "tilepool.js", "modelfiles.js",
-              "tileworker.js", "models.json", "pyodide-lock.json")
+              "tileworker.js", "models.json", "routing.json", "pyodide-lock.json")
 INTEGRITY_MARK = "const INTEGRITY = {};"
 # upscale.js speaks the workers' protocol: the build writes web/rpc.js in at this line.
 RPC_MARK = "// web/rpc.js: the build writes it here (the message protocol the workers speak too)."
@@ -224,6 +247,7 @@ def assemble(manifests: list[dict], full_lock: dict, wheels: dict[str, Path],
         if path.is_file() and path.name not in FIXED_WEB}
     web_files["models.json"] = (json.dumps(catalogue, indent=1, ensure_ascii=False)
                                 + "\n").encode()
+    web_files["routing.json"] = routing_table(manifests)
     web_files["pyodide-lock.json"] = (json.dumps(served_lock(full_lock, served_wheels), indent=1)
                                       + "\n").encode()
     shell = ["../", "../index.html", "../upscale.js", "../manifest.webmanifest",

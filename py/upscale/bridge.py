@@ -28,15 +28,26 @@ from .errors import (
     BAD_PIXEL_COUNT,
     BAD_RANGE,
     BOTH_FILES,
+    NO_AUTO_SCALE,
     WRONG_SCALE,
     Cancelled,
     InvalidImage,
     InvalidOptions,
     UpscaleError,
 )
-from .imaging import Limits, check_encoding, decode, describe_file, encode_png
+from .imaging import (
+    Limits,
+    check_encoding,
+    decode,
+    describe_file,
+    encode_png,
+    file_facts,
+    open_image,
+    sniffed_format,
+)
 from .pipeline import upscale
 from .policy import TileRule, check_patch, gpu_patch, gpu_side, smaller_patch, tile_rule
+from .routing import Facts, RoutingTable, route
 from .tiling import Region, check_integer
 
 
@@ -287,6 +298,49 @@ def png(data: JsProxy, width: int, height: int) -> memoryview:
 def inspect(data: JsProxy) -> dict:
     """What the page may want to know about a file before upscaling it (see describe_file)."""
     return describe_file(data.to_bytes())
+
+
+def browser_format(head: JsProxy) -> bool:
+    """Whether a file Pillow does not read, by its first bytes, is one a browser may decode
+    (AVIF; HEIF in Safari): the worker then hands over the browser's pixels instead."""
+    return sniffed_format(head.to_bytes()) == "AVIF/HEIF"
+
+
+@functools.lru_cache(maxsize=2)
+def _routing(text: str) -> RoutingTable:
+    return RoutingTable.from_json(json.loads(text))
+
+
+def routed_scales(table: str) -> list[int]:
+    """The scales `auto` routes (routing.json's)."""
+    return sorted(_routing(table).scales)
+
+
+@crossing
+def auto_scale(scale: object, table: str) -> int:
+    """The scale an `auto` job asked for, checked against those the table routes."""
+    known = routed_scales(table)
+    if isinstance(scale, bool) or scale not in known:
+        raise InvalidOptions(NO_AUTO_SCALE.format(scale=scale, known=", ".join(map(str, known))))
+    return int(scale)
+
+
+@crossing
+def choose_model(source: JsProxy, scale: int, table: str) -> dict:
+    """`model: 'auto'`: the model for what the page sent at `scale` ({model, reason, facts}),
+    from the file's header (its format, a JPEG's quality) and routing.json; raw pixels are
+    routed as a lossless file, and so is a file nothing here can read (the job then refuses it
+    by name). An AVIF, which the browser decodes where Pillow cannot, is routed as one."""
+    facts = Facts()
+    if source.kind == "encoded":
+        data = source.bytes.to_bytes()
+        try:
+            facts = file_facts(open_image(data), data)
+        except UpscaleError:
+            if sniffed_format(data) == "AVIF/HEIF":
+                facts = Facts(format="AVIF")
+    chosen = route(facts, scale, _routing(table))
+    return {**chosen.to_js(), "facts": facts.to_js()}
 
 
 def sha256(data: JsProxy) -> str:

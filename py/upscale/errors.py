@@ -53,6 +53,8 @@ UNSUPPORTED_LAYER = (
 UNSUPPORTED_PARAM = "{layer} uses {detail}, which Upscale does not support"
 BAD_MODEL = "not a valid ncnn model: {detail}"
 NOT_AN_UPSCALER = "not an image upscaler: {detail}"
+BAD_ROUTING = "the routing table (routing.json) is not usable: {detail}"
+NO_AUTO_SCALE = "model 'auto' needs a scale it routes: {scale!r} is not one of {known}"
 
 
 class UpscaleError(Exception):

@@ -37,6 +37,7 @@ from .errors import (
     NotAnImage,
     UnsupportedFormat,
 )
+from .routing import SUBSAMPLING, Facts, webp_is_lossless
 
 # Pillow opens only these; anything else is refused before a decoder runs.
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
@@ -111,7 +112,7 @@ class Limits:
                 limit=megabytes(self.memory_bytes)))
 
 
-def _known_format(data: bytes) -> str | None:
+def sniffed_format(data: bytes) -> str | None:
     """Name a few formats we refuse by their signature, so the message can say which."""
     head = data[:64].lstrip()
     if head.startswith((b"<svg", b"<?xml")):
@@ -134,7 +135,7 @@ def open_image(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError:
-        known = _known_format(data)
+        known = sniffed_format(data)
         if known:
             raise UnsupportedFormat(UNSUPPORTED_FORMAT.format(format=known,
                                                               accepted=ACCEPTED)) from None
@@ -282,6 +283,18 @@ def suggested_denoise(quality: int | None) -> int | None:
     return level
 
 
+def file_facts(image: Image.Image, data: bytes) -> Facts:
+    """What `auto` routes on, from an opened file's header (see routing.Facts)."""
+    quality = subsampling = None
+    if image.format == "JPEG":
+        from PIL import JpegImagePlugin
+
+        quality = jpeg_quality(getattr(image, "quantization", None) or {})
+        subsampling = SUBSAMPLING.get(JpegImagePlugin.get_sampling(image))
+    return Facts(image.format, quality, subsampling,
+                 lossless=image.format == "WEBP" and webp_is_lossless(data))
+
+
 def describe_file(data: bytes) -> dict:
     """Format, size, frames (an animation is upscaled as its first), the colour profile it
     is converted from (None for sRGB) and, for a JPEG, its estimated quality and the noise
@@ -294,4 +307,5 @@ def describe_file(data: bytes) -> dict:
             "jpegQuality": quality, "denoise": suggested_denoise(quality),
             "frames": getattr(image, "n_frames", 1),
             "colourProfile": profile.name if profile else None,
-            "colourConverted": bool(profile and profile.convertible)}
+            "colourConverted": bool(profile and profile.convertible),
+            "facts": file_facts(image, data).to_js()}

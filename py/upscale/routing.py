@@ -1,0 +1,272 @@
+"""`model: 'auto'`: which model enlarges an image best, from what is known before inference.
+
+An image's `Facts` (its container format, a JPEG's estimated quality and chroma subsampling)
+are read from the file's header; the `RoutingTable` says which model wins for each kind of
+input at each scale. The table is data: the bench measures every photo model on real photos
+under each condition (clean, JPEG at several qualities, WebP, ...) and `build_table` applies
+the rule to its measurements; the build ships the result as `routing.json`. Nothing here
+knows a model by name.
+
+The rule, per condition: among the models no slower than `SPEED_FACTOR` times the reference
+model and whose PSNR-Y gain over bicubic is at least 0 on every photo, the one with the best
+mean SSIMULACRA2 gain (a perceptual metric that sees JPEG blocks and ringing, which PSNR
+forgives); where none keeps PSNR-Y at 0 or above on every photo, the one with the best worst
+photo.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import BAD_ROUTING, InvalidOptions
+
+TABLE_VERSION = 1
+
+# Formats that keep every pixel: nothing to clean up, the sharpest model wins.
+LOSSLESS_FORMATS = frozenset({"PNG", "GIF", "BMP"})
+# Lossy containers routed as a whole (their quality is not read).
+LOSSY_FORMATS = frozenset({"WEBP", "AVIF"})
+
+SPEED_FACTOR = 3
+
+# Pillow's JpegImagePlugin.get_sampling: the chroma subsampling of a JPEG's first component.
+SUBSAMPLING = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What is known of an image before it runs: `format` as Pillow names it (None: raw
+    pixels, no file), a JPEG's libjpeg `quality` estimate and chroma `subsampling`, and whether
+    a WebP is `lossless`."""
+
+    format: str | None = None
+    quality: int | None = None
+    subsampling: str | None = None
+    lossless: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The condition family the table routes on: 'lossless', 'jpeg', or a lossy format's
+        name in lower case."""
+        if self.format is None or self.format in LOSSLESS_FORMATS or self.lossless:
+            return "lossless"
+        if self.format == "JPEG":
+            return "jpeg"
+        return self.format.lower()
+
+    def describe(self) -> str:
+        """The reason a person reads: 'JPEG, quality ≈ 78, 4:2:0'."""
+        if self.format is None:
+            return "pixels, not a file: no compression to undo"
+        if self.format == "JPEG":
+            parts = ["JPEG"]
+            if self.quality is not None:
+                parts.append(f"quality ≈ {self.quality}")
+            if self.subsampling:
+                parts.append(self.subsampling)
+            return ", ".join(parts)
+        if self.kind == "lossless":
+            lossless = "lossless " if self.format == "WEBP" else ""
+            return f"{lossless}{self.format}: no compression noise"
+        return f"{self.format} (lossy)"
+
+    def to_js(self) -> dict:
+        return {"format": self.format, "quality": self.quality,
+                "subsampling": self.subsampling, "lossless": self.lossless}
+
+
+def webp_is_lossless(data: bytes) -> bool:
+    """A WebP's first chunk: 'VP8L' is lossless, 'VP8 ' lossy; an extended file ('VP8X')
+    names its image chunk after its optional ones."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return False
+    at = 12
+    while at + 8 <= len(data) and at < 4096:
+        chunk, size = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
+        if chunk in (b"VP8L", b"VP8 "):
+            return chunk == b"VP8L"
+        at += 8 + size + (size & 1)
+    return False
+
+
+@dataclass(frozen=True)
+class Route:
+    """The model `auto` chose and why, in words."""
+
+    model: str
+    why: str
+
+    def to_js(self) -> dict:
+        return {"model": self.model, "reason": self.why}
+
+
+@dataclass(frozen=True)
+class Band:
+    """JPEGs of estimated quality `at_least` and above (down to the next band) get `model`,
+    as measured on `condition`."""
+
+    at_least: int
+    model: str
+    condition: str
+
+
+@dataclass(frozen=True)
+class ScaleRoutes:
+    """The routes at one scale: `lossless` inputs, JPEG by quality band (highest first, the
+    last at 0) and each other lossy format."""
+
+    lossless: str
+    jpeg: tuple[Band, ...]
+    lossy: Mapping[str, str]
+
+    def models(self) -> set[str]:
+        return {self.lossless, *(band.model for band in self.jpeg), *self.lossy.values()}
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    scales: Mapping[int, ScaleRoutes]
+    measured: str = ""  # which bench run decided it
+
+    def models(self) -> set[str]:
+        return set().union(*(routes.models() for routes in self.scales.values()))
+
+    def preferred(self, scale: int) -> str:
+        """The model to load first at `scale` (lossless inputs' model: pixels and PNGs)."""
+        return self.routes(scale).lossless
+
+    def routes(self, scale: int) -> ScaleRoutes:
+        if scale not in self.scales:
+            routed = ", ".join(f"×{s}" for s in sorted(self.scales))
+            raise InvalidOptions(BAD_ROUTING.format(
+                detail=f"no route for ×{scale} (routed: {routed})"))
+        return self.scales[scale]
+
+    def to_json(self) -> dict:
+        return {
+            "version": TABLE_VERSION,
+            "measured": self.measured,
+            "scales": {str(scale): {
+                "lossless": routes.lossless,
+                "jpeg": [{"atLeast": b.at_least, "model": b.model, "condition": b.condition}
+                         for b in routes.jpeg],
+                "lossy": dict(sorted(routes.lossy.items())),
+            } for scale, routes in sorted(self.scales.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> RoutingTable:
+        """The table as routing.json holds it; anything malformed is InvalidOptions naming
+        what is wrong."""
+        def need(ok: bool, detail: str) -> None:
+            if not ok:
+                raise InvalidOptions(BAD_ROUTING.format(detail=detail))
+
+        need(isinstance(data, dict), "not an object")
+        need(data.get("version") == TABLE_VERSION,
+             f"version {data.get('version')!r} is not {TABLE_VERSION}")
+        scales = data.get("scales")
+        need(isinstance(scales, dict) and bool(scales), "no scales")
+        parsed = {}
+        for key, routes in scales.items():
+            need(key.isdigit() and 1 <= int(key) <= 16, f"scale {key!r}")
+            need(isinstance(routes, dict), f"×{key} is not an object")
+            bands = routes.get("jpeg") or []
+            need(isinstance(bands, list) and bool(bands), f"×{key} has no JPEG bands")
+            jpeg = tuple(Band(int(b["atLeast"]), str(b["model"]), str(b.get("condition", "")))
+                         for b in bands)
+            need([b.at_least for b in jpeg] == sorted({b.at_least for b in jpeg}, reverse=True),
+                 f"×{key}'s JPEG bands must go from the highest quality down, each once")
+            need(jpeg[-1].at_least == 0, f"×{key}'s last JPEG band must start at quality 0")
+            lossy = routes.get("lossy") or {}
+            need(isinstance(lossy, dict), f"×{key}'s lossy routes are not an object")
+            need(isinstance(routes.get("lossless"), str), f"×{key} has no lossless model")
+            parsed[int(key)] = ScaleRoutes(routes["lossless"], jpeg,
+                                           {str(k): str(v) for k, v in lossy.items()})
+        return cls(parsed, str(data.get("measured", "")))
+
+
+def route(facts: Facts, scale: int, table: RoutingTable) -> Route:
+    """The model for an image with these facts at `scale`, and why."""
+    routes = table.routes(scale)
+    kind = facts.kind
+    if kind == "jpeg":
+        quality = facts.quality if facts.quality is not None else 0
+        band = next(b for b in routes.jpeg if quality >= b.at_least)
+        return Route(band.model, facts.describe())
+    if kind in routes.lossy:
+        return Route(routes.lossy[kind], facts.describe())
+    if kind != "lossless":
+        # A lossy format the bench did not measure: treat it as the middle JPEG band.
+        middle = routes.jpeg[len(routes.jpeg) // 2]
+        return Route(middle.model, f"{facts.describe()}, routed as a JPEG of quality ≈ "
+                                   f"{max(middle.at_least, 1)} or more")
+    return Route(routes.lossless, facts.describe())
+
+
+# --- deciding the table from the bench's measurements -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One of the bench's input conditions and the facts a file made under it shows: `kind`
+    as Facts.kind, `quality` for a JPEG; `routable` False where the condition differs from
+    another only in what the facts cannot see (a blurred photo saved as JPEG q85)."""
+
+    name: str
+    kind: str
+    quality: int | None = None
+    routable: bool = True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One model on one condition, each as a gain over bicubic of the same decoded file:
+    PSNR-Y per photo (dB) and the mean SSIMULACRA2 gain (points)."""
+
+    psnr_y: tuple[float, ...]
+    ssimulacra2: float
+
+
+def winner(outcomes: Mapping[str, Outcome], speeds: Mapping[str, float], reference: str) -> str:
+    """The rule (see the module's docstring) applied to one condition's outcomes by model;
+    `speeds`: ms per megapixel by model, `reference`: the model the others are timed against."""
+    limit = SPEED_FACTOR * speeds[reference]
+    fast = {m: o for m, o in outcomes.items() if speeds.get(m, math.inf) <= limit}
+    if not fast:
+        raise ValueError(f"no model within {SPEED_FACTOR}x of {reference}'s time")
+    safe = {m: o for m, o in fast.items() if min(o.psnr_y) >= 0}
+    if safe:
+        return max(sorted(safe), key=lambda m: safe[m].ssimulacra2)
+    return max(sorted(fast), key=lambda m: min(fast[m].psnr_y))
+
+
+def build_table(scales: Mapping[int, Mapping[str, Mapping[str, Outcome]]],
+                conditions: list[Condition], speeds: Mapping[str, float],
+                references: Mapping[int, str], measured: str = "") -> RoutingTable:
+    """The routing table from the bench's outcomes: {scale: {condition name: {model:
+    Outcome}}}. JPEG bands split halfway between the measured qualities; a format the bench
+    measured as a whole (WebP, AVIF) gets its condition's winner; lossless inputs the clean
+    condition's."""
+    by_name = {c.name: c for c in conditions}
+    table = {}
+    for scale, results in scales.items():
+        wins = {name: winner(outcomes, speeds, references[scale])
+                for name, outcomes in results.items() if by_name[name].routable}
+        jpegs = sorted((c for c in conditions if c.kind == "jpeg" and c.name in wins),
+                       key=lambda c: c.quality, reverse=True)
+        if not jpegs:
+            raise ValueError(f"×{scale}: no JPEG condition measured")
+        bounds = [math.ceil((a.quality + b.quality) / 2)
+                  for a, b in zip(jpegs, jpegs[1:], strict=False)]
+        bands = tuple(Band(bound, wins[c.name], c.name)
+                      for bound, c in zip([*bounds, 0], jpegs, strict=True))
+        lossless = [c.name for c in conditions if c.kind == "lossless" and c.name in wins]
+        if not lossless:
+            raise ValueError(f"×{scale}: no lossless condition measured")
+        lossy = {c.kind: wins[c.name] for c in conditions
+                 if c.kind not in ("jpeg", "lossless") and c.name in wins}
+        table[scale] = ScaleRoutes(wins[lossless[0]], bands, lossy)
+    return RoutingTable(table, measured)

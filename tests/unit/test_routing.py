@@ -1,0 +1,140 @@
+"""`auto`: facts read from a file's header, the routing table as data, the rule that builds it."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from upscale.errors import BAD_ROUTING, InvalidOptions
+from upscale.imaging import describe_file, file_facts, open_image
+from upscale.routing import (
+    Band,
+    Condition,
+    Facts,
+    Outcome,
+    RoutingTable,
+    ScaleRoutes,
+    build_table,
+    route,
+    webp_is_lossless,
+    winner,
+)
+
+TABLE = RoutingTable({
+    2: ScaleRoutes("sharp-x2", (Band(93, "sharp-x2", "jpeg-q95"),
+                                Band(83, "clean0-x2", "jpeg-q90"),
+                                Band(63, "clean1-x2", "jpeg-q75"),
+                                Band(0, "clean3-x2", "jpeg-q50")),
+                   {"webp": "clean1-x2"}),
+    4: ScaleRoutes("sharp-x4", (Band(0, "sharp-x4", "jpeg-q90"),), {}),
+}, "test")
+
+
+def encoded(kind: str, **options) -> bytes:
+    rng = np.random.default_rng(3)
+    out = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(out, kind, **options)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("quality, model", [(100, "sharp-x2"), (95, "sharp-x2"), (93, "sharp-x2"),
+                                            (92, "clean0-x2"), (83, "clean0-x2"),
+                                            (82, "clean1-x2"), (63, "clean1-x2"),
+                                            (62, "clean3-x2"), (10, "clean3-x2")])
+def test_a_jpeg_goes_to_its_quality_band(quality, model):
+    chosen = route(Facts("JPEG", quality, "4:2:0"), 2, TABLE)
+    assert chosen.model == model
+    assert chosen.why == f"JPEG, quality ≈ {quality}, 4:2:0"
+
+
+def test_lossless_files_and_pixels_go_to_the_lossless_route():
+    for facts in (Facts(), Facts("PNG"), Facts("GIF"), Facts("WEBP", lossless=True)):
+        assert route(facts, 2, TABLE).model == "sharp-x2", facts
+    assert route(Facts("PNG"), 2, TABLE).why == "PNG: no compression noise"
+    assert route(Facts(), 4, TABLE).why == "pixels, not a file: no compression to undo"
+
+
+def test_a_lossy_format_goes_to_its_route_or_the_middle_jpeg_band():
+    assert route(Facts("WEBP"), 2, TABLE).model == "clean1-x2"
+    avif = route(Facts("AVIF"), 2, TABLE)
+    assert avif.model == "clean1-x2" and avif.why.startswith("AVIF (lossy), routed as a JPEG")
+
+
+def test_a_scale_the_table_does_not_route_is_refused_by_name():
+    with pytest.raises(InvalidOptions) as error:
+        route(Facts(), 3, TABLE)
+    assert str(error.value) == BAD_ROUTING.format(detail="no route for ×3 (routed: ×2, ×4)")
+
+
+def test_the_table_round_trips_through_json():
+    assert RoutingTable.from_json(json.loads(json.dumps(TABLE.to_json()))) == TABLE
+
+
+@pytest.mark.parametrize("change, detail", [
+    (lambda t: t.update(version=9), "version 9 is not 1"),
+    (lambda t: t["scales"]["2"].update(jpeg=[]), "×2 has no JPEG bands"),
+    (lambda t: t["scales"]["2"]["jpeg"].reverse(),
+     "×2's JPEG bands must go from the highest quality down, each once"),
+    (lambda t: t["scales"]["4"]["jpeg"][0].update(atLeast=5),
+     "×4's last JPEG band must start at quality 0"),
+    (lambda t: t["scales"]["2"].pop("lossless"), "×2 has no lossless model"),
+])
+def test_a_malformed_table_is_refused_naming_what_is_wrong(change, detail):
+    data = TABLE.to_json()
+    change(data)
+    with pytest.raises(InvalidOptions) as error:
+        RoutingTable.from_json(data)
+    assert str(error.value) == BAD_ROUTING.format(detail=detail)
+
+
+def test_facts_come_from_the_header():
+    jpeg = encoded("JPEG", quality=78, subsampling=2)
+    assert file_facts(open_image(jpeg), jpeg) == Facts("JPEG", 78, "4:2:0")
+    jpeg444 = encoded("JPEG", quality=95, subsampling=0)
+    assert file_facts(open_image(jpeg444), jpeg444) == Facts("JPEG", 95, "4:4:4")
+    png = encoded("PNG")
+    assert file_facts(open_image(png), png).kind == "lossless"
+    assert describe_file(jpeg)["facts"] == {"format": "JPEG", "quality": 78,
+                                            "subsampling": "4:2:0", "lossless": False}
+
+
+def test_a_webp_says_whether_it_is_lossless():
+    lossless, lossy = encoded("WEBP", lossless=True), encoded("WEBP", quality=80)
+    assert webp_is_lossless(lossless) and not webp_is_lossless(lossy)
+    assert file_facts(open_image(lossless), lossless).kind == "lossless"
+    assert file_facts(open_image(lossy), lossy).kind == "webp"
+    assert not webp_is_lossless(b"RIFF\x00\x00\x00\x00WEBPVP8X")  # truncated: not claimed
+
+
+SPEEDS = {"sharp": 100.0, "clean": 150.0, "slow": 400.0}
+
+
+def test_the_rule_takes_the_best_perceptual_gain_that_keeps_every_photo_above_bicubic():
+    outcomes = {"sharp": Outcome((1.0, 0.5), 6.0), "clean": Outcome((2.0, 1.0), 4.0),
+                "slow": Outcome((3.0, 3.0), 9.0)}
+    assert winner(outcomes, SPEEDS, "sharp") == "sharp"  # slow: more than 3x sharp's time
+    outcomes["sharp"] = Outcome((1.0, -0.1), 6.0)  # one photo below bicubic
+    assert winner(outcomes, SPEEDS, "sharp") == "clean"
+
+
+def test_where_no_model_keeps_every_photo_above_bicubic_the_best_worst_photo_wins():
+    outcomes = {"sharp": Outcome((1.0, -0.4), 6.0), "clean": Outcome((0.2, -0.1), 1.0)}
+    assert winner(outcomes, SPEEDS, "sharp") == "clean"
+
+
+def test_the_table_is_built_from_the_outcomes_with_bands_halfway_between_qualities():
+    conditions = [Condition("clean", "lossless"), Condition("jpeg-q90", "jpeg", 90),
+                  Condition("jpeg-q50", "jpeg", 50), Condition("webp-q80", "webp"),
+                  Condition("blur-q85", "jpeg", 85, routable=False)]
+    good, bad = Outcome((1.0,), 5.0), Outcome((-1.0,), 0.0)
+    results = {"clean": {"sharp": good, "clean": bad}, "jpeg-q90": {"sharp": good, "clean": bad},
+               "jpeg-q50": {"sharp": bad, "clean": good}, "webp-q80": {"sharp": bad, "clean": good},
+               "blur-q85": {"sharp": bad, "clean": good}}
+    table = build_table({2: results}, conditions, SPEEDS, {2: "sharp"}, "run 1")
+    assert table == RoutingTable({2: ScaleRoutes(
+        "sharp", (Band(70, "sharp", "jpeg-q90"), Band(0, "clean", "jpeg-q50")),
+        {"webp": "clean"})}, "run 1")
