@@ -34,6 +34,12 @@ const PURPOSES = [
   ['legacy', 'Older models'],
 ];
 const OTHER_PURPOSE = 'Other models';
+// 'Automatic' heads the picker: each photo gets the model the bench measured best for its kind
+// of file (upscale.routing, in the engine), and its queue entry says which ran and why.
+const AUTO_SCALES = { auto: 2, 'auto-x4': 4 };
+const AUTO_GROUP = 'Automatic';
+const AUTO_LABEL = (scale) => `Automatic ×${scale}: the best model for each photo`;
+const AUTO_HINT = 'Chooses per photo from what its file says: SPAN for clean photos, JPEG noise removal by how compressed a JPEG is. Each result says which model ran and why.';
 const OWN_GROUP = 'Your model';
 // The bench measures msPerMegapixel on WebAssembly on a 2-core machine: say so, not more.
 const SPEED_HINT = (time) => `About ${time} per megapixel on a computer without a GPU (measured on 2 CPU cores).`;
@@ -162,7 +168,14 @@ function ownManifest(own) {
   };
 }
 
+/** The picker's stand-in for `auto` at one scale: the model is known once a photo ran. */
+function autoManifest(id) {
+  const scale = AUTO_SCALES[id];
+  return { id, label: AUTO_LABEL(scale), hint: AUTO_HINT, scale, auto: true };
+}
+
 function manifestOf(id) {
+  if (id in AUTO_SCALES) return autoManifest(id);
   if (isOwn(id)) return state.ownModel && ownId(state.ownModel) === id ? ownManifest(state.ownModel) : undefined;
   return state.models.find((m) => m.id === id);
 }
@@ -188,6 +201,10 @@ function groupByPurpose(entries) {
 
 function fillModelPicker() {
   ui.model.textContent = '';
+  const auto = document.createElement('optgroup');
+  auto.label = AUTO_GROUP;
+  for (const id of Object.keys(AUTO_SCALES)) auto.append(new Option(autoManifest(id).label, id));
+  ui.model.append(auto);
   for (const [title, members] of groupByPurpose(state.models)) {
     const group = document.createElement('optgroup');
     group.label = title;
@@ -211,6 +228,10 @@ function showModelHint() {
   const manifest = manifestOf(state.chosen);
   if (!manifest) {
     ui.modelHint.textContent = '';
+    return;
+  }
+  if (manifest.auto) {
+    ui.modelHint.textContent = manifest.hint;
     return;
   }
   const size = megabytes(manifest.weightBytes);
@@ -243,7 +264,7 @@ async function startEngine() {
   state.chosen = settings.model;
   await restoreOwnModel();
   fillModelPicker();
-  state.upscaler = new Upscaler({ model: settings.model });
+  state.upscaler = new Upscaler(engineChoice(settings.model));
   try {
     const info = await state.upscaler.ready;
     state.engineReady = true;
@@ -256,14 +277,15 @@ async function startEngine() {
     return;
   }
   state.markEngineUp();
-  keepForOffline(state.loaded);
+  keepForOffline(info.model.id);
   await useChosenModel(); // a brought model chosen before a reload loads again now
   state.queue.pump();
 }
 
 function showEngine(info) {
   const names = { webgpu: 'WebGPU', webgl: 'WebGL', wasm: 'WebAssembly', cpu: 'plain JavaScript (slow)' };
-  setEngine('ready', `Ready: ${info.model.label} on ${names[info.backend] || info.backend}`);
+  const model = info.auto ? AUTO_LABEL(info.auto.scale) : info.model.label;
+  setEngine('ready', `Ready: ${model} on ${names[info.backend] || info.backend}`);
   ui.engine.dataset.backend = info.backend;
   ui.engineReason.textContent = info.reason;
   ui.engineWhy.hidden = false;
@@ -278,6 +300,11 @@ function exclusive(task) {
   return run;
 }
 
+/** What the Upscaler is told for a picker choice: a model, and for `auto` its scale. */
+function engineChoice(id) {
+  return id in AUTO_SCALES ? { model: 'auto', scale: AUTO_SCALES[id] } : { model: id };
+}
+
 /** Make the engine run the model the picker shows; the old model stays if loading fails. */
 function useChosenModel() {
   return exclusive(async () => {
@@ -285,12 +312,14 @@ function useChosenModel() {
     if (wanted === state.loaded) return;
     const manifest = manifestOf(wanted);
     const own = isOwn(wanted);
-    setEngine('loading', own ? OWN_LOADING(state.ownModel.name) : `Loading ${manifest.label} (${megabytes(manifest.weightBytes)})…`);
+    setEngine('loading', own ? OWN_LOADING(state.ownModel.name)
+      : `Loading ${manifest.label}${manifest.auto ? '' : ` (${megabytes(manifest.weightBytes)})`}…`);
     try {
-      const info = await state.upscaler.setModel(own ? ownRequest(state.ownModel) : wanted);
+      const { model, scale } = engineChoice(wanted);
+      const info = await state.upscaler.setModel(own ? ownRequest(state.ownModel) : model, { scale });
       state.loaded = wanted;
       showEngine(info);
-      if (!own) keepForOffline(wanted);
+      if (!own) keepForOffline(info.model.id);
     } catch (error) {
       if (state.chosen === wanted) choose(state.loaded);
       const still = manifestOf(state.loaded).label;
@@ -539,6 +568,12 @@ function updateJob(job) {
   if (job.state === 'cancelled') line.textContent = 'Cancelled';
   if (job.state === 'done') {
     line.textContent = `×${job.model.scale} · ${outputSize(job)} · ${seconds(job.ms)}`;
+    if (job.reason) {
+      const ran = document.createElement('span');
+      ran.className = 'ran';
+      ran.textContent = `${job.model.label} (${job.reason})`;
+      line.append(' · ', ran);
+    }
     const saving = state.saving.has(job);
     const download = button(saving ? 'Writing…' : 'Download', () => downloadJob(job), `Download ${job.name} upscaled`);
     download.disabled = saving;
@@ -709,6 +744,12 @@ async function runJob(job) {
         showProgress(job, performance.now() - started);
       },
     });
+    if (manifest.auto) {
+      // what ran: the queue entry, the viewer and the file name follow it
+      job.model = manifestOf(output.model) || job.model;
+      job.reason = output.reason;
+      keepForOffline(output.model);
+    }
     job.succeed(await createImageBitmap(output), performance.now() - started);
     if (state.engineRestarted) {
       state.engineRestarted = false;
@@ -782,7 +823,8 @@ function renderNote(job) {
   const { note } = partsOf(job);
   const model = modelFor(job);
   const entry = job.jpeg && denoiseEntry(job.jpeg.denoise);
-  const helps = entry && job.state !== 'error' && !(model && model.denoise != null);
+  // `auto` removes JPEG noise itself: only a model chosen by hand gets the suggestion
+  const helps = entry && job.state !== 'error' && !(model && (model.denoise != null || model.auto));
   const said = job.state === 'error' ? [] : remarks(job.facts);
   note.hidden = !helps && !said.length;
   note.textContent = '';

@@ -6,31 +6,34 @@
  * The original shows at once, scaled to width x height (the space is reserved, so nothing
  * shifts). Near the viewport, the element asks the page's one shared engine (one worker, one
  * model loaded at a time, a queue with visible images first) for the enlargement, then swaps it
- * in. Results are cached (Cache API) by image URL and model (package, version, path), so the
- * next visit paints the large version at once without starting the engine. Any failure leaves
+ * in. Results are cached (Cache API) by image URL and content and by model (package, version,
+ * path), or for `auto` by the routing table's hash, so the next visit paints the large version
+ * at once without starting the engine. Any failure leaves
  * the original in place and says why in an `upscale-error` event.
  *
  * Attributes: src, alt, width, height (display size, CSS px), scale (2, 3 or 4; default: what
- * the display size and devicePixelRatio need), model (a model id; default: the sharpest photo
- * model per cost for that scale, DEFAULT_MODELS).
+ * the display size and devicePixelRatio need), model (a model id; default 'auto': the engine
+ * reads the photo's header, the bytes fetched here, and runs the model the bench measured best
+ * for such a file, e.g. JPEG noise removal for a compressed JPEG, SPAN for a PNG).
  * Events (bubbling, composed): upscale-start, upscale-progress {done, total}, upscale-done
- * {fromCache, ms, width, height}, upscale-error {name, message}, upscale-skip {reason}.
+ * {fromCache, ms, width, height, model, reason}, upscale-error {name, message},
+ * upscale-skip {reason}.
  */
 // The engine's module, from this build's content-hashed folder (web-HASH/). build.py puts
 // the module itself here, so that the integrity value a shop gives this file covers it too.
 import { Upscaler } from './web-HASH/upscale.js';
 
 const CACHE_NAME = 'upscale-img';
-const CACHE_VERSION = '2'; // part of every key: bump it to retire all cached results
+const CACHE_VERSION = '3'; // part of every key: bump it to retire all cached results
 // The results kept, at most (least recently shown go first); a shop may set its own with
 // <meta name="upscale-img-cache-mb" content="20">.
 const CACHE_LIMIT_MB = 50;
 const INDEX_KEY = 'upscale-img:index'; // localStorage: { [key]: { src, bytes, used } }
 const NEAR_VIEWPORT = '200px'; // start this far before an image scrolls into view
 const SCALES = [2, 3, 4];
-// SPAN at x2 and x4 (+3.9 and +2.2 dB PSNR-Y over bicubic on photos). There is no SPAN x3:
+// `auto` routes x2 and x4 (routing.json). A x3 box gets the x4 result: there is no SPAN x3, and
 // its x4 result, shown in a x3 box, is sharper than any x3 model served (about 0 dB).
-const DEFAULT_MODELS = { 2: 'span-x2', 3: 'span-x4', 4: 'span-x4' };
+const AUTO_SCALES = { 2: 2, 3: 4, 4: 4 };
 const LOW_MEMORY_GB = 1; // navigator.deviceMemory at or below this: leave originals alone
 
 const STYLE = `
@@ -45,7 +48,7 @@ img { display: block; width: 100%; height: auto; }
 
 const engine = {
   upscaler: null,
-  queue: [], // jobs waiting: { element, model, run }
+  queue: [], // jobs waiting: { element, run }
   busy: false,
   // Why the engine cannot run on this page, for good: the page's Content-Security-Policy
   // refused it (SecurityError), or a file of the engine is not the one built (IntegrityError).
@@ -78,14 +81,10 @@ async function drain() {
         job.element.fail(engine.blocked);
         continue;
       }
-      if (!engine.upscaler) engine.upscaler = new Upscaler({ model: job.model });
-      try {
-        if (engine.upscaler.options.model !== job.model) await engine.upscaler.setModel(job.model);
-      } catch (error) {
-        job.element.fail(error); // that model cannot load: this image keeps its original
-        continue;
-      }
-      await job.run(engine.upscaler);
+      // Each job names its model (or 'auto' and a scale): the engine keeps the models it
+      // switches to loaded, so no job waits for another's setModel.
+      engine.upscaler ??= new Upscaler({ model: 'auto', scale: job.scale || 2 });
+      await job.run(engine.upscaler); // a model that cannot load fails its own job only
     }
   } finally {
     engine.busy = false;
@@ -106,6 +105,17 @@ function models() {
   return catalogue;
 }
 
+let routing = null;
+
+/** The hash of the routing table `auto` decides by, fetched once per page (no engine needed). */
+function routingKey() {
+  routing ??= Upscaler.routing().then(({ text }) => sha256(new TextEncoder().encode(text))).catch((error) => {
+    if (error.name !== 'IntegrityError') routing = null;
+    throw error;
+  });
+  return routing;
+}
+
 /** What identifies a model's weights: its registry package, version and file. */
 function modelKey(manifest) {
   const { source } = manifest;
@@ -115,10 +125,11 @@ function modelKey(manifest) {
 
 /**
  * A result is keyed by the photo's content (its sha-256), not only its address: a photo
- * replaced at the same URL gets a new enlargement, and the old one is dropped.
+ * replaced at the same URL gets a new enlargement, and the old one is dropped. For `auto`,
+ * the model is what the routing table (by its hash) gives these bytes at this scale: the same
+ * key, the same model, with no engine needed to look it up.
  */
-function cacheKey(src, digest, manifest) {
-  const model = modelKey(manifest);
+function cacheKey(src, digest, model) {
   const params = new URLSearchParams({ src, sha256: digest, model, v: CACHE_VERSION });
   return new URL(`/__upscale-img__/?${params}`, location.origin).href;
 }
@@ -185,7 +196,7 @@ const results = {
   },
   /** Keep `blob` under `key`: older results for the same address go, then the least recently
    * shown ones until everything fits under the cap. */
-  async put(cache, key, src, blob) {
+  async put(cache, key, src, blob, ran = {}) {
     const index = this.index();
     const drop = Object.keys(index).filter((other) => other !== key && index[other].src === src);
     index[key] = { src, bytes: blob.size, used: Date.now() };
@@ -201,7 +212,9 @@ const results = {
     for (const old of drop) delete index[old];
     this.save(index);
     await Promise.all(drop.map((old) => cache.delete(old)));
-    await cache.put(key, new Response(blob, { headers: { 'Content-Type': 'image/png' } }));
+    // what ran, for the next visit's upscale-done (percent-encoded: a header is Latin-1)
+    const headers = { 'Content-Type': 'image/png', 'X-Upscale-Ran': encodeURIComponent(JSON.stringify(ran)) };
+    await cache.put(key, new Response(blob, { headers }));
   },
 };
 
@@ -349,10 +362,17 @@ class UpscaleImg extends HTMLElement {
       this.emit('upscale-skip', { reason: 'the original is already sharp at this size' });
       return;
     }
-    const model = this.getAttribute('model') || DEFAULT_MODELS[scale];
+    const model = this.getAttribute('model') || 'auto';
     let manifest;
+    let modelKeyed;
     try {
-      manifest = (await models()).find((m) => m.id === model);
+      if (model === 'auto') {
+        manifest = { id: 'auto', scale: AUTO_SCALES[scale] };
+        modelKeyed = `auto@${manifest.scale}:routing-${await routingKey()}`;
+      } else {
+        manifest = (await models()).find((m) => m.id === model);
+        modelKeyed = manifest && modelKey(manifest);
+      }
     } catch (error) {
       this.fail(error.name === 'IntegrityError' ? error : Object.assign(
         new Error(`the model list could not be loaded: ${error.message}`), { name: 'LoadError' }));
@@ -375,17 +395,24 @@ class UpscaleImg extends HTMLElement {
       return;
     }
     const cache = await results.open();
-    const key = cache && cacheKey(src, await sha256(await photo.arrayBuffer()), manifest);
+    const key = cache && cacheKey(src, await sha256(await photo.arrayBuffer()), modelKeyed);
     const hit = cache && (await results.get(cache, key));
     if (signal.aborted) return;
     if (hit) {
-      await this.show(await hit.blob(), { fromCache: true, ms: 0 }, signal);
+      let ran = {};
+      try {
+        ran = JSON.parse(decodeURIComponent(hit.headers.get('X-Upscale-Ran') || '%7B%7D'));
+      } catch {
+        // a result kept by an older build: what ran is not known
+      }
+      await this.show(await hit.blob(), { fromCache: true, ms: 0, ...ran }, signal);
       return;
     }
-    enqueue({ element: this, model, run: (upscaler) => this.upscaleWith(upscaler, { src, photo }, cache, key, signal) });
+    const job = model === 'auto' ? { model, scale: manifest.scale } : { model };
+    enqueue({ element: this, scale: job.scale, run: (upscaler) => this.upscaleWith(upscaler, { src, photo }, job, cache, key, signal) });
   }
 
-  async upscaleWith(upscaler, { src, photo }, cache, key, signal) {
+  async upscaleWith(upscaler, { src, photo }, job, cache, key, signal) {
     if (signal.aborted) return;
     this.state = 'working';
     const started = performance.now();
@@ -394,6 +421,8 @@ class UpscaleImg extends HTMLElement {
       let output;
       try {
         output = await upscaler.upscale(input, {
+          ...job,
+          file: photo, // `auto` reads the photo's header: JPEG or not, and how compressed
           signal,
           onProgress: ({ done, total }) => this.emit('upscale-progress', { done, total }),
         });
@@ -401,8 +430,9 @@ class UpscaleImg extends HTMLElement {
         if (input.close) input.close(); // an ImageBitmap: the engine has its own copy
       }
       const blob = await encodePng(output);
-      if (cache) await results.put(cache, key, src, blob).catch(() => {});
-      await this.show(blob, { fromCache: false, ms: performance.now() - started }, signal);
+      const ran = { model: output.model, reason: output.reason };
+      if (cache) await results.put(cache, key, src, blob, ran).catch(() => {});
+      await this.show(blob, { fromCache: false, ms: performance.now() - started, ...ran }, signal);
     } catch (error) {
       if (['SecurityError', 'IntegrityError'].includes(error.name)) engine.blocked = error;
       if (error.name !== 'AbortError') this.fail(error);
@@ -413,7 +443,7 @@ class UpscaleImg extends HTMLElement {
    * Decode the large picture first, then swap it in: no flash, no layout change. Nothing is
    * shown once `signal` is aborted: the element moved on to another photo meanwhile.
    */
-  async show(blob, { fromCache, ms }, signal) {
+  async show(blob, { fromCache, ms, model = null, reason = null }, signal) {
     if (signal.aborted) return;
     const url = URL.createObjectURL(blob);
     this.large.src = url;
@@ -433,7 +463,9 @@ class UpscaleImg extends HTMLElement {
     this.large.classList.add('shown');
     this.state = 'done';
     this.controller = null;
-    this.emit('upscale-done', { fromCache, ms, width: this.large.naturalWidth, height: this.large.naturalHeight });
+    this.emit('upscale-done', {
+      fromCache, ms, width: this.large.naturalWidth, height: this.large.naturalHeight, model, reason,
+    });
   }
 }
 

@@ -29,6 +29,7 @@ export class Job {
     this.encoded = new Map(); // one encoding of the result, by "format:quality"
     this.error = null; // { name, message }
     this.model = null; // the manifest it runs (or ran) with
+    this.reason = null;
     this.ms = 0;
     this.controller = null;
     this.jpeg = null; // { quality, denoise } when the file is a JPEG that noise removal would help
@@ -49,6 +50,7 @@ export class Job {
   /** It starts running with `model`: returns the signal that cancels it. */
   start(model) {
     this.model = model;
+    this.reason = null; // why `auto` chose the model that ran, once it ran
     this.state = 'running';
     this.done = 0;
     this.total = 0;

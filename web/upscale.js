@@ -33,6 +33,14 @@ function abortError(signal) {
   return new DOMException('The upscale was cancelled.', 'AbortError');
 }
 
+/** A copy of a file's bytes (Python reads the header: its format and a JPEG's quality). */
+async function headerOf(file) {
+  if (file instanceof Blob) return file.arrayBuffer();
+  if (file instanceof ArrayBuffer) return file.slice(0);
+  if (ArrayBuffer.isView(file)) return file.buffer.slice(file.byteOffset, file.byteOffset + file.byteLength);
+  throw new UpscaleError('file must be a Blob or an ArrayBuffer: the file the pixels came from', { name: 'InvalidOptions' });
+}
+
 /** Turn whatever the caller has into a message the worker understands, plus transferables. */
 async function toPayload(input) {
   if (input == null) throw new UpscaleError('no input: pass a Blob, File, ImageData, image, canvas or URL', { name: 'InvalidInput' });
@@ -464,16 +472,17 @@ export class Upscaler {
    * 'PNG: no compression noise', 'named by the caller') and `tiling` ({ patchSize, padding }).
    * `model`: this job's model, 'auto' or an id (default: the Upscaler's); with 'auto' the
    * engine reads the file's header (format, a JPEG's quality) and runs the model the bench
-   * measured best for such files at `scale`; pixels (ImageData, a canvas) count as lossless.
+   * measured best for such files at `scale`; pixels (ImageData, a canvas) count as lossless,
+   * unless `file` (a Blob or ArrayBuffer) is the file they were decoded from: its header is read.
    * Models a job switches to stay loaded within a memory budget, so the next switch is free.
    * @param input Blob | File | ImageData | ImageBitmap | HTMLImageElement | HTMLCanvasElement | string | URL
    * With `preview: true`, each progress event also carries `preview: { x, y, image }`: the
    * finished tile's output pixels (ImageData, opaque, not yet blended) to paint at (x, y).
-   * @param {{ model?: string, scale?: number, patchSize?: number, padding?: number, signal?: AbortSignal,
+   * @param {{ model?: string, scale?: number, file?: Blob|ArrayBuffer, patchSize?: number, padding?: number, signal?: AbortSignal,
    *           preview?: boolean, onProgress?: (p: { done: number, total: number, tile: object,
    *           preview?: object, model: string, reason: string }) => void }} options
    */
-  async upscale(input, { model, scale, patchSize, padding, signal, onProgress, preview = false } = {}) {
+  async upscale(input, { model, scale, file, patchSize, padding, signal, onProgress, preview = false } = {}) {
     if (signal && signal.aborted) throw abortError(signal);
     const connection = await this.connected();
     const size = sizeOf(input);
@@ -485,6 +494,7 @@ export class Upscaler {
     if (padding != null) options.padding = padding;
     if (model != null) options.model = model;
     if (scale != null) options.scale = scale;
+    if (file != null) options.header = await headerOf(file);
     const onEvent = onProgress ? (name, data) => {
       if (name !== 'progress') return;
       const tile = data.preview;
@@ -496,6 +506,7 @@ export class Upscaler {
       }
       onProgress(data);
     } : null;
+    if (options.header) transfer.push(options.header);
     const result = await connection.call('upscale', { input: payload, options }, { transfer, onEvent, signal });
     this.lastTiling = result.tiling; // { patchSize, padding } the job ran with
     const image = new ImageData(new Uint8ClampedArray(result.data), result.width, result.height);
@@ -598,12 +609,26 @@ export class Upscaler {
   /** The model manifests this site serves, each `url` absolute. */
   static async listModels() {
     const catalogue = new URL('models.json', HERE);
-    // Checked where the engine's files come from another origin (see startWorker).
-    const integrity = catalogue.origin !== self.location.origin && INTEGRITY['models.json'];
-    const response = integrity ? await fetchListed(fetch, catalogue, {}, integrity) : await fetch(catalogue);
-    if (!response.ok) throw new UpscaleError(`model catalogue: HTTP ${response.status}`);
-    return withAbsoluteUrls(await response.json(), catalogue);
+    return withAbsoluteUrls(await (await engineFile(catalogue)).json(), catalogue);
   }
+
+  /**
+   * The routing table `auto` decides by ({ version, measured, scales }; see
+   * upscale.routing), as `text` and `table`: the same bytes give the same choice for a file, so
+   * a result made by `auto` may be keyed by the text's hash instead of the model (embed.js).
+   */
+  static async routing() {
+    const text = await (await engineFile(new URL('routing.json', HERE))).text();
+    return { text, table: JSON.parse(text) };
+  }
+}
+
+/** One of the engine's data files, checked where they come from another origin (see startWorker). */
+async function engineFile(url) {
+  const integrity = url.origin !== self.location.origin && INTEGRITY[url.pathname.split('/').pop()];
+  const response = integrity ? await fetchListed(fetch, url, {}, integrity) : await fetch(url);
+  if (!response.ok) throw new UpscaleError(`model catalogue: ${url.pathname.split('/').pop()}: HTTP ${response.status}`);
+  return response;
 }
 
 /** Catalogue entries name their model.json relative to the catalogue; callers get it whole. */

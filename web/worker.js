@@ -722,7 +722,7 @@ async function browserDecoded(source) {
  * the one Python chooses from the file (upscale.routing) at the job's scale. Loaded (or taken
  * from those kept) and announced as busy meanwhile: a GPU compiles it without answering.
  */
-async function jobModel(pyInput, encoded, options) {
+async function jobModel(header, options) {
   const named = options.model ?? state.defaultModel;
   if (named !== 'auto' && (options.model == null || named === state.model.manifest.id)) {
     return { model: state.model, tile: state.tile, reason: 'named by the caller' };
@@ -731,7 +731,7 @@ async function jobModel(pyInput, encoded, options) {
   let reason = 'named by the caller'; // the job's model, or the engine's (setModel)
   if (named === 'auto') {
     const scale = fromPython(state.bridge.auto_scale(options.scale ?? state.autoScale, state.routing));
-    const chosen = dictFromPython(state.bridge.choose_model(encoded ? pyInput : { kind: 'rgba' }, scale, state.routing));
+    const chosen = dictFromPython(state.bridge.choose_model(header, scale, state.routing));
     ({ model: id, reason } = chosen);
   }
   const manifest = findModel(id);
@@ -752,12 +752,13 @@ async function jobModel(pyInput, encoded, options) {
 async function upscaleNow({ input, options = {} }, id) {
   if (input.kind === 'bitmap') checkSize(input.bitmap, options.patchSize); // before its pixels are read
   const read = whileBusy('reading the image', () => (input.kind === 'bitmap' ? bitmapToRgba(input.bitmap) : input));
-  const encoded = read.kind === 'encoded';
-  if (encoded) await ensurePillow();
-  const pyFile = encoded ? { kind: 'encoded', bytes: new Uint8Array(read.bytes) } : null;
-  // `auto` reads the file's header before a browser-decoded file loses it.
-  const job = await jobModel(pyFile, encoded, options);
+  // `auto` reads the file's first bytes: this file's, or those of the file the caller's
+  // pixels came from (options.header)
+  const file = read.kind === 'encoded' ? read.bytes : options.header;
+  const header = file ? new Uint8Array(file) : null;
+  const job = await jobModel(header, options);
   const source = await browserDecoded(read);
+  if (source.kind === 'encoded') await ensurePillow();
   const transparent = source.kind === 'rgba' && hasTransparency(new Uint8Array(source.data));
   if (transparent) await ensurePillow();
   const pyInput = {

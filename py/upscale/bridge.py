@@ -41,13 +41,11 @@ from .imaging import (
     decode,
     describe_file,
     encode_png,
-    file_facts,
-    open_image,
     sniffed_format,
 )
 from .pipeline import upscale
 from .policy import TileRule, check_patch, gpu_patch, gpu_side, smaller_patch, tile_rule
-from .routing import Facts, RoutingTable, route
+from .routing import HEADER_BYTES, Facts, RoutingTable, read_facts, route
 from .tiling import Region, check_integer
 
 
@@ -326,21 +324,12 @@ def auto_scale(scale: object, table: str) -> int:
 
 
 @crossing
-def choose_model(source: JsProxy, scale: int, table: str) -> dict:
-    """`model: 'auto'`: the model for what the page sent at `scale` ({model, reason, facts}),
-    from the file's header (its format, a JPEG's quality) and routing.json; raw pixels are
-    routed as a lossless file, and so is a file nothing here can read (the job then refuses it
-    by name). An AVIF, which the browser decodes where Pillow cannot, is routed as one."""
-    facts = Facts()
-    if source.kind == "encoded":
-        data = source.bytes.to_bytes()
-        try:
-            facts = file_facts(open_image(data), data)
-        except UpscaleError:
-            if sniffed_format(data) == "AVIF/HEIF":
-                facts = Facts(format="AVIF")
-    chosen = route(facts, scale, _routing(table))
-    return {**chosen.to_js(), "facts": facts.to_js()}
+def choose_model(header: JsProxy | None, scale: int, table: str) -> dict:
+    """`model: 'auto'`: the model for a file whose first bytes are `header` (None: pixels with
+    no file) at `scale`, and why: {model, reason, facts}. The facts (format, a JPEG's quality
+    and subsampling) come from the header alone, with no Pillow; see routing.read_facts."""
+    facts = Facts() if header is None else read_facts(header.subarray(0, HEADER_BYTES).to_bytes())
+    return {**route(facts, scale, _routing(table)).to_js(), "facts": facts.to_js()}
 
 
 def sha256(data: JsProxy) -> str:

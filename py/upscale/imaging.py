@@ -37,7 +37,7 @@ from .errors import (
     NotAnImage,
     UnsupportedFormat,
 )
-from .routing import SUBSAMPLING, Facts, webp_is_lossless
+from .routing import read_facts
 
 # Pillow opens only these; anything else is refused before a decoder runs.
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
@@ -244,32 +244,9 @@ def encode_png(rgba: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-# The IJG (libjpeg) luminance table at quality 50, which its quality setting scales.
-IJG_LUMINANCE = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99])
 # waifu2x's noise levels by the quality they clean up (its authors' guidance: level 0 for
 # light, 3 for heavy compression); above the first bound a JPEG needs no noise removal.
 DENOISE_BELOW = ((90, 0), (80, 1), (65, 2), (45, 3))
-
-
-def ijg_table(quality: int) -> np.ndarray:
-    """The luminance table libjpeg writes at `quality` (1-100)."""
-    factor = 5000 // quality if quality < 50 else 200 - 2 * quality
-    return np.clip((IJG_LUMINANCE * factor + 50) // 100, 1, 255)
-
-
-def jpeg_quality(tables: dict) -> int | None:
-    """The libjpeg quality whose luminance table is nearest to the file's, or None without
-    one. Compared as sorted values, so the tables' coefficient order does not matter."""
-    luminance = tables.get(0)
-    if luminance is None or len(luminance) != 64:
-        return None
-    actual = np.sort(np.asarray(luminance, np.int64))
-    errors = [np.abs(np.sort(ijg_table(q)) - actual).sum() for q in range(1, 101)]
-    return int(np.argmin(errors)) + 1
 
 
 def suggested_denoise(quality: int | None) -> int | None:
@@ -283,29 +260,17 @@ def suggested_denoise(quality: int | None) -> int | None:
     return level
 
 
-def file_facts(image: Image.Image, data: bytes) -> Facts:
-    """What `auto` routes on, from an opened file's header (see routing.Facts)."""
-    quality = subsampling = None
-    if image.format == "JPEG":
-        from PIL import JpegImagePlugin
-
-        quality = jpeg_quality(getattr(image, "quantization", None) or {})
-        subsampling = SUBSAMPLING.get(JpegImagePlugin.get_sampling(image))
-    return Facts(image.format, quality, subsampling,
-                 lossless=image.format == "WEBP" and webp_is_lossless(data))
-
-
 def describe_file(data: bytes) -> dict:
     """Format, size, frames (an animation is upscaled as its first), the colour profile it
     is converted from (None for sRGB) and, for a JPEG, its estimated quality and the noise
     level to remove; from the header alone, no pixel decoded."""
     image = open_image(data)
-    quality = jpeg_quality(getattr(image, "quantization", None) or {}) \
-        if image.format == "JPEG" else None
+    facts = read_facts(data)
+    quality = facts.quality if image.format == "JPEG" else None
     profile = colour_profile(image)
     return {"format": image.format, "width": image.width, "height": image.height,
             "jpegQuality": quality, "denoise": suggested_denoise(quality),
             "frames": getattr(image, "n_frames", 1),
             "colourProfile": profile.name if profile else None,
             "colourConverted": bool(profile and profile.convertible),
-            "facts": file_facts(image, data).to_js()}
+            "facts": facts.to_js()}

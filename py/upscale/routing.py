@@ -20,6 +20,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import BAD_ROUTING, InvalidOptions
 
 TABLE_VERSION = 1
@@ -31,8 +33,8 @@ LOSSY_FORMATS = frozenset({"WEBP", "AVIF"})
 
 SPEED_FACTOR = 3
 
-# Pillow's JpegImagePlugin.get_sampling: the chroma subsampling of a JPEG's first component.
-SUBSAMPLING = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+# A JPEG's chroma subsampling by its first component's sampling factors (horizontal, vertical).
+SUBSAMPLING = {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,112 @@ class Facts:
     def to_js(self) -> dict:
         return {"format": self.format, "quality": self.quality,
                 "subsampling": self.subsampling, "lossless": self.lossless}
+
+
+# --- the facts, read from a file's first bytes (no Pillow: the storefront's engine has none) ---
+
+# How much of a file the facts are read from: a JPEG's tables sit before its first scan, after
+# its metadata (EXIF and an ICC profile, up to 64 KB each).
+HEADER_BYTES = 256 * 1024
+
+# The IJG (libjpeg) luminance table at quality 50, which its quality setting scales.
+IJG_LUMINANCE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99])
+
+
+def ijg_table(quality: int) -> np.ndarray:
+    """The luminance table libjpeg writes at `quality` (1-100)."""
+    factor = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((IJG_LUMINANCE * factor + 50) // 100, 1, 255)
+
+
+def jpeg_quality(tables: Mapping[int, list[int]]) -> int | None:
+    """The libjpeg quality whose luminance table is nearest to the file's, or None without
+    one. Compared as sorted values, so the tables' coefficient order does not matter."""
+    luminance = tables.get(0)
+    if luminance is None or len(luminance) != 64:
+        return None
+    actual = np.sort(np.asarray(luminance, np.int64))
+    errors = [np.abs(np.sort(ijg_table(q)) - actual).sum() for q in range(1, 101)]
+    return int(np.argmin(errors)) + 1
+
+
+# Start-of-frame markers (baseline, progressive, lossless, arithmetic): not DHT, JPG or DAC.
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_START_OF_SCAN = 0xDA
+_NO_LENGTH = frozenset({0x01, *range(0xD0, 0xDA)})  # TEM, RSTn, SOI, EOI
+
+
+def jpeg_header(data: bytes) -> tuple[dict[int, list[int]], str | None]:
+    """A JPEG's quantisation tables ({table id: 64 values}) and chroma subsampling, read from
+    its markers up to the first scan; what is missing or cut short is left out."""
+    tables: dict[int, list[int]] = {}
+    subsampling = None
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            break
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in _NO_LENGTH:
+            at += 2
+            continue
+        if marker == _START_OF_SCAN:
+            break
+        length = int.from_bytes(data[at + 2:at + 4], "big")
+        segment = data[at + 4:at + 2 + length]
+        if marker == 0xDB:
+            i = 0
+            while i < len(segment):
+                wide, table = segment[i] >> 4, segment[i] & 0x0F
+                size = 128 if wide else 64
+                values = segment[i + 1:i + 1 + size]
+                if len(values) < size:
+                    break
+                tables[table] = [int.from_bytes(values[k:k + 2], "big") for k in range(0, 128, 2)] \
+                    if wide else list(values)
+                i += 1 + size
+        elif marker in _SOF and len(segment) >= 9 and segment[5] == 3:
+            sampling = segment[7]
+            subsampling = SUBSAMPLING.get((sampling >> 4, sampling & 0x0F))
+        at += 2 + length
+    return tables, subsampling
+
+
+def sniff(data: bytes) -> str | None:
+    """The format of a file by its signature, as Pillow names it; None if not one routed."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:2] == b"BM":
+        return "BMP"
+    if data[4:12] in (b"ftypavif", b"ftypavis"):
+        return "AVIF"
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1"):
+        return "HEIF"
+    return None
+
+
+def read_facts(data: bytes) -> Facts:
+    """The facts of a file from its first bytes (HEADER_BYTES are enough); a file of no
+    routed format counts as pixels."""
+    kind = sniff(data)
+    if kind == "JPEG":
+        tables, subsampling = jpeg_header(data)
+        return Facts("JPEG", jpeg_quality(tables), subsampling)
+    if kind == "WEBP":
+        return Facts("WEBP", lossless=webp_is_lossless(data))
+    return Facts(kind)
 
 
 def webp_is_lossless(data: bytes) -> bool:

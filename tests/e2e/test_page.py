@@ -65,7 +65,8 @@ def fulfil_with(data: bytes):
 
 
 def mime(name: str) -> str:
-    return {".png": "image/png", ".jpg": "image/jpeg", ".txt": "text/plain"}.get(
+    return {".png": "image/png", ".jpg": "image/jpeg", ".avif": "image/avif",
+            ".txt": "text/plain"}.get(
         Path(name).suffix, "application/octet-stream")
 
 
@@ -383,8 +384,8 @@ def test_screenshots_idle_running_and_compare(app, site, photos, label, width, h
 
 # ---------- choosing a model ----------
 
-PURPOSE_GROUPS = ["Sharpest (photos)", "Fastest", "For JPEG noise", "For illustrations",
-                  "Most detail (needs a GPU)", "Older models"]
+PURPOSE_GROUPS = ["Automatic", "Sharpest (photos)", "Fastest", "For JPEG noise",
+                  "For illustrations", "Most detail (needs a GPU)", "Older models"]
 SPEED_HINT = ("About 4 s per megapixel on a computer without a GPU "
               "(measured on 2 CPU cores).")
 
@@ -412,10 +413,14 @@ def test_model_picker_groups_by_purpose_with_size_and_speed(app, site, dist_dir)
                          ("Most detail (needs a GPU)", "realesrgan-x4plus"),
                          ("Older models", "esrgan-thick-x4")]:
         assert model in members[label], (label, members[label])
-    assert sorted(sum(members.values(), [])) == sorted(by_id)
+    assert members["Automatic"] == ["auto", "auto-x4"]
+    assert sorted(sum(members.values(), [])) == sorted([*by_id, "auto", "auto-x4"])
 
+    expect(app.locator("#model")).to_have_value("auto")  # the default
+    expect(app.locator("#model-hint")).to_contain_text("Chooses per photo")
+    expect(app.locator("#engine")).to_contain_text("Ready: Automatic ×2", timeout=READY_MS)
     span = by_id["span-x2"]
-    expect(app.locator("#model")).to_have_value("span-x2")
+    app.select_option("#model", "span-x2")
     expect(app.locator("#model-hint")).to_have_text(
         f"{span['hint']} Download {megabytes(span['weightBytes'])}. {SPEED_HINT}")
     anime = by_id["realesrgan-anime-x2"]
@@ -427,7 +432,7 @@ def test_model_picker_groups_by_purpose_with_size_and_speed(app, site, dist_dir)
     app.evaluate("localStorage.setItem('upscale:settings', JSON.stringify({ model: 'gone-x9' }))")
     app.reload()
     open_page(app, site)
-    expect(app.locator("#model")).to_have_value("span-x2")
+    expect(app.locator("#model")).to_have_value("auto")
 
 
 # ---------- a model of the user's own ----------
@@ -469,7 +474,7 @@ def test_own_model_pair_is_used_and_kept_for_the_session(app, site, ncnn_files, 
     fresh.set_default_timeout(READY_MS)
     fresh.goto(f"{site}/index.html")
     expect(fresh.locator("#engine")).to_have_attribute("data-state", "ready", timeout=READY_MS)
-    expect(fresh.locator("#model")).to_have_value("span-x2")
+    expect(fresh.locator("#model")).to_have_value("auto")
     expect(fresh.locator("#model option[value^='custom:']")).to_have_count(0)
     fresh.close()
     no_errors(console_log)
@@ -482,7 +487,7 @@ def test_own_model_with_an_unknown_layer_is_refused_and_the_old_model_stays(
     swish = re.search(r"^Swish\s+(\S+)", text, flags=re.M)
     broken = (text[:swish.start()] + "Mystery" + text[swish.start() + len("Swish"):]).encode()
     open_page(app, site)
-    expect(app.locator("#model")).to_have_value("span-x2")
+    expect(app.locator("#model")).to_have_value("auto")
 
     app.set_input_files("#own-model", [{"name": "mystery.param", "mimeType": "text/plain",
                                         "buffer": broken}])
@@ -492,13 +497,43 @@ def test_own_model_with_an_unknown_layer_is_refused_and_the_old_model_stays(
     expect(app.locator("#engine-text")).to_have_text(OWN_REFUSED.format(layer=swish[1]),
                                                      timeout=READY_MS)
     expect(app.locator("#engine")).to_have_attribute("data-state", "error")
-    expect(app.locator("#model")).to_have_value("span-x2")
+    expect(app.locator("#model")).to_have_value("auto")
     expect(app.locator("#model option[value^='custom:']")).to_have_count(0)
     expect(app.locator(".item")).to_have_count(0)  # the pair never joined the image queue
 
     hand_over(app, {"kitten.png": png_bytes(kitten)})
     wait_state(app, "kitten.png", "done")
     expect(app.locator("#viewer-meta")).to_contain_text("96×64 → 192×128 · SPAN ×2")
+
+
+# ---------- `auto`: each photo its model ----------
+
+
+def test_auto_runs_each_photo_with_its_model_and_the_queue_says_which_and_why(
+        app, site, photos, console_log):
+    import pillow_avif  # noqa: F401  (registers AVIF with Pillow: the test's encoder)
+
+    from upscale.routing import RoutingTable, read_facts, route
+
+    table = RoutingTable.from_json(json.loads(assemble.ROUTING.read_text()))
+    labels = {m["id"]: m["label"] for m in assemble.built_catalogue()}
+    crop = Image.fromarray(photo_crop(photos, "chelsea.png", 96, 150, 60, height=64))
+    files = {}
+    for name, kind, options in (("cat.png", "PNG", {}), ("cat.jpg", "JPEG", {"quality": 60}),
+                                ("cat.avif", "AVIF", {"quality": 60})):
+        out = io.BytesIO()
+        crop.save(out, kind, **options)
+        files[name] = out.getvalue()
+    open_page(app, site)
+    hand_over(app, files)
+    for name, data in files.items():
+        wait_state(app, name, "done")
+        chosen = route(read_facts(data), 2, table)
+        expect(item(app, name).locator(".ran")).to_have_text(
+            f"{labels[chosen.model]} ({chosen.why})")
+    expect(item(app, "cat.jpg").locator(".ran")).to_contain_text("JPEG, quality ≈ 60, 4:2:0")
+    expect(item(app, "cat.avif").locator(".state")).to_contain_text("×2 · 192×128")
+    no_errors(console_log)
 
 
 # ---------- JPEG noise ----------
@@ -513,6 +548,7 @@ def test_compressed_jpeg_suggests_noise_removal_and_reruns_with_it(app, site, ph
     encoded = io.BytesIO()
     Image.fromarray(clean).save(encoded, format="JPEG", quality=30)
     open_page(app, site)
+    app.select_option("#model", "span-x2")  # chosen by hand: `auto` would clean it itself
     hand_over(app, {"blocky.jpg": encoded.getvalue()})
     entry = item(app, "blocky.jpg")
     note = entry.locator(".note")

@@ -3,6 +3,7 @@ working when the shop and the Upscale assets are on different origins."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from playwright.sync_api import expect
 
 from sitebuild import assemble, common, demo, serving
 from tests.corpus import encode
+from upscale.routing import RoutingTable, read_facts, route
 
 WAIT_MS = 300_000
 PRODUCTS = len(demo.SHOP_PRODUCTS)
@@ -357,3 +359,31 @@ def test_a_new_src_while_the_cached_result_loads_never_paints_the_old_one(shop, 
     done = events(shop, "upscale-done")
     assert [e["detail"]["fromCache"] for e in done] == [False], \
         "only the new photo's enlargement was painted, not the old one from the cache"
+
+
+def test_each_photo_gets_the_model_its_file_calls_for(shop, site, photos):
+    """`auto` in the embed: a q80 JPEG (the shop's thumbnails) gets a JPEG noise remover, a PNG
+    gets SPAN, each as routing.json says for its header; upscale-done says which and why."""
+    table = RoutingTable.from_json(json.loads(assemble.ROUTING.read_text()))
+    jpeg = demo.shop_photos()["shop/small/mission-patch.jpg"].read_bytes()
+    png = encode(Image.fromarray(photo_crop(photos, "chelsea.png", 150, 100, 40)), "PNG")
+    shop.route("**/shop/small/cat.png",
+               lambda request: request.fulfill(body=png, content_type="image/png"))
+    shop.goto(f"{site}/product.html")
+    shop.evaluate("""() => {
+        for (const src of ['shop/small/mission-patch.jpg', 'shop/small/cat.png']) {
+          const el = document.createElement('upscale-img');
+          const attributes = { src, scale: '2', width: '300', height: '300' };
+          for (const [name, value] of Object.entries(attributes)) el.setAttribute(name, value);
+          document.querySelector('main').prepend(el);
+        }
+    }""")
+    wait_finished(shop, ["shop/small/mission-patch.jpg", "shop/small/cat.png"])
+    done = {e["src"]: e["detail"] for e in events(shop, "upscale-done")}
+    for src, data in (("shop/small/mission-patch.jpg", jpeg), ("shop/small/cat.png", png)):
+        want = route(read_facts(data), 2, table)
+        assert (done[src]["model"], done[src]["reason"]) == (want.model, want.why), src
+    catalogue = {m["id"]: m for m in assemble.built_catalogue()}
+    assert done["shop/small/mission-patch.jpg"]["reason"] == "JPEG, quality ≈ 80, 4:2:0"
+    assert catalogue[done["shop/small/mission-patch.jpg"]["model"]]["purpose"] == "jpeg"
+    assert done["shop/small/cat.png"]["model"] == "span-x2"

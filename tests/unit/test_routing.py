@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from upscale.errors import BAD_ROUTING, InvalidOptions
-from upscale.imaging import describe_file, file_facts, open_image
+from upscale.imaging import describe_file, open_image
 from upscale.routing import (
     Band,
     Condition,
@@ -19,6 +19,9 @@ from upscale.routing import (
     RoutingTable,
     ScaleRoutes,
     build_table,
+    jpeg_header,
+    jpeg_quality,
+    read_facts,
     route,
     webp_is_lossless,
     winner,
@@ -93,11 +96,8 @@ def test_a_malformed_table_is_refused_naming_what_is_wrong(change, detail):
 
 def test_facts_come_from_the_header():
     jpeg = encoded("JPEG", quality=78, subsampling=2)
-    assert file_facts(open_image(jpeg), jpeg) == Facts("JPEG", 78, "4:2:0")
-    jpeg444 = encoded("JPEG", quality=95, subsampling=0)
-    assert file_facts(open_image(jpeg444), jpeg444) == Facts("JPEG", 95, "4:4:4")
-    png = encoded("PNG")
-    assert file_facts(open_image(png), png).kind == "lossless"
+    assert read_facts(jpeg) == Facts("JPEG", 78, "4:2:0")
+    assert read_facts(encoded("PNG")).kind == "lossless"
     assert describe_file(jpeg)["facts"] == {"format": "JPEG", "quality": 78,
                                             "subsampling": "4:2:0", "lossless": False}
 
@@ -105,8 +105,8 @@ def test_facts_come_from_the_header():
 def test_a_webp_says_whether_it_is_lossless():
     lossless, lossy = encoded("WEBP", lossless=True), encoded("WEBP", quality=80)
     assert webp_is_lossless(lossless) and not webp_is_lossless(lossy)
-    assert file_facts(open_image(lossless), lossless).kind == "lossless"
-    assert file_facts(open_image(lossy), lossy).kind == "webp"
+    assert read_facts(lossless).kind == "lossless"
+    assert read_facts(lossy).kind == "webp"
     assert not webp_is_lossless(b"RIFF\x00\x00\x00\x00WEBPVP8X")  # truncated: not claimed
 
 
@@ -138,3 +138,45 @@ def test_the_table_is_built_from_the_outcomes_with_bands_halfway_between_qualiti
     assert table == RoutingTable({2: ScaleRoutes(
         "sharp", (Band(70, "sharp", "jpeg-q90"), Band(0, "clean", "jpeg-q50")),
         {"webp": "clean"})}, "run 1")
+
+
+@pytest.mark.parametrize("quality", [30, 50, 75, 80, 90, 95])
+@pytest.mark.parametrize("subsampling, named", [(0, "4:4:4"), (1, "4:2:2"), (2, "4:2:0")])
+def test_the_header_reader_agrees_with_pillow(quality, subsampling, named):
+    """read_facts parses the markers itself (the storefront's engine has no Pillow): the same
+    tables, so the same quality estimate, and the same subsampling as Pillow reads."""
+    from PIL import JpegImagePlugin
+
+    data = encoded("JPEG", quality=quality, subsampling=subsampling)
+    image = open_image(data)
+    # the file's zigzag order; Pillow gives them in natural order
+    assert {k: sorted(v) for k, v in jpeg_header(data)[0].items()} == \
+        {k: sorted(v) for k, v in image.quantization.items()}
+    assert read_facts(data) == Facts("JPEG", jpeg_quality(image.quantization), named)
+    assert JpegImagePlugin.get_sampling(image) == subsampling
+    assert abs(read_facts(data).quality - quality) <= 1
+
+
+def test_the_header_reader_sees_past_metadata_and_stops_short_of_nothing():
+    rng = np.random.default_rng(5)
+    out = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 60000  # ImageDescription: a large APP1 segment before the tables
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+        out, "JPEG", quality=70, exif=exif.tobytes())
+    data = out.getvalue()
+    assert read_facts(data).quality == 70
+    assert read_facts(data[:100]) == Facts("JPEG", None, None)  # cut inside the header
+    assert read_facts(b"") == Facts()
+    assert read_facts(b"\xff\xd8\xff\xdb\x00\x02") == Facts("JPEG", None, None)
+
+
+def test_formats_are_sniffed_from_their_signatures():
+    assert read_facts(encoded("PNG")) == Facts("PNG")
+    assert read_facts(encoded("GIF")) == Facts("GIF")
+    assert read_facts(encoded("BMP")) == Facts("BMP")
+    assert read_facts(b"\x00\x00\x00\x1cftypavif" + bytes(20)).format == "AVIF"
+    assert read_facts(b"not an image").kind == "lossless"
+    gray = io.BytesIO()
+    Image.new("L", (8, 8)).save(gray, "JPEG", quality=60)
+    assert read_facts(gray.getvalue()) == Facts("JPEG", 60, None)

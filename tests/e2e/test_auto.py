@@ -1,0 +1,154 @@
+"""`model: 'auto'` in Chromium: each file gets the model routing.json gives its kind, the
+result and its progress say what ran and why, a named model wins, switching back and forth
+keeps models loaded (no second download, no leaked tensor), and an AVIF is decoded by the
+browser where Pillow cannot read it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from harness import TO_BASE64, photo_crop, psnr, serve_bytes
+from PIL import Image
+
+from sitebuild import assemble
+from upscale.routing import RoutingTable, read_facts, route
+
+TABLE = RoutingTable.from_json(json.loads(assemble.ROUTING.read_text()))
+
+# Runs in the page: one Upscaler with the defaults (model 'auto', x2) on WASM, kept for the
+# module; each job's result as base64 RGBA with what ran, the models its progress named, and
+# the engine's memory after it.
+AUTO_JOBS = """async ({ jobs }) => {
+  const { Upscaler } = await import('./upscale.js');
+""" + TO_BASE64 + """
+  window.__auto = window.__auto || new Upscaler({ backend: 'wasm' });
+  const up = window.__auto;
+  const info = await up.ready;
+  const results = [];
+  for (const job of jobs) {
+    const blob = await (await fetch(job.url)).blob();
+    let input = blob;
+    const options = { ...(job.options || {}) };
+    if (job.asPixels) {
+      input = await createImageBitmap(blob);
+      if (job.withFile) options.file = blob;
+    }
+    const named = new Set();
+    options.onProgress = (p) => named.add(`${p.model}|${p.reason}`);
+    try {
+      const out = await up.upscale(input, options);
+      results.push({ width: out.width, height: out.height, model: out.model, reason: out.reason,
+                     progress: [...named], memory: await up.memory(),
+                     rgba: toBase64(new Uint8Array(out.data.buffer)) });
+    } catch (error) {
+      results.push({ error: { name: error.name, message: error.message } });
+    }
+  }
+  return { info, results };
+}"""
+
+
+def run(page, jobs: list[dict]) -> dict:
+    page.set_default_timeout(180_000)
+    outcome = page.evaluate(AUTO_JOBS, {"jobs": jobs})
+    for result in outcome["results"]:
+        if "rgba" in result:
+            flat = np.frombuffer(base64.b64decode(result.pop("rgba")), np.uint8)
+            result["image"] = flat.reshape(result["height"], result["width"], 4)
+    return outcome
+
+
+def encoded(array: np.ndarray, kind: str, **options) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, kind, **options)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def small(photos) -> np.ndarray:
+    """A 48 px photo: the engine's work stays small, the file's kind is what matters."""
+    return photo_crop(photos, "coffee.png", 96, 200, 100)[::2, ::2].copy()
+
+
+def expected(data: bytes, scale: int = 2):
+    return route(read_facts(data), scale, TABLE)
+
+
+def test_each_file_gets_the_model_its_kind_is_routed_to(shared_app, small):
+    files = {"photo.png": encoded(small, "PNG"),
+             "q80.jpg": encoded(small, "JPEG", quality=80),
+             "q50.jpg": encoded(small, "JPEG", quality=50),
+             "q95.jpg": encoded(small, "JPEG", quality=95, subsampling=0)}
+    jobs = [{"url": serve_bytes(shared_app, f"auto-{name}", data)} for name, data in files.items()]
+    outcome = run(shared_app, jobs)
+    assert outcome["info"]["auto"] == {"scale": 2}
+    assert outcome["info"]["model"]["id"] == TABLE.preferred(2), "pixels' model loads first"
+    for (name, data), result in zip(files.items(), outcome["results"], strict=True):
+        want = expected(data)
+        assert (result["model"], result["reason"]) == (want.model, want.why), name
+        assert result["progress"] == [f"{want.model}|{want.why}"], name
+        assert result["image"].shape == (96, 96, 4), name
+    reasons = [r["reason"] for r in outcome["results"]]
+    assert reasons == ["PNG: no compression noise", "JPEG, quality ≈ 80, 4:2:0",
+                       "JPEG, quality ≈ 50, 4:2:0", "JPEG, quality ≈ 95, 4:4:4"]
+    # the table sends a q80 JPEG elsewhere than a PNG (else this test would show nothing)
+    assert outcome["results"][1]["model"] != outcome["results"][0]["model"]
+
+
+def test_a_named_model_wins_and_pixels_route_by_the_file_they_came_from(shared_app, small):
+    jpeg = serve_bytes(shared_app, "auto-named.jpg", encoded(small, "JPEG", quality=70),
+                       "image/jpeg")
+    want = expected(encoded(small, "JPEG", quality=70))
+    outcome = run(shared_app, [
+        {"url": jpeg, "options": {"model": TABLE.preferred(2)}},
+        {"url": jpeg, "asPixels": True, "withFile": True},
+        {"url": jpeg, "asPixels": True},
+        {"url": jpeg, "options": {"scale": 4}},
+        {"url": jpeg, "options": {"scale": 3}},
+    ])
+    named, with_file, pixels, x4, x3 = outcome["results"]
+    assert (named["model"], named["reason"]) == (TABLE.preferred(2), "named by the caller")
+    assert (with_file["model"], with_file["reason"]) == (want.model, want.why)
+    assert pixels["model"] == TABLE.preferred(2)
+    assert pixels["reason"] == "pixels, not a file: no compression to undo"
+    assert x4["image"].shape == (192, 192, 4)
+    assert x4["model"] == expected(encoded(small, "JPEG", quality=70), 4).model
+    assert x3["error"] == {"name": "InvalidOptions",
+                           "message": "model 'auto' needs a scale it routes: 3 is not one of 2, 4"}
+
+
+def test_switching_back_and_forth_downloads_once_and_leaks_nothing(shared_app, small):
+    fetched = []
+    shared_app.context.on("request", lambda r: fetched.append(r.url)
+                          if r.url.endswith("/model.json") else None)
+    png = serve_bytes(shared_app, "switch.png", encoded(small, "PNG"))
+    jpeg = serve_bytes(shared_app, "switch.jpg", encoded(small, "JPEG", quality=60), "image/jpeg")
+    jobs = [{"url": png}, {"url": jpeg}] * 3
+    results = run(shared_app, jobs)["results"]
+    models = [r["model"] for r in results]
+    assert models[0] != models[1] and models == models[:2] * 3
+    memory = [r["memory"] for r in results]
+    assert memory[2]["tensors"] == memory[4]["tensors"], memory  # a round trip holds no more
+    assert memory[3]["tensors"] == memory[5]["tensors"], memory
+    assert memory[5]["tilesRun"] > memory[3]["tilesRun"]
+    assert len(fetched) <= 2, fetched  # each model's files at most once, however often used
+
+
+def test_an_avif_is_decoded_by_the_browser_and_upscaled(shared_app, small):
+    import pillow_avif  # noqa: F401  (registers AVIF with Pillow: the test's encoder)
+
+    data = encoded(small, "AVIF", quality=70)
+    assert data[4:12] == b"ftypavif"
+    url = serve_bytes(shared_app, "photo.avif", data, "image/avif")
+    (result,) = run(shared_app, [{"url": url}])["results"]
+    assert "error" not in result, result
+    assert result["image"].shape == (96, 96, 4)
+    want = expected(data)
+    assert (result["model"], result["reason"]) == (want.model, want.why)
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    bicubic = np.asarray(Image.fromarray(decoded).resize((96, 96), Image.Resampling.BICUBIC))
+    assert psnr(result["image"][..., :3], bicubic) > 25, "the browser's pixels, enlarged"
