@@ -415,12 +415,18 @@ def ms_per_megapixel(quality: dict) -> dict[str, float]:
 # --- the run ---------------------------------------------------------------------------------
 
 def default_model() -> str:
-    """The model a page gets when it names none: DEFAULT_MODEL in web/upscale.js."""
+    """The model a page gets for a photo when it names none: DEFAULT_MODEL in web/upscale.js;
+    for 'auto', the one routing.json gives pixels and lossless files at x2 (the speed sections
+    time that one: what a photo handed over as pixels runs)."""
+    from upscale.routing import RoutingTable
+
     found = re.search(r"export const DEFAULT_MODEL = '([^']+)'",
                       (ROOT / "web" / "upscale.js").read_text())
     if not found:
         raise SystemExit("bench: no DEFAULT_MODEL in web/upscale.js")
-    return found.group(1)
+    if found.group(1) != "auto":
+        return found.group(1)
+    return RoutingTable.from_json(json.loads(assemble.ROUTING.read_text())).preferred(2)
 
 
 DEFAULT_MODEL = default_model()
