@@ -265,8 +265,9 @@ async function startEngine() {
   await restoreOwnModel();
   fillModelPicker();
   state.upscaler = new Upscaler(engineChoice(settings.model));
+  let info;
   try {
-    const info = await state.upscaler.ready;
+    info = await state.upscaler.ready;
     state.engineReady = true;
     state.loaded = settings.model;
     showEngine(info);

@@ -440,7 +440,8 @@ def test_model_picker_groups_by_purpose_with_size_and_speed(app, site, dist_dir)
 OWN_NO_BIN = ("mystery.param came without its weights: choose or drop its .bin file "
               "together with it.")
 OWN_REFUSED = ("mystery could not be used: layer type Mystery ({layer}) is not supported: "
-               "Upscale refuses it rather than run it wrongly. Still using SPAN ×2.")
+               "Upscale refuses it rather than run it wrongly. "
+               "Still using Automatic ×2: the best model for each photo.")
 SPAN_X4_BICUBIC_DB = 24.0  # SPAN x4 vs Pillow's bicubic x4: the same picture, sharper
 
 

@@ -209,10 +209,10 @@ def test_a_shop_policy_that_refuses_the_worker_keeps_the_originals_and_says_why(
 
 
 # A file of each kind the engine checks: a script it starts with, one only its tile workers
-# run, Pyodide's WebAssembly (which Pyodide fetches itself) and the catalogue (which names
-# every model file's sha256).
+# run, Pyodide's WebAssembly (which Pyodide fetches itself), the catalogue (which names every
+# model file's sha256) and the routing table (which the page reads itself, for `auto`).
 CHANGED = {"worker.js": "web", "tf-backend-wasm.es2017.min.js": "vendor/tfjs",
-           "pyodide.asm.wasm": "vendor/pyodide", "models.json": "web"}
+           "pyodide.asm.wasm": "vendor/pyodide", "models.json": "web", "routing.json": "web"}
 
 
 @pytest.mark.parametrize("name", sorted(CHANGED))
@@ -242,8 +242,8 @@ def test_a_changed_engine_file_stops_the_engine_and_the_originals_stay(
     assert {e["detail"]["name"] for e in errors} == {"IntegrityError"}, errors
     assert f"{name} is not the file this build of Upscale was made with" in \
         errors[0]["detail"]["message"], errors[0]
-    # The page reads the catalogue itself first: changed, it starts no engine at all.
-    assert shop.evaluate("window.__workers") == (name != "models.json"), "not one per image"
+    # The page reads the routing table itself first: changed, it starts no engine at all.
+    assert shop.evaluate("window.__workers") == (name != "routing.json"), "not one per image"
     # The browser logs the refused file itself; that is the check working.
     console_log[:] = [line for line in console_log if "integrity" not in line.lower()]
     assert not uncaught(console_log), uncaught(console_log)
