@@ -23,6 +23,12 @@ def load_manifests() -> list[dict]:
         manifest = json.loads(path.read_text())
         if manifest.get("id") != path.stem:
             raise BuildError(f"{path.name}: id {manifest.get('id')!r} must match the file name")
+        run, scale = manifest.get("runScale"), manifest.get("scale")
+        if run is not None and not (isinstance(run, int) and isinstance(scale, int)
+                                    and run > scale and run % scale == 0):
+            raise BuildError(f"{path.name}: runScale {run!r} must be a whole multiple of "
+                             f"scale {scale!r}, larger than it (the network's output is reduced "
+                             f"to the scale)")
         manifests.append(manifest)
     return manifests
 
@@ -135,6 +141,12 @@ def ncnn_sources(manifests: list[dict]) -> dict[str, tuple[Path, Path]]:
     return found
 
 
+def network_scale(manifest: dict) -> int:
+    """The scale the manifest's network itself enlarges by: its "runScale" where the result is
+    the network's output reduced (a x4 network serving x2), else its scale."""
+    return manifest.get("runScale") or manifest["scale"]
+
+
 def converted_models(manifests: list[dict]) -> dict[str, Path]:
     """The ncnn models as TF.js graph models: {manifest id: folder with model.json, shards
     and meta.json}, converted once per (converter, model files) and then cached."""
@@ -146,10 +158,13 @@ def converted_models(manifests: list[dict]) -> dict[str, Path]:
         folder = cache_dir() / "converted" / key.hexdigest()[:16]
         folders[model_id] = folder
         if not (folder / "meta.json").is_file():
-            todo[model_id] = {"param": str(param), "bin": str(weights), "out": str(folder)}
+            # keyed by the folder: manifests that name the same files share one conversion
+            todo.setdefault(folder, {"param": str(param), "bin": str(weights),
+                                     "out": str(folder), "ids": []})["ids"].append(model_id)
     if todo:
         python = ensure_env(test=False)
-        log(f"converting {len(todo)} ncnn model(s) to TF.js: {', '.join(todo)}")
+        names = ", ".join(" = ".join(job["ids"]) for job in todo.values())
+        log(f"converting {len(todo)} ncnn model(s) to TF.js: {names}")
         result = subprocess.run([str(python), str(ROOT / "build.py"), "convert-ncnn",
                                  json.dumps(list(todo.values()))])
         if result.returncode != 0:

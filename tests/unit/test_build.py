@@ -345,6 +345,40 @@ def test_an_npm_carrier_refuses_links_missing_files_and_other_bytes(carrier, mon
         models.ncnn_sources([wrong])
 
 
+def test_two_manifests_naming_one_network_convert_it_once(cache, monkeypatch, tmp_path):
+    pair = (tmp_path / "net.param", tmp_path / "net.bin")
+    pair[0].write_text("7767517 param")
+    pair[1].write_bytes(b"weights")
+    monkeypatch.setattr(models, "ncnn_sources", lambda manifests: {"net-x4": pair,
+                                                                   "net-x2": pair})
+    monkeypatch.setattr(models, "ensure_env", lambda test: Path("python"))
+    jobs = []
+
+    class Ran:
+        returncode = 0
+
+    def run(command, **kwargs):
+        jobs.extend(json.loads(command[-1]))
+        return Ran()
+
+    monkeypatch.setattr(subprocess, "run", run)
+    folders = models.converted_models([])
+    assert folders["net-x4"] == folders["net-x2"]
+    assert [job["ids"] for job in jobs] == [["net-x4", "net-x2"]]
+
+
+def test_a_run_scale_must_be_a_multiple_of_the_scale(monkeypatch, tmp_path):
+    monkeypatch.setattr(models, "ROOT", tmp_path)
+    (tmp_path / "models").mkdir()
+    manifest = tmp_path / "models" / "net-x3.json"
+    manifest.write_text(json.dumps({"id": "net-x3", "scale": 2, "runScale": 4}))
+    assert models.load_manifests()[0]["runScale"] == 4
+    for scale, run in ((3, 4), (4, 4), (2, 4.0), (2, "4")):
+        manifest.write_text(json.dumps({"id": "net-x3", "scale": scale, "runScale": run}))
+        with pytest.raises(common.BuildError, match="must be a whole multiple of"):
+            models.load_manifests()
+
+
 @pytest.mark.parametrize(("header", "expected"), [
     ("gzip, deflate, br, zstd", ["br", "gzip"]), ("GZIP", ["gzip"]), ("br;q=0, gzip;q=0.5",
     ["gzip"]), ("identity", []), (None, []), ("br;q=x", [])])
