@@ -29,6 +29,7 @@ const PURPOSES = [
   ['sharpest', 'Sharpest (photos)'],
   ['fastest', 'Fastest'],
   ['jpeg', 'For JPEG noise'],
+  ['restore', 'Blurry or noisy photos'],
   ['illustration', 'For illustrations'],
   ['detail', 'Most detail (needs a GPU)'],
   ['legacy', 'Older models'],

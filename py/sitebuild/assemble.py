@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .common import DIST, NODE_MODULES, PYODIDE_DIR, ROOT, BuildError, cache_dir, log, sha256_file
 from .demo import embed_integrity, shop_photos
-from .models import converted_models, load_manifests, model_files
+from .models import converted_models, load_manifests, model_files, network_scale
 from .provision import ensure_env
 from .serving import COMPRESSIBLE, ENCODINGS, HASHED_PREFIXES, headers_file
 from .vendor import (
@@ -78,10 +78,11 @@ def model_sources(manifest: dict, converted: dict[str, Path]) -> dict[str, Path]
     if manifest.get("format") == "ncnn":
         folder = converted[manifest["id"]]
         meta = json.loads((folder / "meta.json").read_text())
-        for key in ("scale", "margin"):
-            if manifest[key] != meta[key]:
+        declared = {"scale": network_scale(manifest), "margin": manifest["margin"]}
+        for key, value in declared.items():
+            if value != meta[key]:
                 raise BuildError(f"model {manifest['id']}: the manifest says {key} "
-                                 f"{manifest[key]}, the converted network has {meta[key]}")
+                                 f"{value}, the converted network has {meta[key]}")
         return {path.name: path for path in sorted(folder.iterdir()) if path.name != "meta.json"}
     return {rel.rsplit("/", 1)[1]: NODE_MODULES / rel for rel in model_files(manifest)}
 

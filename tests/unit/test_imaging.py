@@ -73,6 +73,20 @@ def test_a_larger_fixed_patch_counts_a_taller_blend_band():
         limits.check(3300, 3300, 2, patch=3300)
 
 
+def test_a_network_run_above_the_scale_counts_its_output_but_not_its_width():
+    """A x4 network serving x2 stitches its whole output (RGB) before reducing it, and its
+    blend band is as wide as that output; the canvas bound is the result's."""
+    small, large = Limits.for_device(4), Limits.for_device(8)
+    with pytest.raises(errors.ImageTooLarge) as raised:
+        small.check(4096, 4096, 2, run_scale=4)
+    message = str(raised.value)
+    assert message.startswith("a 8192x8192 result would hold about 1,968 MB")
+    assert "the network's output before it is reduced 768 MB" in message
+    assert "the blend band 192 MB" in message
+    large.check(4096, 4096, 2, run_scale=4)
+    Limits().check(16_383, 16, 2, run_scale=4)  # the network's 65532 px are never a canvas
+
+
 def test_what_the_awkward_ones_decode_to():
     rotated = decode(CORPUS["EXIF rotation"].data, 2, Limits())
     assert rotated.shape[:2] == (24, 16), "orientation 6 is applied: portrait"

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from upscale.errors import (
+    BAD_REDUCE,
     PATCH_TOO_SMALL,
     Cancelled,
     InvalidImage,
@@ -14,6 +15,7 @@ from upscale.errors import (
     ModelOutputError,
 )
 from upscale.pipeline import Options, upscale
+from upscale.stitch import reduce_into
 from upscale.tiling import TilePlan
 
 
@@ -248,3 +250,59 @@ def test_a_model_with_a_margin_gets_it_from_neighbours_and_repeated_edges(height
     np.testing.assert_array_equal(out[: rows * scale, : cols * scale],
                                   want[: rows * scale, : cols * scale])
     assert set(shapes) == {(patch + 2 * margin, patch + 2 * margin, 3)}
+
+
+# --- a network run above the scale asked for, its output reduced -------------------------
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (7, 300), (33, 32), (65, 129)])
+@pytest.mark.parametrize(("scale", "reduce"), [(4, 2), (4, 4), (3, 3)])
+def test_a_reduced_result_is_the_networks_stitched_output_made_smaller(height, width, scale,
+                                                                       reduce):
+    """Tiled at the network's scale (the tiles are its), then reduced: the same as the whole
+    network output reduced at once, input x (scale / reduce) in size."""
+    image = random_image(height, width, seed=height + width)
+    predict = nearest(scale)
+    out = run_sync(upscale(image, predict, Options(scale, 32, 4, reduce=reduce)))
+    want = reduce_into(enlarge(image, scale),
+                       np.empty((height * scale // reduce, width * scale // reduce, 3),
+                                np.uint8), reduce)
+    np.testing.assert_array_equal(out, want)
+    assert set(predict.calls) == {(32, 32, 3)}
+
+
+def test_a_reduced_result_keeps_alpha_at_its_own_size():
+    rgba = random_image(21, 30, 4)
+    rgba[:10, :, 3] = 0
+    rgba[10:, :, 3] = 255
+    out = run_sync(upscale(rgba, nearest(4), Options(4, 16, 4, reduce=2)))
+    assert out.shape == (42, 60, 4)
+    assert (out[:16, :, 3] == 0).all() and (out[24:, :, 3] == 255).all()
+    opaque = rgba.copy()
+    opaque[..., 3] = 255
+    out = run_sync(upscale(opaque, nearest(4), Options(4, 16, 4, reduce=2)))
+    assert (out[..., 3] == 255).all()
+
+
+def test_a_reduced_result_is_painted_once_over_by_the_tiles():
+    """Each tile previews the result pixels whose last network pixel it owns: together they
+    cover the result once, each region its tile's own output there, reduced."""
+    image = random_image(70, 45)
+    network = enlarge(image, 4)  # what every tile of the fake model returns, where it reads
+    count = np.zeros((140, 90), np.int32)
+
+    def paint(region, pixels):
+        block = network[region.scaled(2).slices()]
+        want = reduce_into(block, np.empty((region.height, region.width, 3), np.uint8), 2)
+        np.testing.assert_array_equal(pixels, want)
+        count[region.slices()] += 1
+
+    run_sync(upscale(image, nearest(4), Options(4, 32, 5, reduce=2), on_tile=paint))
+    np.testing.assert_array_equal(count, 1)
+
+
+@pytest.mark.parametrize("bad", [0, 3, 2.0, True])
+def test_reduce_must_divide_the_scale(bad):
+    with pytest.raises(InvalidOptions) as error:
+        run_sync(upscale(random_image(8, 8), nearest(4), Options(4, 16, 2, reduce=bad)))
+    assert str(error.value) == BAD_REDUCE.format(scale=4, reduce=bad)

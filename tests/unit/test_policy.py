@@ -232,3 +232,43 @@ def test_the_ncnn_entry_point_refuses_missing_files_and_a_bad_range(bridge):
     for bad in ([1, 2], [0, 0], [0], "0-1", [0, True]):
         refusal = bridge.convert_ncnn(param, param, None, bad)
         assert refusal.name == "InvalidOptions" and "inputRange" in refusal.message, bad
+
+
+class Proxy:
+    """A stand-in for a JsProxy the worker hands in: to_py() gives the value."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def to_py(self):
+        return self.value
+
+
+GENERAL_X2 = {"id": "general-x2", "scale": 2, "runScale": 4, "patchSize": 128, "padding": 24}
+
+
+def test_a_network_run_above_the_scale_is_tiled_at_its_own_and_its_result_reduced(bridge):
+    """A x4 network serving x2: the tile rule is the x4 network's (its tiles, its memory bound),
+    and carries by how much the stitched output is reduced; a job's result is x2, checked as
+    such, with the network's output counted."""
+    rule = bridge.tile_for(Proxy(GENERAL_X2), Proxy([64] * 33 + [48]), "wasm", 2, 128, None,
+                           False, None)
+    own = tile_rule({**GENERAL_X2, "scale": 4}, [64] * 33 + [48], "wasm", 2, 128)
+    assert rule == {**own.to_js(), "reduce": 2}
+    options = bridge._job(Proxy(rule), 96)
+    assert (options.scale, options.reduce, options.result_scale) == (4, 2, 2)
+    assert options.patch_size == 96 and options.padding == 24
+    plain = bridge.tile_for(Proxy(SLIM_X4), Proxy(SLIM_WIDTHS), "wasm", 2, 64, None, False,
+                            None)
+    assert plain["reduce"] == 1 and bridge._job(Proxy(plain)).result_scale == 4
+    assert bridge.check_size(16_383, 16, Proxy(rule), None, 8) is None  # 32766 px wide
+    refused = bridge.check_size(4096, 4096, Proxy(rule), None, 4)
+    assert refused.name == "ImageTooLarge" and "8192x8192 result" in refused.message
+    assert "the network's output before it is reduced" in refused.message
+
+
+def test_a_run_scale_that_is_not_a_multiple_of_the_scale_is_refused(bridge):
+    refusal = bridge.tile_for(Proxy({**GENERAL_X2, "scale": 3}), Proxy([48]), "wasm", 1, 32,
+                              None, False, None)
+    assert refusal == bridge.Refusal("InvalidOptions",
+                                     "runScale 4 must be a whole multiple of the scale 3")

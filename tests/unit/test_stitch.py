@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from upscale.stitch import Stitcher
+from upscale import stitch
+from upscale.stitch import Stitcher, reduce_into
 from upscale.tiling import TilePlan
 
 
@@ -42,6 +43,48 @@ def test_overlapping_tiles_hand_over_gradually_not_at_a_cut():
     assert (np.diff(row) >= 0).all() and row[0] == 40 and row[-1] == 240
     between = row[(row > 40) & (row < 240)]
     assert len(between) >= 4, row
+
+
+# --- reducing the network's output (a x4 network serving x2) ------------------------------
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (2, 7), (45, 30), (130, 3)])
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_reduce_is_pillows_bilinear_to_within_a_level(height, width, factor):
+    """Pillow's BILINEAR at a whole factor (a triangle, renormalised at the edges), in numpy:
+    the worker has no Pillow unless a file was decoded. Pillow rounds between its two passes,
+    hence one level."""
+    from PIL import Image
+
+    image = np.random.default_rng(factor).integers(
+        0, 256, (height * factor, width * factor, 3), np.uint8)
+    mine = reduce_into(image, np.empty((height, width, 3), np.uint8), factor)
+    pillow = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    assert np.abs(mine.astype(int) - pillow).max() <= 1
+
+
+def test_reduce_works_in_bands_with_the_whole_images_edges(monkeypatch):
+    image = np.random.default_rng(7).integers(0, 256, (2 * 75, 2 * 20, 3), np.uint8)
+    whole = reduce_into(image, np.empty((75, 20, 3), np.uint8), 2)
+    monkeypatch.setattr(stitch, "REDUCE_BAND_ROWS", 4)
+    banded = reduce_into(image, np.empty((75, 20, 3), np.uint8), 2)
+    np.testing.assert_array_equal(banded, whole)
+
+
+def test_reduce_keeps_a_constant_and_a_ramp_inside_the_edges():
+    flat = np.full((8, 12, 3), 77, np.uint8)
+    assert (reduce_into(flat, np.empty((4, 6, 3), np.uint8), 2) == 77).all()
+    ramp = np.ascontiguousarray(np.broadcast_to(
+        np.arange(0, 256, 2, dtype=np.uint8)[None, :, None], (6, 128, 3)))
+    halved = reduce_into(ramp, np.empty((3, 64, 3), np.uint8), 2)
+    # pixels 2i and 2i + 1 hold 4i and 4i + 2: the filter is centred between them
+    np.testing.assert_array_equal(halved[:, 1:-1], np.broadcast_to(
+        (4 * np.arange(1, 63) + 1)[None, :, None], (3, 62, 3)))
+
+
+def test_reduce_refuses_a_target_of_another_size():
+    with pytest.raises(ValueError, match="is not 2 times"):
+        reduce_into(np.zeros((10, 10, 3), np.uint8), np.zeros((4, 5, 3), np.uint8), 2)
 
 
 # The stitcher, decided from data: on a real model the blend is closer to the whole-image
