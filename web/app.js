@@ -580,6 +580,11 @@ function updateJob(job) {
     const download = button(saving ? 'Writing…' : 'Download', () => downloadJob(job), `Download ${job.name} upscaled`);
     download.disabled = saving;
     actions.append(download);
+    const restore = restoreEntry(job.model);
+    if (restore) {
+      actions.append(button('Restore blur', () => useDenoise(job, restore),
+        `Restore ${job.name}: sharpen a blurry or noisy photo with ${restore.label}`));
+    }
   }
   if (job.state === 'error') {
     item.dataset.error = job.error.name;
@@ -808,6 +813,15 @@ function remarks(facts) {
     out.push(`Its colour profile (${facts.colourProfile}) could not be converted: colours may look different.`);
   }
   return out;
+}
+
+/**
+ * The catalogue's model for blurry or noisy photos at `model`'s scale, for the one-click rerun
+ * of a result that came back as soft as it went in; none for a result it made already.
+ */
+function restoreEntry(model) {
+  if (!model || model.purpose === 'restore') return undefined;
+  return state.models.find((m) => m.purpose === 'restore' && m.scale === model.scale);
 }
 
 /** The catalogue's waifu2x entry that removes noise of `level`. */

@@ -536,6 +536,16 @@ def test_auto_runs_each_photo_with_its_model_and_the_queue_says_which_and_why(
             f"{labels[chosen.model]} ({chosen.why})")
     expect(item(app, "cat.jpg").locator(".ran")).to_contain_text("JPEG, quality ≈ 60, 4:2:0")
     expect(item(app, "cat.avif").locator(".state")).to_contain_text("×2 · 192×128")
+
+    # a blurry photo: one click runs it again with the model for blur and noise
+    restore = next(m for m in assemble.built_catalogue()
+                   if m["purpose"] == "restore" and m["scale"] == 2)
+    item(app, "cat.jpg").get_by_role("button", name=re.compile("^Restore cat.jpg")).click()
+    expect(app.locator("#model")).to_have_value(restore["id"])
+    expect(app.locator("#viewer-meta")).to_contain_text(f"96×64 → 192×128 · {restore['label']}",
+                                                        timeout=JOB_MS)
+    wait_state(app, "cat.jpg", "done")
+    expect(item(app, "cat.jpg").get_by_role("button", name=re.compile("^Restore"))).to_have_count(0)
     no_errors(console_log)
 
 
