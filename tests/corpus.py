@@ -37,6 +37,16 @@ def photo(width: int = 24, height: int = 16, seed: int = 0) -> Image.Image:
     return Image.fromarray(pixels)
 
 
+def bars(side: int, width: int = 8) -> np.ndarray:
+    """Black and white vertical bars: hard edges, 0 and 255 only, on which half floats are held
+    against float32 (SPAN on WebGL). Not a checkerboard, a disc or a diagonal edge: there
+    span-x2's own float32 output reaches +-25 (4 px checkerboard) to +-3600 (1 px) where [0, 1]
+    is meant, and an input change of 1e-5 moves it by grey levels: any two ways of computing
+    it, float32 ones included, disagree."""
+    column = np.where((np.arange(side) // width) % 2 == 0, 255, 0).astype(np.uint8)
+    return np.broadcast_to(column[None, :, None], (side, side, 3)).copy()
+
+
 def png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 

@@ -465,10 +465,12 @@ async function moveToWasm(why, manifest, artifacts = null) {
 }
 
 /**
- * SPAN scales its input by 255 inside, and a high-contrast tile then overflows float16: on a
- * half-float WebGL (a phone without float32 render targets) it paints garbage (measured: 8.6 dB
- * against float32 on a black and white pattern, where other models keep 59 dB and more). Such
- * models say `"float16": false`; the engine runs them on WebAssembly there.
+ * A model that half floats would break (tensors past float16's 65504, or rounding its layers
+ * multiply) says `"float16": false`; on a half-float WebGL (a phone without float32 render
+ * targets) the engine runs it on WebAssembly. No catalogue model says so today. SPAN did, for
+ * a black and white pattern, but nothing in it comes near 65504 on photos, where it keeps 60 dB
+ * of float32, nor on black and white bars (57 dB; span-x4 41.6 dB); on checkerboards SPAN's own
+ * float32 output is noise, which half floats only change into other noise. README: Models.
  */
 function overflowsHere(manifest) {
   return manifest.float16 === false && state.backend === 'webgl' && !state.pool && TfBridge.halfFloat();

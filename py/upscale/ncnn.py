@@ -14,6 +14,13 @@ transpose runs per tile. Layers are mapped to plain TF ops; anything else is ref
   DepthToSpace) over an edge-replicated border, which is what ncnn's bilinear and (for
   downscaling) bicubic do at the image edge; nearest by an integer factor is a DepthToSpace
   of repeated channels.
+
+One rewrite keeps large values out of the graph: a multiplication by a constant is not run
+where convolutions read its result; they take the factor into their weights instead (exact,
+zero padding included: s * 0 = 0). SPAN subtracts a mean from its [0, 1] input and multiplies
+by 255; the 255 goes into the first convolution, the subtraction stays as it is, because a
+mean folded into the bias would be wrong at the image border, where that convolution pads
+(x - mean) * 255 with zeros, not x.
 """
 
 from __future__ import annotations
@@ -189,6 +196,10 @@ class Blob:
     ref: str  # the TF node output that holds it ("name" or "name:i")
     channels: int
     side: Side | None  # None: a constant that broadcasts (MemoryData)
+    # The blob is `ref` times `factor`: a BinaryOp (named `deferred`) not yet run, which a
+    # convolution reading the blob takes into its weights, and anything else runs first.
+    factor: float = 1.0
+    deferred: str = ""
 
 
 # --- the TF.js graph being written -------------------------------------------------------
@@ -292,19 +303,34 @@ class _Converter:
         # Conv nodes whose activation slot is still free, by the blob they produce.
         self.fusable: dict[str, dict] = {}
         self.produced_by_conv: dict[str, dict] = {}  # blob: the plain conv node making it
+        self.applied: dict[tuple[str, float], str] = {}  # a deferred factor, once it ran
 
     # helpers
 
-    def input(self, layer: Layer, index: int = 0) -> Blob:
+    def raw_input(self, layer: Layer, index: int = 0) -> Blob:
+        """The blob as it is, a deferred factor included (for a layer that can take it)."""
         try:
             return self.blobs[layer.inputs[index]]
         except (KeyError, IndexError):
             raise InvalidModel(BAD_MODEL.format(
                 detail=f"{layer.name} reads a blob no earlier layer makes")) from None
 
+    def input(self, layer: Layer, index: int = 0) -> Blob:
+        return self.applied_factor(self.raw_input(layer, index))
+
+    def applied_factor(self, blob: Blob) -> Blob:
+        """`blob` with its deferred factor run (once, however many layers read it)."""
+        if blob.factor == 1:
+            return blob
+        key = (blob.ref, blob.factor)
+        if key not in self.applied:
+            self.applied[key] = self._binary("Mul", blob.deferred, blob.ref, self.scalar(
+                blob.deferred + "/b", blob.factor))
+        return Blob(self.applied[key], blob.channels, blob.side)
+
     def output(self, layer: Layer, ref: str, channels: int, side: Side | None,
-               index: int = 0) -> None:
-        self.blobs[layer.outputs[index]] = Blob(ref, channels, side)
+               index: int = 0, factor: float = 1.0, deferred: str = "") -> None:
+        self.blobs[layer.outputs[index]] = Blob(ref, channels, side, factor, deferred)
 
     def scalar(self, name: str, value: float) -> str:
         return self.graph.const(name, np.array(value, np.float32))
@@ -335,7 +361,7 @@ class _Converter:
         if len(ends) != 1:
             raise InvalidModel(BAD_MODEL.format(
                 detail=f"an upscaler has one output; this model has {len(ends)}"))
-        out = self.blobs[ends[0]]
+        out = self.applied_factor(self.blobs[ends[0]])
         if out.side is None or out.channels != 3:
             raise InvalidModel(NOT_AN_UPSCALER.format(detail=f"its output has {out.channels} "
                                                              "channels, not 3 (RGB)"))
@@ -378,7 +404,7 @@ class _Converter:
     layer_Dropout = layer_Noop  # inference: the identity (ncnn's scale param is 1 for SR)
 
     def layer_Split(self, layer: Layer) -> None:
-        source = self.input(layer)
+        source = self.raw_input(layer)  # a deferred factor goes on to every reader
         for blob in layer.outputs:
             self.blobs[blob] = source
 
@@ -554,10 +580,13 @@ class _Converter:
         self._convolution(layer, groups=layer.int(7, 1))
 
     def _convolution(self, layer: Layer, groups: int) -> None:
-        x = self.input(layer)
+        geo = self._conv_geometry(layer)
+        x = self.raw_input(layer)
+        factor = x.factor
+        if geo["pad_value"] != 0:  # the border would need the pad value divided by the factor
+            x, factor = self.applied_factor(x), 1.0
         if x.side is None:
             raise self.refuse(layer, "a convolution of a constant")
-        geo = self._conv_geometry(layer)
         out_ch, kh, kw = layer.int(0), geo["kh"], geo["kw"]
         size = layer.int(6)
         if groups < 1 or x.channels % groups or out_ch % groups or out_ch <= 0 or kh <= 0:
@@ -571,6 +600,11 @@ class _Converter:
         weights, half = self.weights.tagged(size, layer.name)
         bias = (self.weights.raw(out_ch, layer.name) if layer.int(5, 0)
                 else np.zeros(out_ch, np.float32))
+        if factor != 1:
+            weights = weights * np.float32(factor)
+            # float16 weights stay float16 only where scaling kept them exact (x 255 does not)
+            half = half and np.array_equal(weights.astype(np.float16).astype(np.float32),
+                                           weights)
         ref, padding, side = self._conv_input(layer, x, geo)
         stride, dilation = (geo["sh"], geo["sw"]), (geo["dh"], geo["dw"])
         w = weights.reshape(groups, out_ch // groups, in_per, kh, kw)
@@ -722,7 +756,12 @@ class _Converter:
         if kind not in self.BINARY_OPS:
             raise self.refuse(layer, f"operation {kind}")
         a = self.input(layer)
-        if layer.int(1, 0) or len(layer.inputs) == 1:
+        scalar = layer.int(1, 0) or len(layer.inputs) == 1
+        if kind == 2 and scalar and a.side is not None:
+            # Deferred: a convolution reading it takes the factor into its weights.
+            return self.output(layer, a.ref, a.channels, a.side, factor=layer.float(2, 0.0),
+                               deferred=layer.name)
+        if scalar:
             b = Blob(self.scalar(layer.name + "/b", layer.float(2, 0.0)), 1, None)
         else:
             b = self.input(layer, 1)

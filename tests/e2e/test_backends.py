@@ -8,6 +8,7 @@ GPU backend, survive losing its device."""
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from PIL import Image
 from test_converted_models import reference
 
 from sitebuild import assemble, common, models
+from tests.corpus import bars
 
 GOLDEN_DB = 45.0  # the publisher's reference vs ours: same model, another tiler and backend
 PARITY_DB = 45.0  # TF.js (float32, another summation order) vs the numpy reference
@@ -30,9 +32,11 @@ SMALL = 20  # the repeated jobs' input: 16 px tiles at padding 2, four of them
 # SwiftShader's WebGPU takes 26 s for it tiled, 7 s for this cut.
 GOLDEN_CUT, GOLDEN_SIDE, REACH = 32, 64, 10
 
-# One engine: the golden cut in 32 px tiles, then span-x2 (setModel) as one tile, two more jobs
-# counting tensors, and a job cancelled at its first tile.
-MATRIX = """async ({ backend, tfFlags, fixture, crop, small, side }) => {
+# One engine: the golden cut in 32 px tiles, then span-x2 (setModel) as one tile (and, on half
+# floats, black and white bars as one tile), two more jobs counting tensors, a job cancelled at
+# its first tile, and on half floats a model marked "float16": false (setModel), which moves the
+# engine to WASM.
+MATRIX = """async ({ backend, tfFlags, fixture, crop, pattern, small, side, marked }) => {
   const { Upscaler } = await import('./upscale.js');
 """ + TO_BASE64 + """
   // Compiled for 32 px tiles (each model's warm-up): SwiftShader runs 128 px ones slowly.
@@ -43,7 +47,9 @@ MATRIX = """async ({ backend, tfFlags, fixture, crop, small, side }) => {
   const image = (out) => toBase64(new Uint8Array(out.data.buffer));
   const golden = image(await up.upscale(await file(fixture), { patchSize: 32, padding: 4 }));
   await up.setModel('span-x2');
-  const span = image(await up.upscale(await file(crop), { patchSize: side, padding: 0 }));
+  const oneTile = { patchSize: side, padding: 0 };
+  const span = image(await up.upscale(await file(crop), oneTile));
+  const bars = pattern && image(await up.upscale(await file(pattern), oneTile));
   const tiled = { patchSize: 16, padding: 2 };
   await up.upscale(await file(small), tiled);
   const before = await up.memory();
@@ -60,9 +66,10 @@ MATRIX = """async ({ backend, tfFlags, fixture, crop, small, side }) => {
   const ranCancelled = (await up.memory()).tilesRun - after.tilesRun;
   const next = await up.upscale(await file(small), tiled);
   const afterCancel = await up.memory();
-  return { info, golden, span, before, after, cancelled, progress, ranCancelled,
-           next: [next.width, next.height],
-           afterCancel, infoAfter: await up.ready };
+  const infoAfter = await up.ready;
+  const moved = marked && await up.setModel(marked);
+  return { info, golden, span, bars, before, after, cancelled, progress, ranCancelled,
+           next: [next.width, next.height], afterCancel, infoAfter, moved };
 }"""
 
 # In the engine worker: lose the GPU as a driver reset would, and answer once the loss has been
@@ -96,17 +103,31 @@ def rgb(encoded: str, width: int, height: int) -> np.ndarray:
 
 
 # WebGL once more as a phone without float32 render targets runs it: half-float textures.
-# esrgan-slim runs there; span-x2 (marked "float16": false: it overflows) moves to WASM.
+# esrgan-slim and span-x2 both run there (tests/unit/test_span_half_floats.py has why SPAN can);
+# no catalogue model says "float16": false, so the test's catalogue marks one.
 F16 = {"WEBGL_FORCE_F16_TEXTURES": True}
+MARKED = "esrgan-slim-x3"
 BACKENDS = {"wasm": ("wasm", None), "cpu": ("cpu", None), "webgl": ("webgl", None),
             "webgl-f16": ("webgl", F16), "webgpu": ("webgpu", None)}
 
 
+def mark_half_float_breaking(app, dist_dir, model_id: str) -> None:
+    """Serve the catalogue with `model_id` saying "float16": false."""
+    catalogue = json.loads((dist_dir / assemble.hashed_path("web") / "models.json").read_text())
+    for entry in catalogue:
+        if entry["id"] == model_id:
+            entry["float16"] = False
+    app.route("**/models.json", lambda route: route.fulfill(
+        body=json.dumps(catalogue), content_type="application/json"))
+
+
 @pytest.mark.parametrize("case", list(BACKENDS))
 def test_every_backend_matches_the_references_leaks_nothing_and_cancels(
-        app, photos, ncnn_by_id, case):
+        app, dist_dir, photos, ncnn_by_id, case):
     backend, flags = BACKENDS[case]
     app.set_default_timeout(BOOT_TIMEOUT_MS * 5)
+    if flags == F16:
+        mark_half_float_breaking(app, dist_dir, MARKED)
     package = common.NODE_MODULES / SLIM["package"]
     cut = slice(GOLDEN_CUT, GOLDEN_CUT + GOLDEN_SIDE)
     fixture = np.asarray(Image.open(package / SLIM["reference"]["fixture"]))[cut, cut]
@@ -117,6 +138,8 @@ def test_every_backend_matches_the_references_leaks_nothing_and_cancels(
         "backend": backend, "tfFlags": flags, "side": SIDE,
         "fixture": serve_bytes(app, "fixture.png", png_bytes(fixture)),
         "crop": serve_bytes(app, "crop.png", png_bytes(crop)),
+        "pattern": serve_bytes(app, "bars.png", png_bytes(bars(SIDE))) if flags == F16 else None,
+        "marked": MARKED if flags == F16 else None,
         "small": small})
     assert got["info"]["backend"] == backend, got["info"]["reason"]
     assert got["info"]["tile"]["patchSize"] == 32, "the patch asked for at the start"
@@ -135,11 +158,16 @@ def test_every_backend_matches_the_references_leaks_nothing_and_cancels(
     assert got["afterCancel"]["tensors"] == got["before"]["tensors"], "a cancel leaks nothing"
     worker = [w for w in app.workers if w.url.endswith("/worker.js")][-1]
     if flags == F16:
-        # The flag took, and span-x2 (which overflows half floats) moved the engine to WASM.
+        # The flag took, span-x2 stayed on WebGL's half floats, and on black and white bars
+        # (hard edges) it keeps to float32 as on the photo.
         assert worker.evaluate("tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED')") is False
-        assert got["infoAfter"]["backend"] == "wasm", got["infoAfter"]
-        assert "span-x2 overflows WebGL's half floats here" in got["infoAfter"]["reason"]
-    if backend not in LOSE or flags == F16:
+        assert got["infoAfter"]["backend"] == "webgl", got["infoAfter"]
+        assert "half floats" not in got["infoAfter"]["reason"], got["infoAfter"]["reason"]
+        pattern = rgb(got["bars"], SIDE * 2, SIDE * 2)
+        assert psnr(pattern, reference(ncnn_by_id, SPAN, bars(SIDE))) >= PARITY_DB
+        assert got["moved"]["backend"] == "wasm", got["moved"]
+        assert f"{MARKED} overflows WebGL's half floats here" in got["moved"]["reason"]
+    if backend not in LOSE or flags == F16:  # losing WebGL is the plain webgl case's
         app.evaluate("window.__up.dispose()")
         return
     assert got["infoAfter"]["backend"] == backend

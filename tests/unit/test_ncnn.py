@@ -2,7 +2,7 @@
 
 Whether the converted graphs compute what ncnn computes is checked in Chromium against the
 independent numpy reference (tests/e2e/test_converted_models.py); here, the parts that need
-no TF.js.
+no TF.js, and the rewrites, with the converted graph run in numpy (tests/graph_numpy.py).
 """
 
 from __future__ import annotations
@@ -165,3 +165,95 @@ def test_big_weights_are_cut_into_4_mib_shards():
     shards = model.shards()
     assert len(shards) == -(-len(model.weight_data) // SHARD_BYTES) > 1
     assert b"".join(shards.values()) == model.weight_data
+
+
+# --- the scalar-multiply fold, checked against the numpy reference of the same files --------
+
+
+def ops_of(model) -> list[str]:
+    return [node["op"] for node in model.topology["node"] if node["op"] != "Const"]
+
+
+def reference_output(text: str, weights: bytes, image: np.ndarray) -> np.ndarray:
+    from tests.ncnn_reference import NcnnNet
+
+    return NcnnNet.load(text, weights).forward(image)
+
+
+def scalar_bytes(*values: float) -> bytes:
+    return np.asarray(values, "<f4").tobytes()
+
+
+# SPAN's head: subtract a per-channel mean, multiply by 255, a zero-padded 3x3 convolution.
+SCALED_HEAD = param(
+    "Input in 0 1 data",
+    "MemoryData mean 0 1 mean 0=1 1=1 2=3",
+    "BinaryOp sub 2 1 data mean centred 0=1",
+    "BinaryOp times 1 1 centred scaled 0=2 1=1 2=2.550000e+02",
+    "Convolution conv 1 1 scaled c 0=12 1=3 4=1 5=1 6=324",
+    "PixelShuffle ps 1 1 c out 0=2",
+)
+MEAN = scalar_bytes(0.4488, 0.4371, 0.4040)
+
+
+def test_a_scalar_multiply_read_by_a_conv_goes_into_its_weights_exactly_at_the_border():
+    from tests.graph_numpy import run_graph, weights_of
+
+    weights = MEAN + conv_weights(12, 3, 3, half=True)
+    model = convert(SCALED_HEAD, weights)
+    assert ops_of(model).count("Mul") == 0 and ops_of(model).count("Sub") == 1
+    ncnn = np.frombuffer(weights[16 : 16 + 324 * 2], "<f2").astype(np.float32)
+    filters = weights_of(model)["conv/filter"]
+    assert sorted(filters.ravel()) == sorted(ncnn * 255)
+    # x 255 makes float16 weights inexact: they are stored as float32 (no weight loses bits)
+    assert not any("quantization" in s for s in model.weight_specs if s["name"] == "conv/filter")
+    image = np.random.default_rng(1).random((9, 7, 3)).astype(np.float32)
+    expected = reference_output(SCALED_HEAD, weights, image)
+    # float32 rounding only, on values up to ~50 (the border rows and columns included)
+    assert np.abs(run_graph(model, image).output - expected).max() < 1e-4 * np.abs(expected).max()
+
+
+def test_float16_weights_stay_float16_when_the_factor_keeps_them_exact():
+    text = SCALED_HEAD.replace("2=2.550000e+02", "2=4.0")
+    model = convert(text, MEAN + conv_weights(12, 3, 3, half=True))
+    assert "Mul" not in ops_of(model)
+    assert [s["name"] for s in model.weight_specs if "quantization" in s] == ["conv/filter"]
+
+
+def test_a_scaled_blob_other_layers_read_is_multiplied_once():
+    from tests.graph_numpy import run_graph
+
+    text = param(
+        "Input in 0 1 data",
+        "BinaryOp times 1 1 data scaled 0=2 1=1 2=3.0",
+        "Split split 1 3 scaled s1 s2 s3",
+        "Convolution conv 1 1 s1 c 0=3 1=3 4=1 5=1 6=81",
+        "Sigmoid sig 1 1 s2 g",
+        "BinaryOp add 2 1 c g cg 0=0",
+        "BinaryOp add2 2 1 cg s3 out 0=0",
+    )
+    weights = conv_weights(3, 3, 3)
+    model = convert(text, weights)
+    assert ops_of(model).count("Mul") == 1  # for the sigmoid and the add; not for the conv
+    image = np.random.default_rng(2).random((6, 6, 3)).astype(np.float32)
+    expected = reference_output(text, weights, image)
+    assert np.abs(run_graph(model, image).output - expected).max() < 1e-5 * np.abs(expected).max()
+
+
+def test_a_conv_padding_with_a_value_takes_the_multiplied_blob():
+    """Padding with v is not padding s times the input with s * v: the multiply runs."""
+    from tests.graph_numpy import run_graph
+
+    text = param(
+        "Input in 0 1 data",
+        "BinaryOp times 1 1 data scaled 0=2 1=1 2=3.0",
+        "Convolution conv 1 1 scaled c 0=12 1=3 4=1 5=1 6=324 18=1.0",
+        "PixelShuffle ps 1 1 c out 0=2",
+    )
+    weights = conv_weights(12, 3, 3)
+    model = convert(text, weights)
+    assert ops_of(model).count("Mul") == 1
+    image = np.random.default_rng(3).random((5, 5, 3)).astype(np.float32)
+    expected = reference_output(text, weights, image)
+    assert np.abs(run_graph(model, image).output - expected).max() < 1e-5 * np.abs(expected).max()
+
