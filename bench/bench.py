@@ -390,11 +390,15 @@ def ms_per_megapixel(quality: dict) -> dict[str, float]:
 # --- the run ---------------------------------------------------------------------------------
 
 def default_model() -> str:
-    """The model a page gets when it names none: DEFAULT_MODEL in web/upscale.js."""
+    """The model a page gets when it names none: DEFAULT_MODEL in web/upscale.js; for 'auto',
+    the one routing.json gives pixels and PNGs at x2 (the engine loads it first)."""
     found = re.search(r"export const DEFAULT_MODEL = '([^']+)'",
                       (ROOT / "web" / "upscale.js").read_text())
     if not found:
         raise SystemExit("bench: no DEFAULT_MODEL in web/upscale.js")
+    if found.group(1) == "auto":
+        table = json.loads((ROOT / "bench" / "routing.json").read_text())
+        return routing.RoutingTable.from_json(table).preferred(2)
     return found.group(1)
 
 

@@ -174,7 +174,8 @@ def test_real_inputs_have_every_metric_and_autos_pick(quick_bench):
                 assert all(is_number(row[m]) for m in REAL_METRICS), (name, model, row)
         auto = by_model["auto"]
         assert set(auto["picked"]) == set(real["photos"]) and all(auto["reasons"].values())
-        assert all(pick.endswith("-x2") for pick in auto["picked"].values()), auto["picked"]
+        for pick in auto["picked"].values():  # a model, at the scale asked for
+            assert json.loads((ROOT / "models" / f"{pick}.json").read_text())["scale"] == 2
     clean = real["outcomes"]["2"]["clean"]
     assert clean["auto"]["reasons"] == {p: "PNG: no compression noise" for p in real["photos"]}
     assert all(r.startswith("JPEG, quality ≈ ")
