@@ -549,6 +549,7 @@ def run_real_only(previous: dict) -> dict:
     """`--only real`: the real-input section alone, with the speeds of the stored results,
     merged into them."""
     catalogue = {m["id"]: m for m in served_catalogue()}
+    measured = commit(), time.strftime("%Y-%m-%d")  # what runs, before a long run
     base, server = serve()
     try:
         with sync_playwright() as playwright:
@@ -561,7 +562,7 @@ def run_real_only(previous: dict) -> dict:
     finally:
         server.shutdown()
     real["command"] = "python build.py bench --only real"
-    real["commit"], real["date"] = commit(), time.strftime("%Y-%m-%d")
+    real["commit"], real["date"] = measured
     return {**previous, "real": real}
 
 
