@@ -8,6 +8,7 @@ py/sitebuild/, one module per concern (see its __init__); this file is the comma
     python build.py serve           build, then serve dist/ with the headers WASM threads need
     python build.py test [ARGS]     build, install test dependencies and Chromium, run pytest
     python build.py bench [--quick] build, then benchmark in Chromium (bench/REPORT.md)
+    python build.py bench --only real   only the real-input section, merged into results.json
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from sitebuild.assemble import build, compress  # noqa: E402
 from sitebuild.common import DIST, ROOT, BuildError  # noqa: E402
 from sitebuild.demo import make_shop_photos  # noqa: E402
 from sitebuild.models import convert_ncnn  # noqa: E402
-from sitebuild.provision import ensure_env, find_chromium, find_nginx  # noqa: E402
+from sitebuild.provision import (  # noqa: E402
+    ensure_env,
+    find_butteraugli,
+    find_chromium,
+    find_nginx,
+)
 from sitebuild.serving import make_server, nginx_config  # noqa: E402
 from sitebuild.vendor import ensure_photos  # noqa: E402
 
@@ -49,6 +55,7 @@ def run_tests(pytest_args: list[str]) -> int:
     python = ensure_env()
     chromium = find_chromium()
     find_nginx()
+    find_butteraugli()  # the quick bench's metrics (tests/e2e/test_bench.py)
     env = {**os.environ, "CHROMIUM": str(chromium), "UPSCALE_DIST": str(DIST)}
     return subprocess.run([str(python), "-m", "pytest", *pytest_args], cwd=ROOT, env=env).returncode
 
@@ -57,6 +64,7 @@ def run_bench(bench_args: list[str]) -> int:
     build()
     ensure_photos()
     python = ensure_env()
+    find_butteraugli()
     env = {**os.environ, "CHROMIUM": str(find_chromium())}
     script = ROOT / "bench" / "bench.py"
     return subprocess.run([str(python), str(script), *bench_args], cwd=ROOT, env=env).returncode

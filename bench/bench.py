@@ -1,7 +1,10 @@
 """Benchmarks in headless Chromium: Upscale against one whole-image `model.predict`.
 
 Run with `python build.py bench [--quick]`; writes bench/results.json, bench/REPORT.md and
-the charts bench/chart.svg (time against size) and bench/quality.svg (quality against speed).
+the charts bench/chart.svg (time against size), bench/quality.svg (quality against speed) and
+bench/real.svg (real inputs: gain per condition and model); a full run also writes
+bench/routing.json, the table `auto` routes by. `--only real` runs the real-input section
+alone (bench/realinputs.py) and merges it into the stored results.json.
 Every figure is the median of repeated runs, with min and max.
 """
 
@@ -27,9 +30,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "py"))
 
+import realinputs  # noqa: E402
+from metrics import psnr_y, ssim_y  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from sitebuild import assemble, common, provision, serving, vendor  # noqa: E402
+from upscale import routing  # noqa: E402
 
 # In index.html, before a photo is handed over: record long tasks (>= 50 ms, the browser's
 # own definition) and, to see below 50 ms too, how late a 10 ms timer fires at worst.
@@ -215,7 +221,8 @@ def commit() -> str:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
                               capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "web", "py", "models",
-                                "bench/bench.py", "bench/measure.js"], cwd=ROOT,
+                                "bench/bench.py", "bench/measure.js", "bench/realinputs.py",
+                                "bench/metrics.py"], cwd=ROOT,
                                capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
@@ -301,38 +308,6 @@ QUALITY_PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg"]
 QUALITY_SIDE = 192  # divisible by 2, 3, 4 and 8
 
 
-def luma(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 Y in [16, 235], the convention of super-resolution papers."""
-    rgb = rgb.astype(np.float64)
-    return 16 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255
-
-
-def psnr_y(a: np.ndarray, b: np.ndarray, shave: int) -> float:
-    ya, yb = luma(a)[shave:-shave, shave:-shave], luma(b)[shave:-shave, shave:-shave]
-    mse = np.mean((ya - yb) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))
-
-
-def _gaussian_filter(image: np.ndarray, sigma: float = 1.5, radius: int = 5) -> np.ndarray:
-    x = np.arange(-radius, radius + 1)
-    kernel = np.exp(-(x**2) / (2 * sigma**2))
-    kernel /= kernel.sum()
-    rows = np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="valid"), 1, image)
-    return np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="valid"), 0, rows)
-
-
-def ssim_y(a: np.ndarray, b: np.ndarray, shave: int) -> float:
-    """SSIM on Y (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03)."""
-    x, y = luma(a)[shave:-shave, shave:-shave], luma(b)[shave:-shave, shave:-shave]
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mx, my = _gaussian_filter(x), _gaussian_filter(y)
-    sxx = _gaussian_filter(x * x) - mx * mx
-    syy = _gaussian_filter(y * y) - my * my
-    sxy = _gaussian_filter(x * y) - mx * my
-    ssim = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-    return float(ssim.mean())
-
-
 def quality_inputs(models: list[dict], names: list[str]) -> tuple[dict, dict]:
     """High-resolution crops and their bicubic-downscaled inputs, per model's scale."""
     photos = vendor.ensure_photos()
@@ -415,18 +390,16 @@ def ms_per_megapixel(quality: dict) -> dict[str, float]:
 # --- the run ---------------------------------------------------------------------------------
 
 def default_model() -> str:
-    """The model a page gets for a photo when it names none: DEFAULT_MODEL in web/upscale.js;
-    for 'auto', the one routing.json gives pixels and lossless files at x2 (the speed sections
-    time that one: what a photo handed over as pixels runs)."""
-    from upscale.routing import RoutingTable
-
+    """The model a page gets when it names none: DEFAULT_MODEL in web/upscale.js; for 'auto',
+    the one routing.json gives pixels and PNGs at x2 (the engine loads it first)."""
     found = re.search(r"export const DEFAULT_MODEL = '([^']+)'",
                       (ROOT / "web" / "upscale.js").read_text())
     if not found:
         raise SystemExit("bench: no DEFAULT_MODEL in web/upscale.js")
-    if found.group(1) != "auto":
-        return found.group(1)
-    return RoutingTable.from_json(json.loads(assemble.ROUTING.read_text())).preferred(2)
+    if found.group(1) == "auto":
+        table = json.loads((ROOT / "bench" / "routing.json").read_text())
+        return routing.RoutingTable.from_json(table).preferred(2)
+    return found.group(1)
 
 
 DEFAULT_MODEL = default_model()
@@ -522,6 +495,8 @@ def run(quick: bool) -> dict:
             results["quality_photos"] = settings["quality_photos"]
             results["ms_per_megapixel"] = ms_per_megapixel(results["quality"])
             context.close()
+            results["real"] = measure_real(browser, base, quick, catalogue,
+                                           results["ms_per_megapixel"])
             log("threads")
             results["threads"] = {}
             for isolated in (True, False):
@@ -544,6 +519,51 @@ def run(quick: bool) -> dict:
         server.shutdown()
     results["minutes"] = round((time.monotonic() - started) / 60, 1)
     return results
+
+
+def engine_page(browser, base: str, table: routing.RoutingTable | None):
+    """A harness page in a fresh profile whose engine reads `table` as routing.json (None: the
+    one the build ships)."""
+    context = browser.new_context()
+    if table is not None:
+        body = json.dumps(table.to_json(), ensure_ascii=False)
+        context.route("**/routing.json", lambda route: route.fulfill(
+            body=body, content_type="application/json"))
+    return harness_page(context, base)
+
+
+def measure_real(browser, base: str, quick: bool, catalogue: dict, speeds: dict) -> dict:
+    """The real-input section. A full run builds the routing table from its outcomes and runs
+    'auto' with it (main() writes it to bench/routing.json); a quick run, with the build's."""
+    started = time.monotonic()
+    real_plan = realinputs.plan(quick, catalogue, speeds)
+    measured = (f"python build.py bench, commit {commit()}, {time.strftime('%Y-%m-%d')}: "
+                f"{len(real_plan.photos)} photos, {len(real_plan.conditions)} conditions")
+    real = realinputs.measure(lambda table: engine_page(browser, base, table), real_plan, speeds,
+                              measured, log, (lambda built: None) if quick else (lambda b: b))
+    real["minutes"] = round((time.monotonic() - started) / 60, 1)
+    return real
+
+
+def run_real_only(previous: dict) -> dict:
+    """`--only real`: the real-input section alone, with the speeds of the stored results,
+    merged into them."""
+    catalogue = {m["id"]: m for m in served_catalogue()}
+    measured = commit(), time.strftime("%Y-%m-%d")  # what runs, before a long run
+    base, server = serve()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+                args=provision.CHROMIUM_ARGS)
+            real = measure_real(browser, base, False, catalogue, previous["ms_per_megapixel"])
+            real["browser"] = f"Chromium {browser.version} (headless)"
+            browser.close()
+    finally:
+        server.shutdown()
+    real["command"] = "python build.py bench --only real"
+    real["commit"], real["date"] = measured
+    return {**previous, "real": real}
 
 
 def log(message: str) -> None:
@@ -764,6 +784,7 @@ def report(results: dict) -> str:
         out.append(f"| {name.replace('_', ' ')} | {fmt(t['limit'])} ms ({t['pageThreads']}) | "
                    f"{fmt(t['upscale'])} ms |")
     out += quality_section(results)
+    out += realinputs.section(results["real"])
     shop = results["shop"]
     first_visit, second_visit = shop["first_visit"], shop["second_visit"]
     out += ["", "## The demo shop", "",
@@ -1014,11 +1035,23 @@ def main(argv: list[str]) -> int:
     if "--out" in argv:
         out = Path(argv[argv.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
-    results = run(quick)
+    only = argv[argv.index("--only") + 1] if "--only" in argv else None
+    if only not in (None, "real"):
+        raise SystemExit(f"bench: --only {only}: the only section run alone is 'real'")
+    if only:
+        if quick:
+            raise SystemExit("bench: --only real is a full run of that section, not --quick")
+        results = run_real_only(json.loads((out / "results.json").read_text()))
+    else:
+        results = run(quick)
+    if not quick:  # the table `auto` ran with, built from this run's outcomes
+        (out / "routing.json").write_text(
+            json.dumps(results["real"]["routing"], indent=1, ensure_ascii=False) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / "REPORT.md").write_text(report(results))
     (out / "chart.svg").write_text(chart(results))
     (out / "quality.svg").write_text(quality_chart(results))
+    (out / "real.svg").write_text(realinputs.chart(results["real"]))
     print(report(results))
     return 0
 

@@ -282,10 +282,23 @@
     };
   }
 
-  const decode = (base64) => {
+  const decode = (base64, type = 'image/png') => {
     const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-    return new Blob([bytes], { type: 'image/png' });
+    return new Blob([bytes], { type });
   };
+
+  /** An upscaled image's RGB bytes (base64), for bench.py to measure. */
+  function rgbOf(result) {
+    const rgb = new Uint8Array(result.width * result.height * 3);
+    for (let i = 0, j = 0; i < result.data.length; i += 4, j += 3) {
+      rgb[j] = result.data[i];
+      rgb[j + 1] = result.data[i + 1];
+      rgb[j + 2] = result.data[i + 2];
+    }
+    let binary = '';
+    for (let i = 0; i < rgb.length; i += 0x8000) binary += String.fromCharCode(...rgb.subarray(i, i + 0x8000));
+    return { width: result.width, height: result.height, rgb: btoa(binary) };
+  }
 
   /** A PNG (base64) as ImageData, so that a timed upscale does not include decoding it. */
   async function pixels(base64) {
@@ -309,16 +322,7 @@
       await up.setModel(model);
       out[model] = { photos: {} };
       for (const [name, base64] of Object.entries(photos[model])) {
-        const result = await up.upscale(decode(base64));
-        const rgb = new Uint8Array(result.width * result.height * 3);
-        for (let i = 0, j = 0; i < result.data.length; i += 4, j += 3) {
-          rgb[j] = result.data[i];
-          rgb[j + 1] = result.data[i + 1];
-          rgb[j + 2] = result.data[i + 2];
-        }
-        let binary = '';
-        for (let i = 0; i < rgb.length; i += 0x8000) binary += String.fromCharCode(...rgb.subarray(i, i + 0x8000));
-        out[model].photos[name] = { width: result.width, height: result.height, rgb: btoa(binary) };
+        out[model].photos[name] = rgbOf(await up.upscale(decode(base64)));
       }
       if (speed && speed[model]) {
         out[model].speed = await attempt(async () => {
@@ -335,5 +339,26 @@
     return out;
   }
 
-  window.bench = { contenders, firstResult, barePyodide, large, threads, quality, backend };
+  let realEngine = null;
+  /**
+   * Real inputs: each file (base64, with its MIME type) handed to the engine as a Blob, as a
+   * user's file is, with `model` (an id, or 'auto' at `scale`); what ran and why comes back
+   * with the pixels. One engine for every call, so the models a job switches to stay loaded.
+   */
+  async function realInputs({ model, scale, files }) {
+    const { Upscaler } = await import('./upscale.js');
+    realEngine = realEngine || new Upscaler({ backend: 'wasm' });
+    await realEngine.ready;
+    const options = model === 'auto' ? { model, scale } : { model };
+    const out = {};
+    for (const [name, file] of Object.entries(files)) {
+      out[name] = await attempt(async () => {
+        const result = await realEngine.upscale(decode(file.data, file.type), options);
+        return { ...rgbOf(result), model: result.model, reason: result.reason };
+      });
+    }
+    return out;
+  }
+
+  window.bench = { contenders, firstResult, barePyodide, large, threads, quality, backend, realInputs };
 })();

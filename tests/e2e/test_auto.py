@@ -145,8 +145,6 @@ def test_switching_back_and_forth_downloads_once_and_leaks_nothing(shared_app, s
 
 
 def test_an_avif_is_decoded_by_the_browser_and_upscaled(shared_app, small):
-    import pillow_avif  # noqa: F401  (registers AVIF with Pillow: the test's encoder)
-
     data = encoded(small, "AVIF", quality=70)
     assert data[4:12] == b"ftypavif"
     url = serve_bytes(shared_app, "photo.avif", data, "image/avif")

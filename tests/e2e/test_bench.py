@@ -24,8 +24,10 @@ def quick_bench(tmp_path_factory):
                            "--out", str(out)], env=env, capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert not (out / "routing.json").exists(), "only a full run writes the routing table"
     return json.loads((out / "results.json").read_text()), (out / "REPORT.md").read_text(), \
-        (out / "chart.svg").read_text(), (out / "quality.svg").read_text()
+        (out / "chart.svg").read_text(), (out / "quality.svg").read_text(), \
+        (out / "real.svg").read_text()
 
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -85,10 +87,10 @@ def test_every_other_section_is_filled(quick_bench):
 
 
 def test_report_and_chart_are_complete(quick_bench):
-    results, report, chart, _ = quick_bench
+    results, report, chart, *_ = quick_bench
     for heading in ("## Targets", "## Time to upscale", "## The main thread", "## Seam fidelity",
                     "## Cold start", "## Large images", "## WASM threads", "## Quality",
-                    "## The demo shop"):
+                    "## Real inputs", "## The demo shop"):
         assert heading in report
     for word in ("nan", "None", "failed", "undefined"):
         assert word not in report, word
@@ -116,7 +118,7 @@ def test_the_default_model_is_timed_against_upscalerjs_slim(quick_bench):
 
 
 def test_every_quality_row_has_a_speed_and_the_chart_a_point(quick_bench):
-    results, report, _, quality_svg = quick_bench
+    results, report, _, quality_svg, _ = quick_bench
     speeds = results["ms_per_megapixel"]
     assert is_number(speeds.get(DEFAULT_MODEL)) and speeds[DEFAULT_MODEL] > 0, speeds
     assert set(speeds) == set(results["quality"]), "every model in the quality table is timed"
@@ -151,3 +153,47 @@ def test_every_backend_has_its_speed_and_names_its_device(quick_bench):
     # This machine has no GPU: SwiftShader renders both GPU backends, and the report says so.
     assert results["backends"][DEFAULT_MODEL]["webgpu"]["software"] is True
     assert "## Backends" in report and "(software)" in report
+
+
+REAL_METRICS = ("psnr_y", "ssim", "ssimulacra2", "butteraugli", "butteraugli_3norm")
+
+
+def test_real_inputs_have_every_metric_and_autos_pick(quick_bench):
+    results, report, *_, real_svg = quick_bench
+    real = results["real"]
+    assert [c["name"] for c in real["conditions"]] == ["clean", "jpeg-q90", "jpeg-q50"]
+    assert real["models"] == {"2": [DEFAULT_MODEL, "waifu2x-photo-x2-denoise1", "auto"]}
+    for name, by_model in real["outcomes"]["2"].items():
+        assert set(by_model) == set(real["models"]["2"]), name
+        for photo, bicubic in real["bicubic"]["2"][name].items():
+            assert 10 < bicubic["psnr_y"] < 60 and 0 < bicubic["ssim"] <= 1, (name, photo)
+            assert bicubic["ssimulacra2"] <= 100 and bicubic["butteraugli"] > 0, (name, photo)
+        for model, entry in by_model.items():
+            assert set(entry["photos"]) == set(real["photos"]), (name, model)
+            for row in [entry["mean"], *entry["photos"].values()]:
+                assert all(is_number(row[m]) for m in REAL_METRICS), (name, model, row)
+        auto = by_model["auto"]
+        assert set(auto["picked"]) == set(real["photos"]) and all(auto["reasons"].values())
+        for pick in auto["picked"].values():  # a model, at the scale asked for
+            assert json.loads((ROOT / "models" / f"{pick}.json").read_text())["scale"] == 2
+    clean = real["outcomes"]["2"]["clean"]
+    assert clean["auto"]["reasons"] == {p: "PNG: no compression noise" for p in real["photos"]}
+    assert all(r.startswith("JPEG, quality ≈ ")
+               for r in real["outcomes"]["2"]["jpeg-q50"]["auto"]["reasons"].values())
+    assert clean[DEFAULT_MODEL]["mean"]["psnr_y"] > 0, "SPAN gains on a clean file"
+    assert real["auto_mismatches"] == [], "the engine ran what the table routes"
+    # The table these outcomes give parses; a quick run's auto ran with the build's table.
+    assert real["routing"]["scales"]["2"]["jpeg"][-1]["atLeast"] == 0
+    for by_who in real["bytes"].values():
+        for who, by_metric in by_who.items():
+            for metric, entry in by_metric.items():
+                assert is_number(entry["mean_ratio"]) and entry["mean_ratio"] > 0, (who, metric)
+    section = report.split("## Real inputs")[1].split("\n## ")[0]
+    for heading in ("### x2: what `auto` ran", "### The routing table", "### x2: every model",
+                    "### Bytes at equal quality", "### What this means"):
+        assert heading in section, heading
+    assert "](real.svg)" in section
+    svg = ET.fromstring(real_svg)
+    drawn = {(line.get("data-model"), line.get("data-metric"))
+             for line in svg.iter(f"{SVG}polyline")}
+    assert drawn == {(m, k) for m in real["models"]["2"] for k in ("psnr_y", "ssimulacra2")}

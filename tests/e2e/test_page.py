@@ -514,8 +514,6 @@ def test_own_model_with_an_unknown_layer_is_refused_and_the_old_model_stays(
 
 def test_auto_runs_each_photo_with_its_model_and_the_queue_says_which_and_why(
         app, site, photos, console_log):
-    import pillow_avif  # noqa: F401  (registers AVIF with Pillow: the test's encoder)
-
     from upscale.routing import RoutingTable, read_facts, route
 
     table = RoutingTable.from_json(json.loads(assemble.ROUTING.read_text()))
