@@ -9,6 +9,7 @@ py/sitebuild/, one module per concern (see its __init__); this file is the comma
     python build.py test [ARGS]     build, install test dependencies and Chromium, run pytest
     python build.py bench [--quick] build, then benchmark in Chromium (bench/REPORT.md)
     python build.py bench --only real   only the real-input section, merged into results.json
+    python build.py bench --only auto   its routing table and 'auto' again, on stored outcomes
 """
 
 from __future__ import annotations

@@ -532,22 +532,29 @@ def engine_page(browser, base: str, table: routing.RoutingTable | None):
     return harness_page(context, base)
 
 
-def measure_real(browser, base: str, quick: bool, catalogue: dict, speeds: dict) -> dict:
+def measure_real(browser, base: str, quick: bool, catalogue: dict, speeds: dict,
+                 stored: dict | None = None) -> dict:
     """The real-input section. A full run builds the routing table from its outcomes and runs
-    'auto' with it (main() writes it to bench/routing.json); a quick run, with the build's."""
+    'auto' with it (main() writes it to bench/routing.json); a quick run, with the build's.
+    `stored`: the outcomes of an earlier full run, every model's but auto's taken as they are
+    (`--only auto`)."""
     started = time.monotonic()
     real_plan = realinputs.plan(quick, catalogue, speeds)
     measured = (f"python build.py bench, commit {commit()}, {time.strftime('%Y-%m-%d')}: "
                 f"{len(real_plan.photos)} photos, {len(real_plan.conditions)} conditions")
+    if stored is not None:
+        measured = f"{stored['routing']['measured']}; table and auto again at commit {commit()}"
     real = realinputs.measure(lambda table: engine_page(browser, base, table), real_plan, speeds,
-                              measured, log, (lambda built: None) if quick else (lambda b: b))
+                              measured, log, (lambda built: None) if quick else (lambda b: b),
+                              stored)
     real["minutes"] = round((time.monotonic() - started) / 60, 1)
     return real
 
 
-def run_real_only(previous: dict) -> dict:
+def run_real_only(previous: dict, auto_only: bool = False) -> dict:
     """`--only real`: the real-input section alone, with the speeds of the stored results,
-    merged into them."""
+    merged into them; `--only auto`: its table built again from the stored outcomes by
+    today's rule, and 'auto' and the bytes at equal quality measured again with it."""
     catalogue = {m["id"]: m for m in served_catalogue()}
     measured = commit(), time.strftime("%Y-%m-%d")  # what runs, before a long run
     base, server = serve()
@@ -556,13 +563,22 @@ def run_real_only(previous: dict) -> dict:
             browser = playwright.chromium.launch(
                 executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
                 args=provision.CHROMIUM_ARGS)
-            real = measure_real(browser, base, False, catalogue, previous["ms_per_megapixel"])
+            real = measure_real(browser, base, False, catalogue, previous["ms_per_megapixel"],
+                                previous["real"] if auto_only else None)
             real["browser"] = f"Chromium {browser.version} (headless)"
             browser.close()
     finally:
         server.shutdown()
-    real["command"] = "python build.py bench --only real"
-    real["commit"], real["date"] = measured
+    if auto_only:
+        before = previous["real"]
+        real = {**real, "command": before["command"], "commit": before["commit"],
+                "date": before["date"], "minutes": before["minutes"],
+                "auto_again": {"command": "python build.py bench --only auto",
+                               "commit": measured[0], "date": measured[1],
+                               "minutes": real["minutes"]}}
+    else:
+        real["command"] = "python build.py bench --only real"
+        real["commit"], real["date"] = measured
     return {**previous, "real": real}
 
 
@@ -1036,12 +1052,12 @@ def main(argv: list[str]) -> int:
         out = Path(argv[argv.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
     only = argv[argv.index("--only") + 1] if "--only" in argv else None
-    if only not in (None, "real"):
-        raise SystemExit(f"bench: --only {only}: the only section run alone is 'real'")
+    if only not in (None, "real", "auto"):
+        raise SystemExit(f"bench: --only {only}: the sections run alone are 'real' and 'auto'")
     if only:
         if quick:
-            raise SystemExit("bench: --only real is a full run of that section, not --quick")
-        results = run_real_only(json.loads((out / "results.json").read_text()))
+            raise SystemExit(f"bench: --only {only} is a full run of that section, not --quick")
+        results = run_real_only(json.loads((out / "results.json").read_text()), only == "auto")
     else:
         results = run(quick)
     if not quick:  # the table `auto` ran with, built from this run's outcomes

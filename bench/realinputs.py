@@ -202,11 +202,15 @@ class Scorer:
 
 
 def measure(new_engine_page, real_plan: Plan, speeds: dict[str, float], measured: str,
-            log: Callable[[str], None], auto_table: Callable[[RoutingTable], RoutingTable | None]
-            ) -> dict:
+            log: Callable[[str], None], auto_table: Callable[[RoutingTable], RoutingTable | None],
+            stored: dict | None = None) -> dict:
     """The whole section. `new_engine_page(table)`: a harness page whose engine is served
     `table` as routing.json (None: the build's). `auto_table(built)`: the table 'auto' runs
-    with, given the one built from this run's outcomes (None: the build's)."""
+    with, given the one built from this run's outcomes (None: the build's). `stored`: an
+    earlier full run of the section on the same plan, whose outcomes of every model but 'auto'
+    are taken as they are (the files are made again, byte for byte: fixed crops, encoders and
+    noise seed): the table is built from them by today's rule, and 'auto' and the bytes at
+    equal quality are measured again."""
     from sitebuild import vendor
 
     sources = vendor.ensure_photos()
@@ -243,36 +247,15 @@ def measure(new_engine_page, real_plan: Plan, speeds: dict[str, float], measured
                         pending[scale, name, model, p] = scorer.submit(truths[p], rgb, scale)
                 return got
 
-            for scale in files:
-                for name, by_photo in files[scale].items():
-                    for p, data in by_photo.items():
-                        bicubic = np.asarray(decoded(data).resize((CROP, CROP),
-                                                                  Image.Resampling.BICUBIC))
-                        pending[scale, name, "bicubic", p] = scorer.submit(truths[p], bicubic,
-                                                                           scale)
-            page = new_engine_page(None)
-            for scale, models in real_plan.models.items():
-                for model in models[:-1]:
-                    upscale_all(page, scale, model)
-            page.context.close()
-
-            def settled(scale, name, model) -> dict:
-                return {p: pending[scale, name, model, p].result() for p in real_plan.photos}
-
             conditions = [m.condition for m in real_plan.conditions]
-            outcomes: dict[str, dict] = {}
-            bicubic_scores: dict[str, dict] = {}
-            for scale, models in real_plan.models.items():
-                outcomes[str(scale)], bicubic_scores[str(scale)] = {}, {}
-                for name in files[scale]:
-                    base = settled(scale, name, "bicubic")
-                    bicubic_scores[str(scale)][name] = base
-                    outcomes[str(scale)][name] = {}
-                    for model in models[:-1]:
-                        per_photo = {p: gains(s, base[p])
-                                     for p, s in settled(scale, name, model).items()}
-                        outcomes[str(scale)][name][model] = {"photos": per_photo,
-                                                             "mean": mean_of(per_photo)}
+            if stored is not None:
+                outcomes = {scale: {name: {m: e for m, e in by_model.items() if m != "auto"}
+                                    for name, by_model in by_condition.items()}
+                            for scale, by_condition in stored["outcomes"].items()}
+                bicubic_scores = stored["bicubic"]
+            else:
+                outcomes, bicubic_scores = every_model(new_engine_page, real_plan, files, truths,
+                                                       scorer, pending, upscale_all)
             built = table_from(outcomes, conditions, speeds, measured)
             table = auto_table(built)
 
@@ -323,6 +306,38 @@ def measure(new_engine_page, real_plan: Plan, speeds: dict[str, float], measured
         "auto_mismatches": mismatches,
         "bytes": bytes_table,
     }
+
+
+def every_model(new_engine_page, real_plan: Plan, files: dict, truths: dict, scorer: Scorer,
+                pending: dict, upscale_all) -> tuple[dict, dict]:
+    """Bicubic and every model but 'auto' on every file: (outcomes, bicubic scores)."""
+    for scale in files:
+        for name, by_photo in files[scale].items():
+            for p, data in by_photo.items():
+                bicubic = np.asarray(decoded(data).resize((CROP, CROP), Image.Resampling.BICUBIC))
+                pending[scale, name, "bicubic", p] = scorer.submit(truths[p], bicubic, scale)
+    page = new_engine_page(None)
+    for scale, models in real_plan.models.items():
+        for model in models[:-1]:
+            upscale_all(page, scale, model)
+    page.context.close()
+
+    def settled(scale, name, model) -> dict:
+        return {p: pending[scale, name, model, p].result() for p in real_plan.photos}
+
+    outcomes: dict[str, dict] = {}
+    bicubic_scores: dict[str, dict] = {}
+    for scale, models in real_plan.models.items():
+        outcomes[str(scale)], bicubic_scores[str(scale)] = {}, {}
+        for name in files[scale]:
+            base = settled(scale, name, "bicubic")
+            bicubic_scores[str(scale)][name] = base
+            outcomes[str(scale)][name] = {}
+            for model in models[:-1]:
+                per_photo = {p: gains(s, base[p]) for p, s in settled(scale, name, model).items()}
+                outcomes[str(scale)][name][model] = {"photos": per_photo,
+                                                     "mean": mean_of(per_photo)}
+    return outcomes, bicubic_scores
 
 
 # --- bytes at equal quality ------------------------------------------------------------------
@@ -455,6 +470,11 @@ def section(real: dict) -> list[str]:
         out += ["", f"This section was measured on its own: `{real['command']}` "
                 f"({real['minutes']} min), commit {real['commit']}, {real['date']}; the other "
                 "sections are from the run named at the top."]
+    if again := real.get("auto_again"):
+        out += ["", f"The routing table was built again from these outcomes by today's rule, and "
+                f"`auto` and the bytes at equal quality measured again with it: "
+                f"`{again['command']}` ({again['minutes']} min), commit {again['commit']}, "
+                f"{again['date']}."]
     if real["auto_mismatches"]:
         out += ["", "**The engine's picks differ from the table's routes:** "
                 + "; ".join(real["auto_mismatches"])]

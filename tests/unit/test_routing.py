@@ -121,8 +121,15 @@ def test_the_rule_takes_the_best_perceptual_gain_that_keeps_every_photo_above_bi
     assert winner(outcomes, SPEEDS, "sharp") == "clean"
 
 
-def test_where_no_model_keeps_every_photo_above_bicubic_the_best_worst_photo_wins():
+def test_where_no_model_keeps_every_photo_above_bicubic_the_mean_decides_who_may_win():
     outcomes = {"sharp": Outcome((1.0, -0.4), 6.0), "clean": Outcome((0.2, -0.1), 1.0)}
+    assert winner(outcomes, SPEEDS, "sharp") == "sharp"  # both keep the mean: perception wins
+    outcomes["sharp"] = Outcome((0.2, -0.4), 6.0)  # its mean drops below bicubic
+    assert winner(outcomes, SPEEDS, "sharp") == "clean"
+
+
+def test_where_every_mean_is_below_bicubic_the_best_worst_photo_wins():
+    outcomes = {"sharp": Outcome((0.1, -0.4), 6.0), "clean": Outcome((-0.2, -0.3), 1.0)}
     assert winner(outcomes, SPEEDS, "sharp") == "clean"
 
 
