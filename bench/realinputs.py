@@ -24,15 +24,13 @@ import numpy as np
 from metrics import scores
 from PIL import Image, ImageFilter
 
-from upscale.errors import UpscaleError
-from upscale.imaging import file_facts, open_image, sniffed_format
 from upscale.routing import (
     SPEED_FACTOR,
     Condition,
-    Facts,
     Outcome,
     RoutingTable,
     build_table,
+    read_facts,
     route,
 )
 
@@ -153,11 +151,7 @@ def decoded(data: bytes) -> Image.Image:
 def expected_route(data: bytes, scale: int, table: RoutingTable) -> str:
     """The model upscale.bridge.choose_model picks for this file (the engine's rule, here in
     CPython), to check what the engine reported."""
-    try:
-        facts = file_facts(open_image(data), data)
-    except UpscaleError:
-        facts = Facts(format="AVIF") if sniffed_format(data) == "AVIF/HEIF" else Facts()
-    return route(facts, scale, table).model
+    return route(read_facts(data), scale, table).model
 
 
 def table_from(outcomes: dict, conditions: list[Condition], speeds: dict[str, float],
@@ -593,7 +587,8 @@ def meaning(real: dict) -> list[str]:
             "but it sharpens JPEG blocks and ringing too, which SSIMULACRA2 and Butteraugli see "
             "and PSNR half forgives. `auto` reads a file's header (format, a JPEG's quality) "
             "and runs the model the bench measured best for such files by the routing rule "
-            "(no photo's PSNR-Y below bicubic, then the best mean SSIMULACRA2). Blur and noise "
+            "(the best mean SSIMULACRA2 of the models that keep PSNR-Y at or above bicubic on "
+            "every photo, else on the mean). Blur and noise "
             "cannot be read from a header: such files get their JPEG quality's model, and no "
             "fast model here undoes blur. At x2, mean gains over bicubic (PSNR-Y / "
             "SSIMULACRA2), " + "; ".join(lines) + ".", ""]
