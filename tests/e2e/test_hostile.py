@@ -14,16 +14,19 @@ import pytest
 from harness import BOOT_TIMEOUT_MS
 from PIL import Image
 
-from sitebuild import common
+from sitebuild import assemble, common
 from tests.corpus import LEVEL_TOLERANCE, encode, hostile_inputs, linear_rgb_profile, photo
 from upscale.imaging import Limits
+from upscale.routing import RoutingTable, read_facts, route
 
-# One Upscaler: each hostile file, then a good one, in turn; then the worker's memory.
-EACH_THEN_GOOD = """async ({ cases, good }) => {
+# One Upscaler ('auto'): a file for each model the routing table names first, so the models it
+# keeps are loaded; then each hostile file, then a good one, in turn; then the worker's memory.
+EACH_THEN_GOOD = """async ({ cases, good, prime }) => {
   const { Upscaler } = await import('./upscale.js');
   const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
   const up = new Upscaler({ backend: 'wasm' });
   await up.ready;
+  for (const data of prime) await up.upscale(new Blob([bytes(data)]));
   const before = await up.memory();
   const outcomes = {};
   for (const [name, data] of Object.entries(cases)) {
@@ -48,13 +51,27 @@ EACH_THEN_GOOD = """async ({ cases, good }) => {
 }"""
 
 
+def routed_files() -> list[bytes]:
+    """A small file for each kind `auto` routes at x2 (PNG, a JPEG in each quality band, each
+    lossy format): every model the hostile files may run is loaded before the tensors are
+    counted. They fit the models kept (MODELS_KEPT in web/worker.js): none is pushed out."""
+    table = RoutingTable.from_json(json.loads(assemble.ROUTING.read_text()))
+    routes = table.routes(2)
+    files = [encode(photo(12, 10), "PNG")]
+    files += [encode(photo(12, 10), "JPEG", quality=max(band.at_least, 1)) for band in routes.jpeg]
+    files += [encode(photo(12, 10), kind.upper(), quality=70) for kind in routes.lossy]
+    assert len({route(read_facts(data), 2, table).model for data in files}) <= 4
+    return files
+
+
 def test_each_hostile_input_gets_a_result_or_its_error_then_the_next_works(app, record_property):
     corpus = hostile_inputs()
     good = encode(photo(12, 10), "PNG")
     app.set_default_timeout(BOOT_TIMEOUT_MS * 3)
     got = app.evaluate(EACH_THEN_GOOD, {
         "cases": {name: base64.b64encode(case.data).decode() for name, case in corpus.items()},
-        "good": base64.b64encode(good).decode()})
+        "good": base64.b64encode(good).decode(),
+        "prime": [base64.b64encode(data).decode() for data in routed_files()]})
     table = []
     for name, case in corpus.items():
         outcome = got["outcomes"][name]
