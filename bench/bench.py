@@ -536,8 +536,8 @@ def measure_real(browser, base: str, quick: bool, catalogue: dict, speeds: dict,
                  stored: dict | None = None) -> dict:
     """The real-input section. A full run builds the routing table from its outcomes and runs
     'auto' with it (main() writes it to bench/routing.json); a quick run, with the build's.
-    `stored`: the outcomes of an earlier full run, every model's but auto's taken as they are
-    (`--only auto`)."""
+    `stored`: the outcomes of an earlier full run, every model's but auto's taken as they are,
+    and a model added since measured (`--only auto`)."""
     started = time.monotonic()
     real_plan = realinputs.plan(quick, catalogue, speeds)
     measured = (f"python build.py bench, commit {commit()}, {time.strftime('%Y-%m-%d')}: "
@@ -553,8 +553,9 @@ def measure_real(browser, base: str, quick: bool, catalogue: dict, speeds: dict,
 
 def run_real_only(previous: dict, auto_only: bool = False) -> dict:
     """`--only real`: the real-input section alone, with the speeds of the stored results,
-    merged into them; `--only auto`: its table built again from the stored outcomes by
-    today's rule, and 'auto' and the bytes at equal quality measured again with it."""
+    merged into them; `--only auto`: the models added since measured, the table built again
+    from the stored outcomes by today's rule, and 'auto' and the bytes at equal quality
+    measured again with it."""
     catalogue = {m["id"]: m for m in served_catalogue()}
     measured = commit(), time.strftime("%Y-%m-%d")  # what runs, before a long run
     base, server = serve()

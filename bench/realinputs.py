@@ -119,6 +119,10 @@ def plan(quick: bool, catalogue: dict[str, dict], speeds: dict[str, float]) -> P
             purpose = catalogue[model].get("purpose")
             if purpose == "illustration":
                 skipped[model] = "an illustration model"
+            elif purpose == "restore":
+                # offered by a click ("Restore blur"), not routed unless timed within the factor
+                # (routing.winner): measured on every file all the same
+                chosen.append(model)
             elif model not in speeds:
                 skipped[model] = "not timed"
             elif speeds[model] > limit:
@@ -247,6 +251,8 @@ def measure(new_engine_page, real_plan: Plan, speeds: dict[str, float], measured
                                     for name, by_model in by_condition.items()}
                             for scale, by_condition in stored["outcomes"].items()}
                 bicubic_scores = stored["bicubic"]
+                added_models(new_engine_page, real_plan, files, outcomes, bicubic_scores,
+                             pending, upscale_all)
             else:
                 outcomes, bicubic_scores = every_model(new_engine_page, real_plan, files, truths,
                                                        scorer, pending, upscale_all)
@@ -300,6 +306,30 @@ def measure(new_engine_page, real_plan: Plan, speeds: dict[str, float], measured
         "auto_mismatches": mismatches,
         "bytes": bytes_table,
     }
+
+
+def added_models(new_engine_page, real_plan: Plan, files: dict, outcomes: dict,
+                 bicubic_scores: dict, pending: dict, upscale_all) -> None:
+    """The models of the plan that the stored outcomes lack (added since that run), run on
+    every file and put into `outcomes`."""
+    missing = {scale: [m for m in models[:-1]
+                       if any(m not in by_model for by_model in outcomes[str(scale)].values())]
+               for scale, models in real_plan.models.items()}
+    if not any(missing.values()):
+        return
+    page = new_engine_page(None)
+    for scale, models in missing.items():
+        for model in models:
+            upscale_all(page, scale, model)
+    page.context.close()
+    for scale, models in missing.items():
+        for name in files[scale]:
+            base = bicubic_scores[str(scale)][name]
+            for model in models:
+                per_photo = {p: gains(pending[scale, name, model, p].result(), base[p])
+                             for p in real_plan.photos}
+                outcomes[str(scale)][name][model] = {"photos": per_photo,
+                                                     "mean": mean_of(per_photo)}
 
 
 def every_model(new_engine_page, real_plan: Plan, files: dict, truths: dict, scorer: Scorer,
