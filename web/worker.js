@@ -35,7 +35,8 @@ const state = {
   // the file and routing.json), at `autoScale` unless a job asks for another scale.
   defaultModel: null,
   autoScale: 2,
-  routing: null, // routing.json's text: which model `auto` runs for which input
+  routing: null, // routing.json's text: which model `auto` runs for which input (Python reads it)
+  autoFirst: null, // routing.json's lossless model by scale: what `auto` loads first
   // Catalogue models kept loaded, the current one among them (see keep()):
   // id -> { model, tile, bytes, used }.
   loaded: new Map(),
@@ -181,22 +182,25 @@ async function loadCatalogue() {
     if (!response.ok) throw new Error(`model catalogue: ${name}: HTTP ${response.status}`);
     return response.text();
   }));
-  state.routing = routing; // read by Python (upscale.routing); only its lossless routes here
+  state.routing = routing;
+  state.autoFirst = Object.fromEntries(Object.entries(JSON.parse(routing).scales)
+    .map(([scale, routes]) => [scale, routes.lossless]));
   // Each entry names its model.json relative to the catalogue; info.model.url says it whole.
   return JSON.parse(models).map((entry) => ({ ...entry, url: new URL(entry.url, BASE).href }));
 }
 
 /**
  * The model `auto` loads first at `scale`: the one routing.json gives lossless input (pixels
- * and PNGs), so the first job of a page that hands over pixels switches nothing.
+ * and PNGs), so the first job of a page that hands over pixels switches nothing. Read here, not
+ * asked of Python: the start downloads it while Python starts (the message is NO_AUTO_SCALE's).
  */
 function autoModel(scale) {
-  const routes = JSON.parse(state.routing).scales[String(scale)];
-  if (!routes) {
-    const known = Object.keys(JSON.parse(state.routing).scales).join(', ');
+  const first = state.autoFirst[String(scale)];
+  if (!first) {
+    const known = Object.keys(state.autoFirst).join(', ');
     throw invalidOptions(`model 'auto' needs a scale it routes: ${JSON.stringify(scale)} is not one of ${known}`);
   }
-  return routes.lossless;
+  return first;
 }
 
 /**
@@ -280,10 +284,9 @@ function keep(id, entry) {
   }
 }
 
-/** Free every kept model but `except` (a lost GPU took their textures along). */
-function forgetLoaded(except = null) {
+/** Free every kept model (a lost GPU took their textures along). */
+function forgetLoaded() {
   for (const [id, entry] of state.loaded) {
-    if (entry.model === except) continue;
     state.loaded.delete(id);
     try {
       entry.model.dispose();
@@ -700,7 +703,6 @@ const methods = {
   },
 };
 
-/** One upscale on the current model: the request handler without its GPU-loss wrapper. */
 /**
  * A file Pillow does not read but the browser may (AVIF; HEIC in Safari), as RGBA pixels
  * decoded by the browser; other files as they are. A file neither reads is refused by Python,
@@ -751,6 +753,7 @@ async function jobModel(header, options) {
   }
 }
 
+/** One upscale on the job's model: the request handler without its GPU-loss wrapper. */
 async function upscaleNow({ input, options = {} }, id) {
   if (input.kind === 'bitmap') checkSize(input.bitmap, options.patchSize); // before its pixels are read
   const read = whileBusy('reading the image', () => (input.kind === 'bitmap' ? bitmapToRgba(input.bitmap) : input));
@@ -760,9 +763,8 @@ async function upscaleNow({ input, options = {} }, id) {
   const header = file ? new Uint8Array(file) : null;
   const job = await jobModel(header, options);
   const source = await browserDecoded(read);
-  if (source.kind === 'encoded') await ensurePillow();
   const transparent = source.kind === 'rgba' && hasTransparency(new Uint8Array(source.data));
-  if (transparent) await ensurePillow();
+  if (source.kind === 'encoded' || transparent) await ensurePillow();
   const pyInput = {
     kind: source.kind,
     bytes: source.kind === 'encoded' ? new Uint8Array(source.bytes) : undefined,

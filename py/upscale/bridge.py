@@ -36,17 +36,10 @@ from .errors import (
     InvalidOptions,
     UpscaleError,
 )
-from .imaging import (
-    Limits,
-    check_encoding,
-    decode,
-    describe_file,
-    encode_png,
-    sniffed_format,
-)
+from .imaging import Limits, check_encoding, decode, describe_file, encode_png
 from .pipeline import Options, upscale
 from .policy import TileRule, check_patch, gpu_patch, gpu_side, smaller_patch, tile_rule
-from .routing import HEADER_BYTES, Facts, RoutingTable, read_facts, route
+from .routing import BROWSER_FORMATS, HEADER_BYTES, Facts, RoutingTable, read_facts, route, sniff
 from .tiling import Region, check_integer
 
 
@@ -320,7 +313,7 @@ def inspect(data: JsProxy) -> dict:
 def browser_format(head: JsProxy) -> bool:
     """Whether a file Pillow does not read, by its first bytes, is one a browser may decode
     (AVIF; HEIF in Safari): the worker then hands over the browser's pixels instead."""
-    return sniffed_format(head.to_bytes()) == "AVIF/HEIF"
+    return sniff(head.to_bytes()) in BROWSER_FORMATS
 
 
 @functools.lru_cache(maxsize=2)
@@ -328,15 +321,10 @@ def _routing(text: str) -> RoutingTable:
     return RoutingTable.from_json(json.loads(text))
 
 
-def routed_scales(table: str) -> list[int]:
-    """The scales `auto` routes (routing.json's)."""
-    return sorted(_routing(table).scales)
-
-
 @crossing
 def auto_scale(scale: object, table: str) -> int:
     """The scale an `auto` job asked for, checked against those the table routes."""
-    known = routed_scales(table)
+    known = sorted(_routing(table).scales)
     if isinstance(scale, bool) or scale not in known:
         raise InvalidOptions(NO_AUTO_SCALE.format(scale=scale, known=", ".join(map(str, known))))
     return int(scale)

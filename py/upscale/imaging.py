@@ -37,7 +37,7 @@ from .errors import (
     NotAnImage,
     UnsupportedFormat,
 )
-from .routing import read_facts
+from .routing import BROWSER_FORMATS, read_facts, sniff
 
 # Pillow opens only these; anything else is refused before a decoder runs.
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
@@ -124,14 +124,14 @@ class Limits:
                 limit=megabytes(self.memory_bytes)))
 
 
-def sniffed_format(data: bytes) -> str | None:
+def _known_format(data: bytes) -> str | None:
     """Name a few formats we refuse by their signature, so the message can say which."""
     head = data[:64].lstrip()
     if head.startswith((b"<svg", b"<?xml")):
         return "SVG"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "TIFF"
-    if head[4:12] in (b"ftypavif", b"ftypheic", b"ftypheix", b"ftypmif1"):
+    if sniff(data) in BROWSER_FORMATS:
         return "AVIF/HEIF"
     return None
 
@@ -147,7 +147,7 @@ def open_image(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError:
-        known = sniffed_format(data)
+        known = _known_format(data)
         if known:
             raise UnsupportedFormat(UNSUPPORTED_FORMAT.format(format=known,
                                                               accepted=ACCEPTED)) from None

@@ -155,6 +155,10 @@ def jpeg_header(data: bytes) -> tuple[dict[int, list[int]], str | None]:
     return tables, subsampling
 
 
+# Formats Pillow in Pyodide does not read and a browser may (AVIF everywhere, HEIF in Safari).
+BROWSER_FORMATS = frozenset({"AVIF", "HEIF"})
+
+
 def sniff(data: bytes) -> str | None:
     """The format of a file by its signature, as Pillow names it; None if not one routed."""
     if data[:3] == b"\xff\xd8\xff":

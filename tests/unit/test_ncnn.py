@@ -180,6 +180,14 @@ def reference_output(text: str, weights: bytes, image: np.ndarray) -> np.ndarray
     return NcnnNet.load(text, weights).forward(image)
 
 
+def assert_runs_as_the_reference(text: str, weights: bytes, model, image: np.ndarray) -> None:
+    """The converted graph, run in numpy, gives the ncnn reference's output (float32 rounding)."""
+    from tests.graph_numpy import run_graph
+
+    expected = reference_output(text, weights, image)
+    assert np.abs(run_graph(model, image).output - expected).max() < 1e-5 * np.abs(expected).max()
+
+
 def scalar_bytes(*values: float) -> bytes:
     return np.asarray(values, "<f4").tobytes()
 
@@ -221,8 +229,6 @@ def test_float16_weights_stay_float16_when_the_factor_keeps_them_exact():
 
 
 def test_a_scaled_blob_other_layers_read_is_multiplied_once():
-    from tests.graph_numpy import run_graph
-
     text = param(
         "Input in 0 1 data",
         "BinaryOp times 1 1 data scaled 0=2 1=1 2=3.0",
@@ -236,14 +242,11 @@ def test_a_scaled_blob_other_layers_read_is_multiplied_once():
     model = convert(text, weights)
     assert ops_of(model).count("Mul") == 1  # for the sigmoid and the add; not for the conv
     image = np.random.default_rng(2).random((6, 6, 3)).astype(np.float32)
-    expected = reference_output(text, weights, image)
-    assert np.abs(run_graph(model, image).output - expected).max() < 1e-5 * np.abs(expected).max()
+    assert_runs_as_the_reference(text, weights, model, image)
 
 
 def test_a_conv_padding_with_a_value_takes_the_multiplied_blob():
     """Padding with v is not padding s times the input with s * v: the multiply runs."""
-    from tests.graph_numpy import run_graph
-
     text = param(
         "Input in 0 1 data",
         "BinaryOp times 1 1 data scaled 0=2 1=1 2=3.0",
@@ -254,6 +257,5 @@ def test_a_conv_padding_with_a_value_takes_the_multiplied_blob():
     model = convert(text, weights)
     assert ops_of(model).count("Mul") == 1
     image = np.random.default_rng(3).random((5, 5, 3)).astype(np.float32)
-    expected = reference_output(text, weights, image)
-    assert np.abs(run_graph(model, image).output - expected).max() < 1e-5 * np.abs(expected).max()
+    assert_runs_as_the_reference(text, weights, model, image)
 
