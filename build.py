@@ -10,6 +10,7 @@ py/sitebuild/, one module per concern (see its __init__); this file is the comma
     python build.py bench [--quick] build, then benchmark in Chromium (bench/REPORT.md)
     python build.py bench --only real   only the real-input section, merged into results.json
     python build.py bench --only auto   its routing table and 'auto' again, on stored outcomes
+    python build.py package [--models a,b]   the npm package, dist-npm/<name>-<version>.tgz
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sitebuild.assemble import build, compress  # noqa: E402
 from sitebuild.common import DIST, ROOT, BuildError  # noqa: E402
 from sitebuild.demo import make_shop_photos  # noqa: E402
 from sitebuild.models import convert_ncnn  # noqa: E402
+from sitebuild.package import package  # noqa: E402
 from sitebuild.provision import (  # noqa: E402
     ensure_env,
     find_butteraugli,
@@ -87,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     nginx_parser = commands.add_parser("nginx", help="build, then print an nginx.conf for dist/")
     nginx_parser.add_argument("--root", type=Path, default=DIST)
     nginx_parser.add_argument("--port", type=int, default=8080)
+    package_parser = commands.add_parser(
+        "package", help="the npm package, dist-npm/<name>-<version>.tgz ([--models a,b])")
+    package_parser.add_argument(
+        "--models", type=lambda text: [m.strip() for m in text.split(",") if m.strip()],
+        help="model ids to include (default: every model `auto` runs)")
     compress_parser = commands.add_parser("compress", help=argparse.SUPPRESS)
     compress_parser.add_argument("jobs", type=json.loads)
     args, rest = parser.parse_known_args(argv)
@@ -106,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "nginx":
             build()
             print(nginx_config(args.root.resolve(), args.port), end="")
+        elif args.command == "package":
+            package(args.models)
         elif args.command == "compress":
             compress(args.jobs)
         else:

@@ -18,6 +18,10 @@
  * Events (bubbling, composed): upscale-start, upscale-progress {done, total}, upscale-done
  * {fromCache, ms, width, height, model, reason}, upscale-error {name, message},
  * upscale-skip {reason}.
+ *
+ * Where the engine's files are: beside this file, unless the page names the folder with
+ * <meta name="upscale-assets" content="https://cdn.example/upscale/"> or a bundled app calls
+ * define({ assetsURL }) (the npm package: `import { define } from '@upscale-web/upscale/embed'`).
  */
 // The engine's module, from this build's content-hashed folder (web-HASH/). build.py puts
 // the module itself here, so that the integrity value a shop gives this file covers it too.
@@ -45,6 +49,15 @@ img { display: block; width: 100%; height: auto; }
 `;
 
 /* ---------- one engine per page, shared by every element ---------- */
+
+const settings = { assetsURL: null }; // define()'s
+
+/** The engine's files: define()'s assetsURL, else the page's <meta name="upscale-assets">. */
+function assetsURL() {
+  if (settings.assetsURL != null) return settings.assetsURL;
+  const meta = document.querySelector('meta[name="upscale-assets"]');
+  return meta && meta.content ? new URL(meta.content, document.baseURI).href : null;
+}
 
 const engine = {
   upscaler: null,
@@ -83,7 +96,7 @@ async function drain() {
       }
       // Each job names its model (or 'auto' and a scale): the engine keeps the models it
       // switches to loaded, so no job waits for another's setModel.
-      engine.upscaler ??= new Upscaler({ model: 'auto', scale: job.scale || 2 });
+      engine.upscaler ??= new Upscaler({ model: 'auto', scale: job.scale || 2, assetsURL: assetsURL() });
       await job.run(engine.upscaler); // a model that cannot load fails its own job only
     }
   } finally {
@@ -97,7 +110,7 @@ let catalogue = null;
 
 /** The served model manifests, fetched once per page (no engine needed for this). */
 function models() {
-  catalogue ??= Upscaler.listModels().catch((error) => {
+  catalogue ??= Upscaler.listModels({ assetsURL: assetsURL() }).catch((error) => {
     // A failed download is tried again for the next image; a changed file is not.
     if (error.name !== 'IntegrityError') catalogue = null;
     throw error;
@@ -109,7 +122,7 @@ let routing = null;
 
 /** The hash of the routing table `auto` decides by, fetched once per page (no engine needed). */
 function routingKey() {
-  routing ??= Upscaler.routing().then(({ text }) => sha256(new TextEncoder().encode(text))).catch((error) => {
+  routing ??= Upscaler.routing({ assetsURL: assetsURL() }).then(({ text }) => sha256(new TextEncoder().encode(text))).catch((error) => {
     if (error.name !== 'IntegrityError') routing = null;
     throw error;
   });
@@ -488,4 +501,13 @@ async function encodePng(imageData) {
   return canvas.convertToBlob({ type: 'image/png' });
 }
 
-if (!customElements.get('upscale-img')) customElements.define('upscale-img', UpscaleImg);
+/**
+ * Define <upscale-img> (importing this module already does) and say where the engine's files
+ * are served: `assetsURL`, as Upscaler takes it. Call it before the first image upscales.
+ */
+export function define({ assetsURL: where = null } = {}) {
+  if (where != null) settings.assetsURL = String(where);
+  if (!customElements.get('upscale-img')) customElements.define('upscale-img', UpscaleImg);
+}
+
+define();

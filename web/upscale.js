@@ -12,7 +12,11 @@
 
 // web/rpc.js: the build writes it here (the message protocol the workers speak too).
 
-const HERE = new URL('./', import.meta.url);
+// Where the engine's files are by default: the assets root (the web folder web-<hash>/, with
+// vendor/ and models/ beside it) and the web folder's name. In dist/ this module sits in the
+// web folder itself; build.py rewrites this line in the modules that sit above it (embed.js,
+// the npm package's index.js), which know the folder's name.
+const HOME = { root: new URL('../', import.meta.url), web: new URL('./', import.meta.url).pathname.split('/').at(-2) + '/' };
 
 // 'auto': each image gets the model that enlarges its kind best (the file's format, a JPEG's
 // quality), as the bench measured it (routing.json; upscale.routing decides in the worker).
@@ -24,6 +28,33 @@ export class UpscaleError extends Error {
     super(message);
     this.name = name;
   }
+}
+
+const BAD_ASSETS_URL = 'assetsURL must be the address of the folder that holds the engine\'s files (the package\'s assets/), not';
+const MOVED_MODULE = 'this module was bundled away from the engine\'s files: pass assetsURL, the address where you serve the package\'s assets/ folder';
+
+/**
+ * The engine's web folder (worker.js, the catalogue, the routing table) under `assetsURL`,
+ * the address of the assets root (the package's assets/ folder, wherever it is served: the
+ * site itself, a CDN, a bundler's output folder); by default, where this module's files are.
+ */
+function engineHome(assetsURL) {
+  let root = HOME.root;
+  if (assetsURL != null && assetsURL !== '') {
+    try {
+      root = new URL(String(assetsURL), self.location.href);
+    } catch (error) {
+      throw new UpscaleError(`${BAD_ASSETS_URL} ${JSON.stringify(String(assetsURL))}`, { name: 'InvalidOptions' });
+    }
+    if (!['http:', 'https:', 'blob:', 'file:'].includes(root.protocol)) {
+      throw new UpscaleError(`${BAD_ASSETS_URL} ${root.href}`, { name: 'InvalidOptions' });
+    }
+    if (!root.pathname.endsWith('/')) root.pathname += '/';
+  } else if (root.protocol === 'file:' && self.location.protocol !== 'file:') {
+    // A bundler that inlines import.meta.url writes the module's place on the build machine.
+    throw new UpscaleError(`${MOVED_MODULE} (it believes it is at ${root.href})`, { name: 'InvalidOptions' });
+  }
+  return new URL(HOME.web, root);
 }
 
 function abortError(signal) {
@@ -134,13 +165,13 @@ const INTEGRITY = {};
  * allow cross-origin reads (build.py serve does). On our own origin the page itself came from
  * the same server as the scripts, so checking them would add nothing.
  */
-function startWorker() {
-  const script = new URL('worker.js', HERE);
+function startWorker(home) {
+  const script = new URL('worker.js', home);
   if (script.origin === self.location.origin) return { worker: new Worker(script, { name: 'upscale' }), url: null };
   const integrity = Object.fromEntries(
-    Object.entries(INTEGRITY).map(([path, hash]) => [new URL(path, HERE).href, hash]));
+    Object.entries(INTEGRITY).map(([path, hash]) => [new URL(path, home).href, hash]));
   const config = {
-    ns: Rpc.NS, base: HERE.href, integrity, main: script.href,
+    ns: Rpc.NS, base: home.href, integrity, main: script.href,
     // What worker.js imports at its start; TF.js comes later, if this worker runs the model.
     scripts: Object.keys(integrity).length
       ? Object.keys(integrity).filter((url) => url.endsWith('.js') && !url.includes('/vendor/tfjs-'))
@@ -264,7 +295,7 @@ class Connection {
    * A worker can also vanish without an error event (the browser reclaims it, or it closes
    * itself): while calls are pending, it is pinged, and `stallMs` of silence counts as a crash.
    */
-  constructor(onCrash, stallMs, stepMs) {
+  constructor(home, onCrash, stallMs, stepMs) {
     this.dead = null;
     this.onCrash = onCrash;
     this.stallMs = stallMs;
@@ -280,7 +311,8 @@ class Connection {
     this.heard = performance.now();
     this.spoken = false; // until its first word, only whether its scripts load in time is judged
     this.watch = null;
-    const { worker, url } = startWorker();
+    const { worker, url } = startWorker(home);
+    this.home = home;
     this.worker = worker;
     this.bootUrl = url; // a blob: URL to free when this worker goes
     this.client = new Rpc.Client(worker, {
@@ -291,7 +323,12 @@ class Connection {
     this.worker.onmessage = (event) => this.receive(event.data);
     this.worker.onerror = (event) => {
       event.preventDefault();
-      this.die(`the Upscale worker crashed: ${event.message || 'unknown error'}`);
+      if (!this.spoken && !event.message) {
+        // A worker whose script did not load says nothing more: the address is the news.
+        this.die(`${NO_WORKER} ${new URL('worker.js', this.home).href}: ${NO_WORKER_FIX}`, 'FetchError');
+      } else {
+        this.die(`the Upscale worker crashed: ${event.message || 'unknown error'}`);
+      }
     };
     this.worker.onmessageerror = () => this.die('a message from the worker could not be read');
   }
@@ -388,6 +425,8 @@ class Connection {
 }
 
 const MIN_STALL_MS = 1000;
+const NO_WORKER = 'the Upscale engine\'s worker did not load from';
+const NO_WORKER_FIX = 'serve the package\'s assets/ folder there, or pass assetsURL (where it is served)';
 // Failures that a fresh worker would meet again: a bad option, the page's own policy, or an
 // engine file that is not the one built (the host serving it is not to be trusted).
 const LASTING_FAILURES = new Set(['InvalidOptions', 'UnknownModel', 'SecurityError', 'IntegrityError']);
@@ -396,7 +435,7 @@ export class Upscaler {
   /**
    * @param {{ model?: string, scale?: number, backend?: 'auto'|'webgpu'|'webgl'|'wasm'|'cpu',
    *           workers?: 'auto'|number, stallMs?: number, stepLimitMs?: number,
-   *           tfFlags?: object, patchSize?: number }} options
+   *           tfFlags?: object, patchSize?: number, assetsURL?: string|URL }} options
    * `model`: 'auto' (each image gets the model that suits it, see `upscale()`) or a catalogue
    * id; `scale`: the enlargement 'auto' makes (2 or 4), unless a job asks for another.
    * `workers`: on WebAssembly, how many tile workers (TF.js instances) share the tiles;
@@ -408,13 +447,17 @@ export class Upscaler {
    * to see what a phone without float32 render targets gets; an unknown one is InvalidOptions.
    * `patchSize`: the tile every job runs at unless it asks for another, and the one each model
    * is compiled for on a GPU (default: the model's own on a GPU, chosen per image on WASM).
+   * `assetsURL`: where the engine's files are served (the npm package's assets/ folder: the
+   * site itself, a CDN or a bundler's output folder); default: beside this module. Files
+   * from another origin are checked against this module's integrity list before they run.
    */
   constructor({ model = DEFAULT_MODEL, scale = 2, backend = 'auto', workers = 'auto', stallMs = 60_000,
-                stepLimitMs = null, tfFlags = null, patchSize = null } = {}) {
+                stepLimitMs = null, tfFlags = null, patchSize = null, assetsURL = null } = {}) {
     if (!(Number(stallMs) >= MIN_STALL_MS)) {
       // 0 or NaN would ping the worker without pause and judge it dead at once
       throw new UpscaleError(`stallMs must be at least ${MIN_STALL_MS} (ms), not ${stallMs}`, { name: 'InvalidOptions' });
     }
+    this.home = engineHome(assetsURL);
     this.options = { model, scale, backend, workers, stepLimitMs: stepLimitMs ?? 180_000, tfFlags, patchSize };
     this.stallMs = stallMs; // silence that counts as a dead worker while a call is pending
     this.disposed = false;
@@ -427,7 +470,7 @@ export class Upscaler {
    * gets the model the user brought again, if one was in use.
    */
   start() {
-    const connection = new Connection((error) => {
+    const connection = new Connection(this.home, (error) => {
       if (!LASTING_FAILURES.has(error.name)) this.ready = null; // the next call starts afresh
     }, this.stallMs, this.options.stepLimitMs);
     connection.onInfo = (info) => {
@@ -606,9 +649,9 @@ export class Upscaler {
     if (this.connection) this.connection.crash(new UpscaleError('this Upscaler was disposed', { name: 'Disposed' }));
   }
 
-  /** The model manifests this site serves, each `url` absolute. */
-  static async listModels() {
-    const catalogue = new URL('models.json', HERE);
+  /** The model manifests this site serves (or `assetsURL`'s), each `url` absolute. */
+  static async listModels({ assetsURL } = {}) {
+    const catalogue = new URL('models.json', engineHome(assetsURL));
     return withAbsoluteUrls(await (await engineFile(catalogue)).json(), catalogue);
   }
 
@@ -617,8 +660,8 @@ export class Upscaler {
    * upscale.routing), as `text` and `table`: the same bytes give the same choice for a file, so
    * a result made by `auto` may be keyed by the text's hash instead of the model (embed.js).
    */
-  static async routing() {
-    const text = await (await engineFile(new URL('routing.json', HERE))).text();
+  static async routing({ assetsURL } = {}) {
+    const text = await (await engineFile(new URL('routing.json', engineHome(assetsURL)))).text();
     return { text, table: JSON.parse(text) };
   }
 }

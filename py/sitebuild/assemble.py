@@ -112,16 +112,22 @@ def measured_speeds() -> dict[str, float]:
 ROUTING = ROOT / "bench" / "routing.json"
 
 
-def routing_table(manifests: list[dict]) -> bytes:
-    """bench/routing.json (which model `auto` runs for which input, written by the bench),
-    checked: it parses, and every model it names is served at the scale it routes."""
+def bench_routing():
+    """bench/routing.json, parsed: which model `auto` runs for which input (the bench writes
+    it)."""
     from upscale.errors import UpscaleError
     from upscale.routing import RoutingTable
 
     try:
-        table = RoutingTable.from_json(json.loads(ROUTING.read_text()))
+        return RoutingTable.from_json(json.loads(ROUTING.read_text()))
     except (OSError, ValueError, KeyError, TypeError, UpscaleError) as error:
         raise BuildError(f"{ROUTING.relative_to(ROOT)}: {error}") from error
+
+
+def routing_table(manifests: list[dict], table=None) -> bytes:
+    """The routing table served (`table`, else bench/routing.json), checked: every model it
+    names is served at the scale it routes."""
+    table = table or bench_routing()
     scales = {m["id"]: m["scale"] for m in manifests}
     for scale, routes in table.scales.items():
         for model in sorted(routes.models()):
@@ -180,17 +186,25 @@ def with_integrity(source: Path, web_files: dict[str, Content],
 # embed.js imports the engine's module; the build puts that module inside it instead, so the
 # integrity value a shop gives embed.js covers the module and, through its list, the engine.
 EMBED_IMPORT = "import { Upscaler } from './web-HASH/upscale.js';"
-MODULE_HERE = "const HERE = new URL('./', import.meta.url);"
+MODULE_HOME = ("const HOME = { root: new URL('../', import.meta.url), "
+               "web: new URL('./', import.meta.url).pathname.split('/').at(-2) + '/' };")
+
+
+def module_home(root: str, web: str) -> str:
+    """upscale.js's HOME line for a module whose assets root is `root` relative to it ('./':
+    embed.js in dist/; './assets/': the npm package's index.js), the web folder `web` in it.
+    Not `new URL('…', import.meta.url)` as such: bundlers take that for a file to bundle."""
+    return f"const HOME = {{ root: new URL({root!r}, String(import.meta.url)), web: '{web}/' }};"
 
 
 def bundled_embed(web: str, module: bytes) -> bytes:
     """embed.js with the web folder's upscale.js (`module`) in place of its import."""
     text = (ROOT / "web" / "embed.js").read_text()
     source = module.decode()
-    if text.count(EMBED_IMPORT) != 1 or source.count(MODULE_HERE) != 1:
-        raise BuildError(f"embed.js must hold `{EMBED_IMPORT}` and upscale.js `{MODULE_HERE}` "
+    if text.count(EMBED_IMPORT) != 1 or source.count(MODULE_HOME) != 1:
+        raise BuildError(f"embed.js must hold `{EMBED_IMPORT}` and upscale.js `{MODULE_HOME}` "
                          f"once each: the build bundles the module into the embed there")
-    source = source.replace(MODULE_HERE, f"const HERE = new URL('./{web}/', import.meta.url);")
+    source = source.replace(MODULE_HOME, module_home("./", web))
     declaration = re.compile(r"export (?=(const|let|class|function|async function) )")
     lines = [declaration.sub("", line, count=1) for line in source.splitlines()]
     if any(line.startswith(("export", "import ")) for line in lines):
@@ -212,8 +226,9 @@ def linked(name: str, web: str) -> bytes:
 
 
 def assemble(manifests: list[dict], full_lock: dict, wheels: dict[str, Path],
-             converted: dict[str, Path]) -> dict[str, Content]:
-    """Everything dist/ serves, as {dist path: source file or bytes}."""
+             converted: dict[str, Path], routing=None) -> dict[str, Content]:
+    """Everything dist/ serves, as {dist path: source file or bytes}; `routing` is the table
+    `auto` decides by (default: the bench's)."""
     served: dict[str, Content] = {}
     wheel_name, wheel = pack_upscale_wheel()
     zips = with_bytecode(repacked(PYODIDE_DIR / PYODIDE_STDLIB, stdlib_unused), {
@@ -248,7 +263,7 @@ def assemble(manifests: list[dict], full_lock: dict, wheels: dict[str, Path],
         if path.is_file() and path.name not in FIXED_WEB}
     web_files["models.json"] = (json.dumps(catalogue, indent=1, ensure_ascii=False)
                                 + "\n").encode()
-    web_files["routing.json"] = routing_table(manifests)
+    web_files["routing.json"] = routing_table(manifests, routing)
     web_files["pyodide-lock.json"] = (json.dumps(served_lock(full_lock, served_wheels), indent=1)
                                       + "\n").encode()
     shell = ["../", "../index.html", "../upscale.js", "../manifest.webmanifest",
@@ -337,14 +352,19 @@ def compress(jobs: list[dict]) -> None:
         out.with_suffix(".part").replace(out)
 
 
-def build() -> Path:
-    started = time.monotonic()
+def engine_sources() -> tuple[dict, dict[str, Path]]:
+    """Pyodide's full lock and its wheels, fetched and checked: what every build starts from."""
     ensure_node_modules()
     full_lock = json.loads((PYODIDE_DIR / "pyodide-lock.json").read_text())
     if full_lock["info"]["version"] != PYODIDE_VERSION:
         raise BuildError(f"node_modules has Pyodide {full_lock['info']['version']}, "
                          f"build.py pins {PYODIDE_VERSION}")
-    wheels = ensure_wheels(full_lock)
+    return full_lock, ensure_wheels(full_lock)
+
+
+def build() -> Path:
+    started = time.monotonic()
+    full_lock, wheels = engine_sources()
     manifests = load_manifests()
     served = assemble(manifests, full_lock, wheels, converted_models(manifests))
     changed = sum(copy_if_changed(content, DIST / rel) if isinstance(content, Path)

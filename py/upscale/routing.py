@@ -257,6 +257,21 @@ class RoutingTable:
                 detail=f"no route for ×{scale} (routed: {routed})"))
         return self.scales[scale]
 
+    def within(self, models: set[str]) -> RoutingTable:
+        """The table for a build that serves only `models` (the npm package's selection):
+        a scale whose lossless model is missing goes; a route to a missing model gets the
+        scale's lossless model instead. Empty when no scale is left."""
+        def kept(model: str, routes: ScaleRoutes) -> str:
+            return model if model in models else routes.lossless
+
+        return RoutingTable({
+            scale: ScaleRoutes(
+                routes.lossless,
+                tuple(Band(b.at_least, kept(b.model, routes), b.condition) for b in routes.jpeg),
+                {name: kept(model, routes) for name, model in routes.lossy.items()})
+            for scale, routes in self.scales.items() if routes.lossless in models
+        }, self.measured)
+
     def to_json(self) -> dict:
         return {
             "version": TABLE_VERSION,

@@ -407,8 +407,10 @@ def test_the_built_embed_carries_the_engine_module_and_the_integrity_of_every_en
         pytest.fail("dist/ is not built; run `python build.py test`")
     embed = (common.DIST / "embed.js").read_text()
     web = assemble.hashed_path("web")
-    assert not re.search(r"^\s*(import|export)\b", embed, re.M), "one file, nothing imported"
-    assert f"new URL('./{web}/', import.meta.url)" in embed
+    assert not re.search(r"^\s*import\b", embed, re.M), "one file, nothing imported"
+    assert re.findall(r"^export .*", embed, re.M) == ["export function define({ assetsURL: "
+                                                      "where = null } = {}) {"]
+    assert assemble.module_home("./", web) in embed
     module = (common.DIST / web / "upscale.js").read_text()
     listed = integrity_list(module)
     assert integrity_list(embed) == listed
@@ -451,7 +453,7 @@ def test_both_worker_pairs_speak_through_the_one_rpc_module():
 
 def test_bundling_refuses_a_module_it_cannot_inline(monkeypatch):
     with pytest.raises(common.BuildError, match="only export declarations"):
-        assemble.bundled_embed("web-x", f"{assemble.MODULE_HERE}\nexport {{ a }};\n".encode())
+        assemble.bundled_embed("web-x", f"{assemble.MODULE_HOME}\nexport {{ a }};\n".encode())
     with pytest.raises(common.BuildError, match="bundles the module"):
         assemble.bundled_embed("web-x", b"const HERE = 1;\n")
 

@@ -77,6 +77,17 @@ def test_the_table_round_trips_through_json():
     assert RoutingTable.from_json(json.loads(json.dumps(TABLE.to_json()))) == TABLE
 
 
+def test_a_build_with_fewer_models_routes_to_the_lossless_model_and_drops_what_it_lacks():
+    table = TABLE.within({"sharp-x2", "clean3-x2", "clean1-x2"})
+    assert set(table.scales) == {2}, "x4's lossless model is not served: x4 goes"
+    assert route(Facts("JPEG", 90, "4:2:0"), 2, table).model == "sharp-x2"
+    assert route(Facts("JPEG", 50, "4:2:0"), 2, table).model == "clean3-x2"
+    assert route(Facts("WEBP"), 2, table).model == "clean1-x2"
+    assert table.models() == {"sharp-x2", "clean3-x2", "clean1-x2"}
+    assert TABLE.within(TABLE.models()) == TABLE
+    assert not TABLE.within({"clean1-x2"}).scales
+
+
 @pytest.mark.parametrize("change, detail", [
     (lambda t: t.update(version=9), "version 9 is not 1"),
     (lambda t: t["scales"]["2"].update(jpeg=[]), "×2 has no JPEG bands"),
