@@ -260,7 +260,9 @@ def assemble(manifests: list[dict], full_lock: dict, wheels: dict[str, Path],
     web_files: dict[str, Content] = {
         path.relative_to(ROOT / "web").as_posix(): path
         for path in sorted((ROOT / "web").rglob("*"))
-        if path.is_file() and path.name not in FIXED_WEB}
+        if path.is_file() and path.name not in FIXED_WEB
+        # web/types/: the npm package's TypeScript declarations, nothing a browser loads
+        and not path.is_relative_to(ROOT / "web" / "types")}
     web_files["models.json"] = (json.dumps(catalogue, indent=1, ensure_ascii=False)
                                 + "\n").encode()
     web_files["routing.json"] = routing_table(manifests, routing)
