@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "py"))
 sys.path.insert(0, str(ROOT))
 
-from sitebuild import models, vendor  # noqa: E402 - needs the path above
+from sitebuild import models, package, vendor  # noqa: E402 - needs the path above
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +30,9 @@ def ncnn_files() -> dict[str, tuple[Path, Path]]:
 def ncnn_by_id() -> dict[str, tuple[Path, Path]]:
     """The same pairs by catalogue id, e.g. "span-x2"."""
     return models.ncnn_sources(models.load_manifests())
+
+
+@pytest.fixture(scope="session")
+def npm_tarball() -> Path:
+    """The npm package (`python3 build.py package`, default models), built once per run."""
+    return package.package()

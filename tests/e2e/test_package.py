@@ -48,9 +48,8 @@ def npm(*args: str, cwd: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def tarball() -> Path:
-    """dist-npm/'s tarball, built now with its default models."""
-    return package.package()
+def tarball(npm_tarball) -> Path:
+    return npm_tarball
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ A throw-away package folder with the exports @upscale-web/upscale will have gets
 declarations and empty modules; an app installs it and a pinned TypeScript from the npm
 registry, and tsc checks tests/typed/example.ts (every option, method and event of both
 modules, and `@ts-expect-error` lines for wrong uses) against it; the catalogue and the routing
-table the build serves must fit the types declared for them. To check the real package, hand
-`typed_app` the tarball `python3 build.py package` makes instead of `package_folder`'s.
+table the build serves must fit the types declared for them. The example also compiles
+against the real tarball (`python3 build.py package`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from sitebuild import package
 from sitebuild.assemble import catalogue_entry, routing_table
 from sitebuild.common import ROOT
 from sitebuild.models import load_manifests
@@ -26,15 +27,8 @@ from sitebuild.models import load_manifests
 # projects build with today. (The declarations also pass 6.0.3 and 7.0.2, checked by hand.)
 TYPESCRIPT = "5.9.3"
 
-PACKAGE = "@upscale-web/upscale"
 TYPES = ROOT / "web" / "types"
 TYPED = ROOT / "tests" / "typed"
-EXPORTS = {
-    ".": {"types": "./index.d.ts", "default": "./index.js"},
-    "./embed": {"types": "./embed.d.ts", "default": "./embed.js"},
-    "./assets/*": "./assets/*",
-    "./package.json": "./package.json",
-}
 
 
 def npm(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -52,27 +46,28 @@ def package_folder(where: Path) -> Path:
     declarations as index.d.ts and embed.d.ts, and empty modules (tsc reads no JavaScript)."""
     folder = where / "package"
     folder.mkdir()
-    manifest = {"name": PACKAGE, "version": "0.0.0", "type": "module", "exports": EXPORTS}
-    (folder / "package.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    exports = package.manifest([], "web-0")["exports"]  # the package's own
+    meta = {"name": package.NAME, "version": "0.0.0", "type": "module", "exports": exports}
+    (folder / "package.json").write_text(json.dumps(meta, indent=1) + "\n")
     for name in ("index", "embed"):
         shutil.copyfile(TYPES / f"{name}.d.ts", folder / f"{name}.d.ts")
         (folder / f"{name}.js").write_text("")
     return folder
 
 
-def typed_app(where: Path, package: Path) -> Path:
-    """An ES module app with `package` (a folder or a tarball) and TypeScript installed, and
-    tests/typed/ (the example and its tsconfig.json) copied in."""
+def typed_app(where: Path, source: Path) -> Path:
+    """An ES module app with `source` (a package folder or tarball) and TypeScript installed,
+    and tests/typed/ (the example and its tsconfig.json) copied in."""
     app = where / "app"
     app.mkdir()
-    manifest = {"name": "typed-app", "private": True, "type": "module"}
-    (app / "package.json").write_text(json.dumps(manifest) + "\n")
-    for source in TYPED.iterdir():
-        shutil.copyfile(source, app / source.name)
+    meta = {"name": "typed-app", "private": True, "type": "module"}
+    (app / "package.json").write_text(json.dumps(meta) + "\n")
+    for file in TYPED.iterdir():
+        shutil.copyfile(file, app / file.name)
     # --install-links: a folder is packed and copied, as a registry package would be
     installed = npm("npm", "install", "--no-audit", "--no-fund", "--ignore-scripts",
                     "--prefer-offline", "--install-links", f"typescript@{TYPESCRIPT}",
-                    str(package), cwd=app)
+                    str(source), cwd=app)
     assert installed.returncode == 0, f"npm install failed:\n{installed.stderr[-3000:]}"
     return app
 
@@ -96,6 +91,12 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Path:
 ], ids=["nodenext", "bundler"])
 def test_the_example_compiles_against_the_declarations(app: Path, resolution: list[str]):
     result = tsc(app, "-p", "tsconfig.json", *resolution)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_example_compiles_against_the_package_tarball(npm_tarball: Path, tmp_path: Path):
+    app = typed_app(tmp_path, npm_tarball)
+    result = tsc(app, "-p", "tsconfig.json")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
