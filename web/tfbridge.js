@@ -169,16 +169,18 @@ const TfBridge = (() => {
    * it is chosen here without initialising it in this worker (local: false).
    * Returns { backend, reason, local }.
    */
+  const named = (name, message) => Object.assign(new Error(message), { name });
+
   async function chooseBackend(wanted, wasmBase, tileWorkers = 1) {
     if (wanted !== 'auto') {
       if (!BACKENDS.includes(wanted)) {
-        throw new Error(`unknown backend "${wanted}": use auto, ${BACKENDS.join(', ')}`);
+        throw named('InvalidOptions', `unknown backend "${wanted}": use auto, ${BACKENDS.join(', ')}`);
       }
       if (wanted === 'wasm' && tileWorkers > 1) {
         return { backend: 'wasm', reason: 'asked for wasm', local: false };
       }
       if (!(await tryBackend(wanted, wasmBase))) {
-        throw new Error(`backend "${wanted}" could not be initialised in this browser`);
+        throw named('BackendUnavailable', `backend "${wanted}" could not be initialised in this browser`);
       }
       const detail = wanted === 'wasm' ? ` (${wasmFlavour()})` : '';
       return { backend: wanted, reason: `asked for ${wanted}${detail}`, local: true };

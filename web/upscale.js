@@ -427,9 +427,10 @@ class Connection {
 const MIN_STALL_MS = 1000;
 const NO_WORKER = 'the Upscale engine\'s worker did not load from';
 const NO_WORKER_FIX = 'serve the package\'s assets/ folder there, or pass assetsURL (where it is served)';
-// Failures that a fresh worker would meet again: a bad option, the page's own policy, or an
-// engine file that is not the one built (the host serving it is not to be trusted).
-const LASTING_FAILURES = new Set(['InvalidOptions', 'UnknownModel', 'SecurityError', 'IntegrityError']);
+// Failures that a fresh worker would meet again: a bad option, a backend this browser lacks,
+// the page's own policy, or an engine file that is not the one built (the host serving it is
+// not to be trusted).
+const LASTING_FAILURES = new Set(['InvalidOptions', 'UnknownModel', 'SecurityError', 'IntegrityError', 'BackendUnavailable']);
 
 export class Upscaler {
   /**
@@ -666,11 +667,22 @@ export class Upscaler {
   }
 }
 
-/** One of the engine's data files, checked where they come from another origin (see startWorker). */
+/**
+ * One of the engine's data files (the catalogue, the routing table), checked where they come
+ * from another origin (see startWorker). Every failure is an UpscaleError: FetchError (the
+ * network, CORS, an HTTP status) or IntegrityError (not the file built).
+ */
 async function engineFile(url) {
-  const integrity = url.origin !== self.location.origin && INTEGRITY[url.pathname.split('/').pop()];
-  const response = integrity ? await fetchListed(fetch, url, {}, integrity) : await fetch(url);
-  if (!response.ok) throw new UpscaleError(`model catalogue: ${url.pathname.split('/').pop()}: HTTP ${response.status}`);
+  const name = url.pathname.split('/').pop();
+  const integrity = url.origin !== self.location.origin && INTEGRITY[name];
+  let response;
+  try {
+    response = integrity ? await fetchListed(fetch, url, {}, integrity) : await fetch(url);
+  } catch (error) {
+    if (error.name === 'IntegrityError') throw new UpscaleError(error.message, { name: error.name });
+    throw new UpscaleError(`could not fetch ${url.href}: ${error.message}`, { name: 'FetchError' });
+  }
+  if (!response.ok) throw new UpscaleError(`could not fetch ${url.href}: HTTP ${response.status}`, { name: 'FetchError' });
   return response;
 }
 

@@ -523,6 +523,39 @@ def test_a_stall_limit_of_zero_or_nan_is_refused(app):
     assert all(g.startswith("InvalidOptions: stallMs must be at least 1000") for g in got), got
 
 
+def test_a_backend_or_an_assets_address_that_cannot_work_is_refused_by_name(app, site):
+    app.set_default_timeout(BOOT_TIMEOUT_MS * 2)
+    got = app.evaluate("""async () => {
+        const { Upscaler } = await import('./upscale.js');
+        const said = (e) => `${e.name}: ${e.message}`;
+        const cuda = new Upscaler({ backend: 'cuda' });
+        const backend = await cuda.ready.then(() => 'ready', said);
+        cuda.dispose();
+        let assets = 'accepted';
+        try {
+          new Upscaler({ assetsURL: 'javascript:void 0' });
+        } catch (e) {
+          assets = said(e);
+        }
+        const listed = await Upscaler.listModels({ assetsURL: '/nowhere/' })
+          .then(() => 'listed', said);
+        const elsewhere = new Upscaler({ assetsURL: '/nowhere/', backend: 'wasm' });
+        const worker = await elsewhere.ready.then(() => 'ready', said);
+        elsewhere.dispose();
+        return { backend, assets, listed, worker };
+    }""")
+    assert got["backend"].startswith('InvalidOptions: unknown backend "cuda": use auto'), got
+    assert got["assets"] == ("InvalidOptions: assetsURL must be the address of the folder that "
+                             "holds the engine's files (the package's assets/), not "
+                             "javascript:void 0"), got
+    web = assemble.hashed_path("web")
+    assert got["listed"] == f"FetchError: could not fetch {site}/nowhere/{web}/models.json: " \
+                            "HTTP 404", got
+    assert got["worker"] == ("FetchError: the Upscale engine's worker did not load from "
+                             f"{site}/nowhere/{web}/worker.js: serve the package's assets/ "
+                             "folder there, or pass assetsURL (where it is served)"), got
+
+
 def test_a_failed_start_is_not_final_the_next_call_starts_afresh(app):
     """The catalogue fails once (a flaky network): `ready` rejects, and the next upscale
     starts a fresh engine that works."""

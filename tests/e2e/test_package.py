@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from conftest import PlainHandler, guard_origins, origin_of, start_plain_server, watch_console
 from harness import BOOT_TIMEOUT_MS, TO_BASE64, photo_crop, png_bytes, psnr, run_jobs, serve_bytes
+from PIL import Image
 
 from sitebuild import common, package
 
@@ -199,6 +200,37 @@ def test_a_page_with_no_build_step_imports_the_module_from_a_cdn(
     (tmp_path / "index.html").write_text(page.replace(CDN, cdn))
     image = upscaled_from(tmp_path, browser, browser_context_args, photo, other=cdn)
     assert_same_picture(image, reference)
+
+
+def test_a_storefront_takes_the_element_from_a_cdn(cdn, tmp_path, browser, browser_context_args,
+                                                   photos):
+    """The README's storefront page, its embed.js from the CDN: a JPEG thumbnail gets the JPEG
+    model and fills its 300 px box at twice its size."""
+    page_text = recipes()["cdn-shop.html"]
+    assert page_text.count(CDN) == 1
+    (tmp_path / "index.html").write_text(page_text.replace(CDN, cdn))
+    Image.fromarray(photo_crop(photos, "coffee.png", 150, 200, 100)).save(
+        tmp_path / "mug-150.jpg", quality=70)
+    url, server = start_plain_server(tmp_path)
+    context = browser.new_context(**browser_context_args)
+    foreign = guard_origins(context, {origin_of(url), origin_of(cdn)})
+    page = context.new_page()
+    page.set_default_timeout(BOOT_TIMEOUT_MS)
+    try:
+        page.goto(f"{url}/index.html")
+        done = page.evaluate("""() => new Promise((resolve, reject) => {
+          const element = document.querySelector('upscale-img');
+          element.addEventListener('upscale-done', (event) => resolve(event.detail));
+          element.addEventListener('upscale-error',
+            (event) => reject(new Error(event.detail.message)));
+        })""")
+    finally:
+        context.close()
+        server.shutdown()
+    assert not foreign, foreign
+    assert (done["width"], done["height"]) == (300, 300)
+    assert done["model"].startswith("waifu2x-photo-x2-denoise"), done
+    assert done["reason"].startswith("JPEG, quality ≈ 70"), done
 
 
 def test_a_bundled_module_without_assets_url_says_what_to_set(

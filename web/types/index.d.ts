@@ -485,6 +485,8 @@ export type UpscaleErrorName =
   | 'DecodeError'
   /** The Upscaler was disposed. */
   | 'Disposed'
+  /** The backend asked for (`backend: 'webgpu'`, …) cannot start in this browser. */
+  | 'BackendUnavailable'
   /** The worker died; the next call starts a fresh one. */
   | 'WorkerCrashed'
   /** A step of loading, or the worker, went silent past its limit. */
