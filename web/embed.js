@@ -11,6 +11,11 @@
  * at once without starting the engine. Any failure leaves
  * the original in place and says why in an `upscale-error` event.
  *
+ * The width and height attributes size the element's box as they size an <img>'s: the space
+ * is reserved before the photo arrives, the page's CSS overrides either, a side it sets to
+ * auto follows their ratio (then the photo's, once it has arrived), and a value that is not
+ * a positive number is ignored.
+ *
  * Attributes: src, alt, width, height (display size, CSS px), scale (2, 3 or 4; default: what
  * the display size and devicePixelRatio need), model (a model id; default 'auto': the engine
  * reads the photo's header, the bytes fetched here, and runs the model the bench measured best
@@ -43,7 +48,9 @@ const LOW_MEMORY_GB = 1; // navigator.deviceMemory at or below this: leave origi
 const STYLE = `
 :host { display: inline-block; position: relative; overflow: hidden; vertical-align: bottom; line-height: 0; }
 :host([hidden]) { display: none; }
-img { display: block; width: 100%; height: auto; }
+/* The box's height where it has one; where it is auto, the <img>'s own: its width and height
+ * attributes' ratio until the photo arrives, then the photo's (as a page's <img> does). */
+img { display: block; width: 100%; height: 100%; object-fit: cover; }
 .large { position: absolute; inset: 0; height: 100%; object-fit: cover; opacity: 0; }
 .large.shown { opacity: 1; }
 `;
@@ -265,7 +272,9 @@ class UpscaleImg extends HTMLElement {
     const root = this.attachShadow({ mode: 'open' });
     const sheet = new CSSStyleSheet();
     sheet.replaceSync(STYLE);
-    root.adoptedStyleSheets = [sheet];
+    // width and height as the box, under the page's CSS (a :host rule loses to the page's)
+    this.size = new CSSStyleSheet();
+    root.adoptedStyleSheets = [sheet, this.size];
     this.original = document.createElement('img');
     this.original.part = 'image';
     this.original.decoding = 'async';
@@ -303,11 +312,23 @@ class UpscaleImg extends HTMLElement {
     const { original } = this;
     if (original.getAttribute('src') !== this.getAttribute('src')) original.src = this.getAttribute('src') || '';
     original.alt = this.getAttribute('alt') || '';
+    const box = [];
     for (const side of ['width', 'height']) {
-      const value = this.getAttribute(side);
-      if (value) original.setAttribute(side, value);
-      else original.removeAttribute(side);
+      const value = this.dimension(side);
+      if (value) {
+        original.setAttribute(side, value);
+        box.push(`${side}: ${value}px;`);
+      } else {
+        original.removeAttribute(side);
+      }
     }
+    this.size.replaceSync(`:host { ${box.join(' ')} }`);
+  }
+
+  /** The `width` or `height` attribute in CSS px, or null where it is not a positive number. */
+  dimension(side) {
+    const value = Number(this.getAttribute(side)); // absent: 0, ignored
+    return Number.isFinite(value) && value > 0 ? value : null;
   }
 
   /** Forget any previous result and wait to come near the viewport again. */
@@ -350,7 +371,7 @@ class UpscaleImg extends HTMLElement {
     if (SCALES.includes(asked)) return asked;
     await this.original.decode();
     const natural = this.original.naturalWidth;
-    const shown = (Number(this.getAttribute('width')) || this.getBoundingClientRect().width) * (devicePixelRatio || 1);
+    const shown = (this.dimension('width') || this.getBoundingClientRect().width) * (devicePixelRatio || 1);
     const need = Math.ceil(shown / natural - 0.05);
     if (need < 2) return 1;
     return SCALES.find((s) => s >= need) || SCALES[SCALES.length - 1];

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -387,3 +388,108 @@ def test_each_photo_gets_the_model_its_file_calls_for(shop, site, photos):
     assert done["shop/small/mission-patch.jpg"]["reason"] == "JPEG, quality ≈ 80, 4:2:0"
     assert catalogue[done["shop/small/mission-patch.jpg"]["model"]]["purpose"] == "jpeg"
     assert done["shop/small/cat.png"]["model"] == "span-x2"
+
+
+# README's snippet on a page of our origin, with no styles but what a test gives it.
+SNIPPET_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>A shop</title>{stylesheet}
+<script type="module" src="embed.js" integrity="{integrity}" crossorigin="anonymous"></script>
+</head><body>
+{body}
+</body></html>"""
+PHOTO = "shop/small/espresso-cup.jpg"  # 150 x 150
+SIZE = "(el) => { const box = el.getBoundingClientRect(); return [box.width, box.height]; }"
+
+
+def open_snippet_page(page, site: str, body: str, css: str = "") -> Callable[[], None]:
+    """README's snippet and `body` on a page of our origin, `css` its only stylesheet. The
+    requests for PHOTO wait until the test calls the function returned: the page is read
+    before the photo has arrived."""
+    held, gate = [], {"open": False}
+
+    def photo(request):
+        if gate["open"]:
+            request.fallback()
+        else:
+            held.append(request)
+
+    def release():
+        gate["open"] = True
+        for request in held:
+            request.fallback()
+
+    page.route(f"{site}/{PHOTO}", photo)
+    link = '\n<link rel="stylesheet" href="__test_page__.css">' if css else ""
+    html = SNIPPET_PAGE.format(stylesheet=link, integrity=demo.embed_integrity(), body=body)
+    page.route(f"{site}/__test_page__.html", lambda request: request.fulfill(
+        body=html, content_type="text/html", headers=serving.SERVE_HEADERS))
+    page.route(f"{site}/__test_page__.css", lambda request: request.fulfill(
+        body=css, content_type="text/css", headers=serving.SERVE_HEADERS))
+    page.goto(f"{site}/__test_page__.html", wait_until="domcontentloaded")
+    while not held:  # the element asked for its photo, which has not arrived
+        page.wait_for_timeout(20)
+    return release
+
+
+def test_width_and_height_size_the_element_on_a_page_with_no_styles(shop, site):
+    """README's snippet alone: width and height are the element's box, as for <img>: reserved
+    before the photo arrives, and the same once the enlargement is in."""
+    release = open_snippet_page(shop, site, f'<upscale-img src="{PHOTO}" alt="Espresso cup" '
+                                            'width="300" height="300"></upscale-img>')
+    element = shop.locator("upscale-img")
+    assert element.evaluate("(el) => el.shadowRoot.querySelector('img').complete") is False
+    assert element.evaluate(SIZE) == [300, 300], "the box is reserved before the photo arrives"
+    release()
+    wait_finished(shop, [PHOTO])
+    [done] = events(shop, "upscale-done")
+    assert (done["detail"]["width"], done["detail"]["height"]) == (300, 300)
+    assert element.evaluate(SIZE) == [300, 300]
+    inner = element.evaluate("""(el) => [...el.shadowRoot.querySelectorAll('img')].map((img) => {
+        const box = img.getBoundingClientRect(), host = el.getBoundingClientRect();
+        return [box.x - host.x, box.y - host.y, box.width, box.height];
+    })""")
+    assert inner == [[0, 0, 300, 300]] * 2, "the original and the enlargement fill the box"
+
+
+# The page's CSS against the attributes: each case on an <upscale-img> and on an <img>.
+CASES = {
+    "narrow": ('width="300" height="300"', "width: 200px"),
+    "short": ('width="300" height="300"', "height: 120px"),
+    "both": ('width="300" height="300"', "width: 200px; height: 50px"),
+    "fluid": ('width="300" height="300"', "width: 50%; height: auto"),
+    "tall": ('width="300" height="300"', "height: auto"),
+    "shrink": ('width="300" height="300"', "width: auto"),
+    "wide": ('width="300" height="150"', "width: 400px; height: auto"),
+    "plain": ('width="240" height="240"', ""),
+    "hidden": ('width="300" height="300" hidden', ""),
+    "width-only": ('width="300"', ""),
+    "height-only": ('height="300"', ""),
+    "not-a-width": ('width="wide" height="300"', ""),
+    "negative": ('width="-300" height="300"', ""),
+}
+
+
+def test_page_css_sizes_the_element_as_it_sizes_an_img(shop, site):
+    """Page CSS wins over width and height, and what the attributes leave open follows their
+    ratio: the element's box is the one an <img> with the same attributes and CSS gets."""
+    body = "\n".join(f'<div><upscale-img class="{name}" src="{PHOTO}" alt="" {attributes}>'
+                     f'</upscale-img><img class="{name}" src="{PHOTO}" alt="" {attributes}></div>'
+                     for name, (attributes, _) in CASES.items())
+    css = "\n".join(f".{name} {{ {rule} }}" for name, (_, rule) in CASES.items() if rule)
+    release = open_snippet_page(shop, site, body, css)
+    boxes = f"""() => Object.fromEntries({json.dumps(list(CASES))}.map((name) => [name,
+        [...document.querySelectorAll('.' + name)].map({SIZE})]))"""
+    before = shop.evaluate(boxes)
+    assert not shop.evaluate("[...document.images].some((img) => img.complete)")
+    assert before["narrow"][1] == [200, 300], "<img>: the CSS width wins, the height stays"
+    for name in CASES:  # <img> takes the ratio of its attributes until the photo arrives
+        element, img = before[name]
+        assert element == img, f"{name}, before the photo arrives"
+    release()
+    shop.wait_for_function("""() => [...document.querySelectorAll('upscale-img')].every(
+        (el) => el.shadowRoot.querySelector('img').complete) && [...document.images].every(
+        (img) => img.complete)""")
+    after = shop.evaluate(boxes)
+    for name in CASES:
+        element, img = after[name]
+        assert element == img, f"{name}, once the photo is in"
