@@ -371,7 +371,8 @@ class UpscaleImg extends HTMLElement {
     if (SCALES.includes(asked)) return asked;
     await this.original.decode();
     const natural = this.original.naturalWidth;
-    const shown = (this.dimension('width') || this.getBoundingClientRect().width) * (devicePixelRatio || 1);
+    // The box as laid out (the attributes' size, or the page's CSS where it overrides them).
+    const shown = (this.getBoundingClientRect().width || this.dimension('width')) * (devicePixelRatio || 1);
     const need = Math.ceil(shown / natural - 0.05);
     if (need < 2) return 1;
     return SCALES.find((s) => s >= need) || SCALES[SCALES.length - 1];
