@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from upscale.errors import BAD_ROUTING, InvalidOptions
 from upscale.imaging import describe_file, open_image
 from upscale.routing import (
+    BLURRY_BELOW,
     Band,
     Condition,
     Facts,
@@ -23,6 +25,7 @@ from upscale.routing import (
     jpeg_quality,
     read_facts,
     route,
+    sharpness,
     webp_is_lossless,
     winner,
 )
@@ -198,3 +201,66 @@ def test_formats_are_sniffed_from_their_signatures():
     gray = io.BytesIO()
     Image.new("L", (8, 8)).save(gray, "JPEG", quality=60)
     assert read_facts(gray.getvalue()) == Facts("JPEG", 60, None)
+
+
+def natural(height: int, width: int, seed: int = 5) -> Image.Image:
+    """A grey image with a photo's spectrum (amplitude falling as 1/frequency), random phase."""
+    rng = np.random.default_rng(seed)
+    frequency = np.hypot(np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :])
+    frequency[0, 0] = 1
+    spectrum = np.exp(2j * np.pi * rng.random(frequency.shape)) / frequency
+    pixels = np.fft.irfft2(spectrum, (height, width))
+    pixels = (pixels - pixels.mean()) / pixels.std() * 40 + 128
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+
+
+def saved(image: Image.Image, kind: str = "JPEG", **options) -> np.ndarray:
+    """The pixels a user's file decodes to."""
+    out = io.BytesIO()
+    image.save(out, kind, **options)
+    return np.asarray(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
+
+
+def soft(image: Image.Image, sigma: float = 1) -> Image.Image:
+    return image.filter(ImageFilter.GaussianBlur(sigma))
+
+
+@pytest.mark.parametrize("size", [(150, 150), (1200, 1600)])
+def test_blur_reads_blurry_and_sharp_files_read_sharp_at_a_thumbnail_and_at_2_megapixels(size):
+    image = natural(*size)
+    for pixels in (np.asarray(image), saved(image, quality=90), saved(image, quality=75),
+                   saved(image, "WEBP", quality=80)):
+        assert sharpness(pixels) > BLURRY_BELOW + 0.5
+    for pixels in (np.asarray(soft(image)), saved(soft(image), quality=85),
+                   saved(soft(image, 1.5), quality=95)):
+        assert sharpness(pixels) < BLURRY_BELOW - 0.05
+
+
+def test_a_blocky_blurred_jpeg_reads_blurry_on_its_own_block_grid():
+    # JPEG q30's block edges are steps: read across them (4 px off the grid), they pass for detail
+    pixels = saved(soft(natural(152, 152)), quality=30)
+    assert sharpness(pixels) < BLURRY_BELOW - 0.3
+    assert sharpness(pixels[4:, 4:]) > BLURRY_BELOW
+
+
+def test_luma_and_grey_rgb_agree_and_what_has_no_detail_reads_sharp():
+    grey = np.asarray(natural(64, 80))
+    assert sharpness(np.stack([grey] * 3, axis=-1)) == pytest.approx(sharpness(grey))
+    assert sharpness(np.full((64, 64), 77, np.uint8)) > BLURRY_BELOW  # nothing to restore
+    assert sharpness(np.zeros((7, 100, 3), np.uint8)) == math.inf  # not one 8x8 block
+
+
+@pytest.mark.parametrize("name", ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
+                                  "motorcycle_left.png", "ihc.png", "hubble_deep_field.jpg",
+                                  "retina.jpg"])
+def test_the_bench_photos_read_sharp_as_files_and_blurry_when_blurred(photos, name):
+    """The bench's real inputs (bench/realinputs.py): the 300 px centre crop halved."""
+    image = Image.open(photos[name]).convert("RGB")
+    left, top = (image.width - 300) // 2, (image.height - 300) // 2
+    small = image.crop((left, top, left + 300, top + 300)).resize((150, 150),
+                                                                   Image.Resampling.BICUBIC)
+    for pixels in (np.asarray(small), saved(small, quality=90, subsampling="4:2:0"),
+                   saved(small, quality=75, subsampling="4:2:0"),
+                   saved(small, "WEBP", quality=80), saved(small, "AVIF", quality=60)):
+        assert sharpness(pixels) > BLURRY_BELOW
+    assert sharpness(saved(soft(small), quality=85, subsampling="4:2:0")) < BLURRY_BELOW
