@@ -25,13 +25,16 @@ from metrics import scores
 from PIL import Image, ImageFilter
 
 from upscale.routing import (
+    BLURRY_BELOW,
     SPEED_FACTOR,
     Condition,
     Outcome,
     RoutingTable,
+    blur_route,
     build_table,
     read_facts,
     route,
+    sharpness,
 )
 
 # scikit-image's colour photos (sitebuild.vendor.PHOTOS).
@@ -87,7 +90,7 @@ CONDITIONS = [
     Made(Condition("avif-q60", "avif"), lambda small: encoded(small, "AVIF", quality=60),
          "image/avif"),
     # The facts of these are a JPEG q85's: the table cannot route on blur or noise.
-    Made(Condition("blur-q85", "jpeg", 85, routable=False), blurred, "image/jpeg"),
+    Made(Condition("blur-q85", "jpeg", 85, routable=False, blurry=True), blurred, "image/jpeg"),
     Made(Condition("noise-q85", "jpeg", 85, routable=False), noisy, "image/jpeg"),
 ]
 QUICK_CONDITIONS = ["clean", "jpeg-q90", "jpeg-q50"]
@@ -153,9 +156,13 @@ def decoded(data: bytes) -> Image.Image:
 
 
 def expected_route(data: bytes, scale: int, table: RoutingTable) -> str:
-    """The model upscale.bridge.choose_model picks for this file (the engine's rule, here in
-    CPython), to check what the engine reported."""
-    return route(read_facts(data), scale, table).model
+    """The model the engine runs for this file with `auto` (upscale.bridge.choose_model, then
+    the blur check on its decoded pixels), here in CPython, to check what the engine reported."""
+    facts = read_facts(data)
+    if (blurry := blur_route(facts, scale, table)) and \
+            sharpness(np.asarray(decoded(data))) < BLURRY_BELOW:
+        return blurry
+    return route(facts, scale, table).model
 
 
 def table_from(outcomes: dict, conditions: list[Condition], speeds: dict[str, float],
@@ -294,7 +301,7 @@ def measure(new_engine_page, real_plan: Plan, speeds: dict[str, float], measured
         "photos": real_plan.photos, "crop": CROP,
         "sides": {str(s): CROP // s for s in real_plan.models},
         "conditions": [{"name": c.name, "kind": c.kind, "quality": c.quality,
-                        "routable": c.routable} for c in conditions],
+                        "routable": c.routable, "blurry": c.blurry} for c in conditions],
         "models": {str(s): m for s, m in real_plan.models.items()},
         "skipped": real_plan.skipped,
         "speeds": {m: speeds[m] for ms in real_plan.models.values() for m in ms if m in speeds},
@@ -552,9 +559,13 @@ def section(real: dict) -> list[str]:
 
 def routed_winner(table: RoutingTable, scale: int, name: str, condition: dict) -> str | None:
     """The model the table gives the condition it was measured on (None: not routed)."""
-    if not condition["routable"] or scale not in table.scales:
+    if scale not in table.scales:
         return None
     routes = table.scales[scale]
+    if condition.get("blurry"):
+        return routes.blurry
+    if not condition["routable"]:
+        return None
     if condition["kind"] == "lossless":
         return routes.lossless
     if condition["kind"] == "jpeg":

@@ -729,15 +729,21 @@ async function browserDecoded(source) {
 async function jobModel(header, options) {
   const named = options.model ?? state.defaultModel;
   if (named !== 'auto' && (options.model == null || named === state.model.manifest.id)) {
-    return { model: state.model, tile: state.tile, reason: 'named by the caller' };
+    return { model: state.model, tile: state.tile, reason: 'named by the caller', blurry: null };
   }
   let id = named;
   let reason = 'named by the caller'; // the job's model, or the engine's (setModel)
+  let blurry = null; // 'auto': the model for this file if its pixels read blurred
   if (named === 'auto') {
     const scale = fromPython(state.bridge.auto_scale(options.scale ?? state.autoScale, state.routing));
     const chosen = dictFromPython(state.bridge.choose_model(header, scale, state.routing));
-    ({ model: id, reason } = chosen);
+    ({ model: id, reason, blurry } = chosen);
   }
+  return { ...(await modelFor(id, reason)), blurry };
+}
+
+/** The loaded model `id` (or the one in use), as a job's { model, tile, reason }. */
+async function modelFor(id, reason) {
   const manifest = findModel(id);
   if (manifest.id === state.model.manifest.id) return { model: state.model, tile: state.tile, reason };
   if (overflowsHere(manifest)) {
@@ -761,7 +767,7 @@ async function upscaleNow({ input, options = {} }, id) {
   // pixels came from (options.header)
   const file = read.kind === 'encoded' ? read.bytes : options.header;
   const header = file ? new Uint8Array(file) : null;
-  const job = await jobModel(header, options);
+  let job = await jobModel(header, options);
   const source = await browserDecoded(read);
   const transparent = source.kind === 'rgba' && hasTransparency(new Uint8Array(source.data));
   if (source.kind === 'encoded' || transparent) await ensurePillow();
@@ -774,6 +780,18 @@ async function upscaleNow({ input, options = {} }, id) {
   };
   const ran = { model: job.model.manifest.id, reason: job.reason };
   state.running = job.model;
+  // `auto`: Python scores the decoded pixels and, if they read blurred, switches the job to the
+  // table's blurry route (or back, with null, where that model may not run this image here).
+  const routed = job;
+  const reroute = job.blurry ? async (why) => {
+    // (modelFor, also going back: loading the other may have let the first go)
+    job = why == null
+      ? { ...(await modelFor(routed.model.manifest.id, routed.reason)), blurry: null }
+      : await modelFor(routed.blurry, `${routed.reason}; ${why}`);
+    Object.assign(ran, { model: job.model.manifest.id, reason: job.reason });
+    state.running = job.model;
+    return job.tile;
+  } : null;
   // What the caller asked for; Python checks it against the tile rule (upscale.policy).
   const asked = { patchSize: options.patchSize ?? null, padding: options.padding ?? null, deviceMemory: DEVICE_MEMORY };
   // The tile is a numpy array proxied from Python: read it in place, synchronously.
@@ -810,6 +828,7 @@ async function upscaleNow({ input, options = {} }, id) {
   try {
     result = fromPython(await state.bridge.run(
       pyInput, job.tile, asked, predict, progress, cancelled, options.preview ? paint : null, busy,
+      reroute,
     ));
   } finally {
     busy(null);

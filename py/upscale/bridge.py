@@ -32,6 +32,7 @@ from .errors import (
     NO_AUTO_SCALE,
     WRONG_SCALE,
     Cancelled,
+    ImageTooLarge,
     InvalidImage,
     InvalidOptions,
     UpscaleError,
@@ -39,7 +40,19 @@ from .errors import (
 from .imaging import Limits, check_encoding, decode, describe_file, encode_png
 from .pipeline import Options, upscale
 from .policy import TileRule, check_patch, gpu_patch, gpu_side, smaller_patch, tile_rule
-from .routing import BROWSER_FORMATS, HEADER_BYTES, Facts, RoutingTable, read_facts, route, sniff
+from .routing import (
+    BLURRY_BELOW,
+    BROWSER_FORMATS,
+    HEADER_BYTES,
+    Facts,
+    RoutingTable,
+    blur_route,
+    blurred,
+    read_facts,
+    route,
+    sharpness,
+    sniff,
+)
 from .tiling import Region, check_integer
 
 
@@ -201,7 +214,7 @@ class Result:
 @crossing
 async def run(source: JsProxy, tile: JsProxy, asked: JsProxy, predict: JsProxy,
               progress: JsProxy, cancelled: JsProxy, paint: JsProxy | None = None,
-              busy: JsProxy | None = None) -> Result:
+              busy: JsProxy | None = None, reroute: JsProxy | None = None) -> Result:
     """Upscale what the page sent with the current model's `tile` rule and the options the
     caller `asked` for ({patchSize, padding, deviceMemory}; each may be null).
 
@@ -209,6 +222,12 @@ async def run(source: JsProxy, tile: JsProxy, asked: JsProxy, predict: JsProxy,
     rgba)` (an opaque RGBA array the callee copies before returning) for a live preview.
     `busy(what)` is told when a long synchronous part starts (DECODING, FINISHING), and
     `busy(None)` when the first tile goes to the model; the caller ends the last one.
+
+    With `reroute` (an `auto` job whose table routes blurred files elsewhere; see
+    choose_model), the decoded pixels are scored (routing.sharpness); if they read blurred,
+    `await reroute(why)` switches the job to that model and answers its tile rule, which the
+    job then runs with, if this device may run it on this image (else `await reroute(None)`
+    switches back).
     """
 
     def mark(what: str | None) -> None:
@@ -225,6 +244,8 @@ async def run(source: JsProxy, tile: JsProxy, asked: JsProxy, predict: JsProxy,
     else:
         image = _rgba_from_js(source.data, source.width, source.height, limits,
                               settings.result_scale, settings.patch_size, settings.scale)
+    if reroute is not None:
+        settings = await _rerouted(image, settings, asked, limits, reroute)
     settings = settings.for_image(image.shape[0], image.shape[1])
 
     decoding = True
@@ -252,6 +273,23 @@ async def run(source: JsProxy, tile: JsProxy, asked: JsProxy, predict: JsProxy,
     pixels = await upscale(_with_alpha(image), predict_tile, settings, report,
                            lambda: cancelled(), paint_tile if paint is not None else None)
     return Result(pixels, settings.patch_size, settings.padding)
+
+
+async def _rerouted(image: np.ndarray, settings: Options, asked: dict, limits: Limits,
+                    reroute: JsProxy) -> Options:
+    """The job's options after the blur check: the blurry route's where `image` reads blurred
+    and fits this device's limits with that model, else `settings` as they were."""
+    score = sharpness(image[..., :3])
+    if not score < BLURRY_BELOW:
+        return settings
+    other = _job(await reroute(blurred(score)), asked.get("patchSize"), asked.get("padding"))
+    try:
+        limits.check(image.shape[1], image.shape[0], other.result_scale, other.patch_size,
+                     other.scale)
+    except ImageTooLarge:
+        await reroute(None)
+        return settings
+    return other
 
 
 @crossing
@@ -333,10 +371,14 @@ def auto_scale(scale: object, table: str) -> int:
 @crossing
 def choose_model(header: JsProxy | None, scale: int, table: str) -> dict:
     """`model: 'auto'`: the model for a file whose first bytes are `header` (None: pixels with
-    no file) at `scale`, and why: {model, reason, facts}. The facts (format, a JPEG's quality
-    and subsampling) come from the header alone, with no Pillow; see routing.read_facts."""
+    no file) at `scale`, and why: {model, reason, facts, blurry}. The facts (format, a JPEG's
+    quality and subsampling) come from the header alone, with no Pillow; see
+    routing.read_facts. `blurry`: the model to run instead if the decoded pixels read blurred
+    (run() checks them), or None where the table has no such route for this file."""
     facts = Facts() if header is None else read_facts(header.subarray(0, HEADER_BYTES).to_bytes())
-    return {**route(facts, scale, _routing(table)).to_js(), "facts": facts.to_js()}
+    routes = _routing(table)
+    return {**route(facts, scale, routes).to_js(), "facts": facts.to_js(),
+            "blurry": blur_route(facts, scale, routes)}
 
 
 def sha256(data: JsProxy) -> str:

@@ -291,14 +291,17 @@ class Band:
 @dataclass(frozen=True)
 class ScaleRoutes:
     """The routes at one scale: `lossless` inputs, JPEG by quality band (highest first, the
-    last at 0) and each other lossy format."""
+    last at 0), each other lossy format, and `blurry`: a file whose decoded pixels read as
+    blurred (`sharpness`; see `blurred`), where the header alone would send it elsewhere."""
 
     lossless: str
     jpeg: tuple[Band, ...]
     lossy: Mapping[str, str]
+    blurry: str | None = None
 
     def models(self) -> set[str]:
-        return {self.lossless, *(band.model for band in self.jpeg), *self.lossy.values()}
+        return {self.lossless, *(band.model for band in self.jpeg), *self.lossy.values(),
+                *([self.blurry] if self.blurry else [])}
 
 
 @dataclass(frozen=True)
@@ -331,7 +334,8 @@ class RoutingTable:
             scale: ScaleRoutes(
                 routes.lossless,
                 tuple(Band(b.at_least, kept(b.model, routes), b.condition) for b in routes.jpeg),
-                {name: kept(model, routes) for name, model in routes.lossy.items()})
+                {name: kept(model, routes) for name, model in routes.lossy.items()},
+                routes.blurry if routes.blurry in models else None)
             for scale, routes in self.scales.items() if routes.lossless in models
         }, self.measured)
 
@@ -344,6 +348,7 @@ class RoutingTable:
                 "jpeg": [{"atLeast": b.at_least, "model": b.model, "condition": b.condition}
                          for b in routes.jpeg],
                 "lossy": dict(sorted(routes.lossy.items())),
+                **({"blurry": routes.blurry} if routes.blurry else {}),
             } for scale, routes in sorted(self.scales.items())},
         }
 
@@ -374,8 +379,10 @@ class RoutingTable:
             lossy = routes.get("lossy") or {}
             need(isinstance(lossy, dict), f"×{key}'s lossy routes are not an object")
             need(isinstance(routes.get("lossless"), str), f"×{key} has no lossless model")
+            blurry = routes.get("blurry")
+            need(blurry is None or isinstance(blurry, str), f"×{key}'s blurry route")
             parsed[int(key)] = ScaleRoutes(routes["lossless"], jpeg,
-                                           {str(k): str(v) for k, v in lossy.items()})
+                                           {str(k): str(v) for k, v in lossy.items()}, blurry)
         return cls(parsed, str(data.get("measured", "")))
 
 
@@ -397,6 +404,32 @@ def route(facts: Facts, scale: int, table: RoutingTable) -> Route:
     return Route(routes.lossless, facts.describe())
 
 
+# Files whose header may hide a blurred photo: lossless ones, WebP, and JPEGs from this quality
+# up. Below it (and in AVIF) compression itself strips faint detail as blur does: all 10 sharp
+# files bench/blurtest.py read as blurry, of 372, were JPEG q75 or AVIF q60 (the guard was set
+# after seeing them); every blurred file it caught stays caught.
+BLUR_CHECKED_FROM_QUALITY = 80
+BLUR_CHECKED_KINDS = ("lossless", "jpeg", "webp")
+
+
+def blur_route(facts: Facts, scale: int, table: RoutingTable) -> str | None:
+    """The model for this file at `scale` if its pixels read blurred (the table's blurry
+    route), where its facts allow the check and that model is not the one `route` gives;
+    else None (no pixels need reading)."""
+    routes = table.routes(scale)
+    if not routes.blurry or facts.kind not in BLUR_CHECKED_KINDS:
+        return None
+    if facts.kind == "jpeg" and (facts.quality or 0) < BLUR_CHECKED_FROM_QUALITY:
+        return None
+    return None if routes.blurry == route(facts, scale, table).model else routes.blurry
+
+
+def blurred(score: float) -> str:
+    """Why a file whose pixels scored `score` went to the blurry route, added to the reason
+    its header gave."""
+    return f"looks blurred (sharpness {score:.2f}, below {BLURRY_BELOW})"
+
+
 # --- deciding the table from the bench's measurements -----------------------------------------
 
 
@@ -404,12 +437,14 @@ def route(facts: Facts, scale: int, table: RoutingTable) -> Route:
 class Condition:
     """One of the bench's input conditions and the facts a file made under it shows: `kind`
     as Facts.kind, `quality` for a JPEG; `routable` False where the condition differs from
-    another only in what the facts cannot see (a blurred photo saved as JPEG q85)."""
+    another only in what the facts cannot see (a blurred photo saved as JPEG q85); `blurry`:
+    its winner is the table's route for files whose pixels read blurred."""
 
     name: str
     kind: str
     quality: int | None = None
     routable: bool = True
+    blurry: bool = False
 
 
 @dataclass(frozen=True)
@@ -460,5 +495,8 @@ def build_table(scales: Mapping[int, Mapping[str, Mapping[str, Outcome]]],
             raise ValueError(f"×{scale}: no lossless condition measured")
         lossy = {c.kind: wins[c.name] for c in conditions
                  if c.kind not in ("jpeg", "lossless") and c.name in wins}
-        table[scale] = ScaleRoutes(wins[lossless[0]], bands, lossy)
+        blurry = [winner(results[c.name], speeds, references[scale]) for c in conditions
+                  if c.blurry and c.name in results]
+        table[scale] = ScaleRoutes(wins[lossless[0]], bands, lossy,
+                                   blurry[0] if blurry else None)
     return RoutingTable(table, measured)

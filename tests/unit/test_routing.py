@@ -13,6 +13,7 @@ from PIL import Image, ImageFilter
 from upscale.errors import BAD_ROUTING, InvalidOptions
 from upscale.imaging import describe_file, open_image
 from upscale.routing import (
+    BLUR_CHECKED_FROM_QUALITY,
     BLURRY_BELOW,
     Band,
     Condition,
@@ -20,6 +21,7 @@ from upscale.routing import (
     Outcome,
     RoutingTable,
     ScaleRoutes,
+    blur_route,
     build_table,
     jpeg_header,
     jpeg_quality,
@@ -78,6 +80,41 @@ def test_a_scale_the_table_does_not_route_is_refused_by_name():
 
 def test_the_table_round_trips_through_json():
     assert RoutingTable.from_json(json.loads(json.dumps(TABLE.to_json()))) == TABLE
+    assert RoutingTable.from_json(json.loads(json.dumps(BLUR_TABLE.to_json()))) == BLUR_TABLE
+    assert "blurry" not in TABLE.to_json()["scales"]["2"], "a table without one stays as it was"
+
+
+BLUR_TABLE = RoutingTable({**TABLE.scales, 2: ScaleRoutes(
+    "sharp-x2", TABLE.scales[2].jpeg, TABLE.scales[2].lossy, "restore-x2")}, "test")
+
+
+@pytest.mark.parametrize("facts, checked", [
+    (Facts("PNG"), True), (Facts(), True), (Facts("WEBP"), True),
+    (Facts("WEBP", lossless=True), True),
+    (Facts("JPEG", BLUR_CHECKED_FROM_QUALITY, "4:2:0"), True),
+    (Facts("JPEG", 95, "4:4:4"), True),
+    (Facts("JPEG", BLUR_CHECKED_FROM_QUALITY - 1, "4:2:0"), False),  # its noise reads as blur
+    (Facts("AVIF"), False),
+])
+def test_files_whose_pixels_may_hide_a_blurred_photo_get_the_blur_check(facts, checked):
+    assert blur_route(facts, 2, BLUR_TABLE) == ("restore-x2" if checked else None)
+    assert blur_route(facts, 2, TABLE) is None, "no blurry route, nothing to check"
+    assert blur_route(facts, 4, BLUR_TABLE) is None
+
+
+def test_no_check_where_the_header_already_routes_to_the_blurry_model():
+    same = RoutingTable({2: ScaleRoutes("sharp-x2", TABLE.scales[2].jpeg, {}, "sharp-x2")})
+    assert blur_route(Facts("PNG"), 2, same) is None
+
+
+def test_a_build_without_the_blurry_model_drops_its_route():
+    assert BLUR_TABLE.within({"sharp-x2", "clean0-x2"}).scales[2].blurry is None
+    assert BLUR_TABLE.within(BLUR_TABLE.models()) == BLUR_TABLE
+    data = BLUR_TABLE.to_json()
+    data["scales"]["2"]["blurry"] = 7
+    with pytest.raises(InvalidOptions) as error:
+        RoutingTable.from_json(data)
+    assert str(error.value) == BAD_ROUTING.format(detail="×2's blurry route")
 
 
 def test_a_build_with_fewer_models_routes_to_the_lossless_model_and_drops_what_it_lacks():
@@ -159,6 +196,11 @@ def test_the_table_is_built_from_the_outcomes_with_bands_halfway_between_qualiti
     assert table == RoutingTable({2: ScaleRoutes(
         "sharp", (Band(70, "sharp", "jpeg-q90"), Band(0, "clean", "jpeg-q50")),
         {"webp": "clean"})}, "run 1")
+    # A blurred condition is not routed by its header, but its winner routes blurred pixels.
+    conditions[-1] = Condition("blur-q85", "jpeg", 85, routable=False, blurry=True)
+    table = build_table({2: results}, conditions, SPEEDS, {2: "sharp"}, "run 1")
+    assert table.scales[2].blurry == "clean"
+    assert table.scales[2].jpeg[0].model == "sharp", "the bands are what they were"
 
 
 @pytest.mark.parametrize("quality", [30, 50, 75, 80, 90, 95])

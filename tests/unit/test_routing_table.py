@@ -22,8 +22,8 @@ def shipped() -> RoutingTable:
 def test_the_table_is_what_the_benchs_outcomes_give(shipped):
     results = json.loads((ROOT / "bench" / "results.json").read_text())
     real = results["real"]
-    conditions = [Condition(c["name"], c["kind"], c["quality"], c["routable"])
-                  for c in real["conditions"]]
+    conditions = [Condition(c["name"], c["kind"], c["quality"], c["routable"],
+                            c.get("blurry", False)) for c in real["conditions"]]
     # Per photo in a fixed order (PSNR-Y: the rule's worst photo), 'auto' is what it routes.
     outcomes = {int(scale): {name: {model: Outcome(
         tuple(entry["photos"][p]["psnr_y"] for p in sorted(entry["photos"])),
