@@ -25,16 +25,13 @@ from metrics import scores
 from PIL import Image, ImageFilter
 
 from upscale.routing import (
-    BLURRY_BELOW,
     SPEED_FACTOR,
     Condition,
     Outcome,
     RoutingTable,
-    blur_route,
     build_table,
     read_facts,
-    route,
-    sharpness,
+    route_decoded,
 )
 
 # scikit-image's colour photos (sitebuild.vendor.PHOTOS).
@@ -158,11 +155,7 @@ def decoded(data: bytes) -> Image.Image:
 def expected_route(data: bytes, scale: int, table: RoutingTable) -> str:
     """The model the engine runs for this file with `auto` (upscale.bridge.choose_model, then
     the blur check on its decoded pixels), here in CPython, to check what the engine reported."""
-    facts = read_facts(data)
-    if (blurry := blur_route(facts, scale, table)) and \
-            sharpness(np.asarray(decoded(data))) < BLURRY_BELOW:
-        return blurry
-    return route(facts, scale, table).model
+    return route_decoded(read_facts(data), scale, table, np.asarray(decoded(data))).model
 
 
 def table_from(outcomes: dict, conditions: list[Condition], speeds: dict[str, float],

@@ -424,6 +424,15 @@ def blur_route(facts: Facts, scale: int, table: RoutingTable) -> str | None:
     return None if routes.blurry == route(facts, scale, table).model else routes.blurry
 
 
+def route_decoded(facts: Facts, scale: int, table: RoutingTable, pixels: np.ndarray) -> Route:
+    """`auto`'s whole rule, as the engine applies it (bridge.choose_model, then run()'s check of
+    the decoded `pixels`): for the bench and the tests, in CPython."""
+    chosen = route(facts, scale, table)
+    if (blurry := blur_route(facts, scale, table)) and (score := sharpness(pixels)) < BLURRY_BELOW:
+        return Route(blurry, f"{chosen.why}; {blurred(score)}")
+    return chosen
+
+
 def blurred(score: float) -> str:
     """Why a file whose pixels scored `score` went to the blurry route, added to the reason
     its header gave."""

@@ -13,10 +13,10 @@ import re
 import numpy as np
 import pytest
 from harness import TO_BASE64, photo_crop, psnr, serve_bytes
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from sitebuild import assemble
-from upscale.routing import RoutingTable, read_facts, route
+from upscale.routing import RoutingTable, ScaleRoutes, read_facts, route_decoded
 
 TABLE = RoutingTable.from_json(json.loads(assemble.ROUTING.read_text()))
 
@@ -75,8 +75,11 @@ def small(photos) -> np.ndarray:
     return photo_crop(photos, "coffee.png", 96, 200, 100)[::2, ::2].copy()
 
 
-def expected(data: bytes, scale: int = 2):
-    return route(read_facts(data), scale, TABLE)
+def expected(data: bytes, scale: int = 2, table: RoutingTable = TABLE):
+    """What `auto` runs for this file: its header's route, or the blurry one for pixels that
+    read blurred (decoded here by Pillow)."""
+    pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return route_decoded(read_facts(data), scale, table, pixels)
 
 
 def test_each_file_gets_the_model_its_kind_is_routed_to(shared_app, small):
@@ -158,3 +161,28 @@ def test_an_avif_is_decoded_by_the_browser_and_upscaled(shared_app, small):
     decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     bicubic = np.asarray(Image.fromarray(decoded).resize((96, 96), Image.Resampling.BICUBIC))
     assert psnr(result["image"][..., :3], bicubic) > 25, "the browser's pixels, enlarged"
+
+
+def test_a_blurred_photo_goes_to_the_blurry_route_and_a_sharp_one_does_not(app, photos):
+    """With a table whose x2 routes blurred files to the restore model: a photo blurred then
+    saved at q85 runs it and says why; the same photo unblurred runs its header's route."""
+    routes = TABLE.scales[2]
+    table = RoutingTable({**TABLE.scales, 2: ScaleRoutes(
+        routes.lossless, routes.jpeg, routes.lossy, "realesr-general-x2")}, "test")
+    body = json.dumps(table.to_json())
+    app.route("**/routing.json", lambda route: route.fulfill(body=body,
+                                                             content_type="application/json"))
+    crop = Image.fromarray(photo_crop(photos, "chelsea.png", 128, 100, 60)).resize((64, 64))
+    sharp = encoded(np.asarray(crop), "JPEG", quality=85)
+    soft = encoded(np.asarray(crop.filter(ImageFilter.GaussianBlur(1))), "JPEG", quality=85)
+    jobs = [{"url": serve_bytes(app, f"blur-{name}", data, "image/jpeg")}
+            for name, data in (("sharp.jpg", sharp), ("soft.jpg", soft))]
+    got_sharp, got_soft = run(app, jobs)["results"]
+    want = expected(soft, 2, table)
+    assert want.model == "realesr-general-x2", "the rule in CPython reads it blurred"
+    assert (got_soft["model"], got_soft["reason"]) == (want.model, want.why)
+    assert re.fullmatch(r"JPEG, quality ≈ 85, 4:2:0; looks blurred \(sharpness -[\d.]+, "
+                        r"below -0\.48\)", got_soft["reason"]), got_soft["reason"]
+    assert got_soft["progress"] == [f"{want.model}|{want.why}"], "progress says it too"
+    assert got_soft["image"].shape == (128, 128, 4)
+    assert got_sharp["model"] == expected(sharp, 2, table).model != "realesr-general-x2"
