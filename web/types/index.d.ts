@@ -456,6 +456,11 @@ export interface ScaleRoutes {
   jpeg: JpegRoute[];
   /** By other lossy format, lower case: `webp`, `avif`. */
   lossy: Record<string, string>;
+  /**
+   * For a lossless file, a WebP or a JPEG of quality 80 or more whose decoded pixels read
+   * blurred: the model that restores them (the reason then ends "looks blurred (...)").
+   */
+  blurry?: string;
 }
 
 /** The routing table `'auto'` decides by (routing.json, written by the bench). */
