@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -455,6 +455,11 @@ class Condition:
     routable: bool = True
     blurry: bool = False
 
+    def facts(self) -> Facts:
+        """What a file made under this condition shows in its header."""
+        formats = {"lossless": "PNG", "jpeg": "JPEG"}
+        return Facts(formats.get(self.kind, self.kind.upper()), self.quality)
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -504,8 +509,21 @@ def build_table(scales: Mapping[int, Mapping[str, Mapping[str, Outcome]]],
             raise ValueError(f"×{scale}: no lossless condition measured")
         lossy = {c.kind: wins[c.name] for c in conditions
                  if c.kind not in ("jpeg", "lossless") and c.name in wins}
-        blurry = [winner(results[c.name], speeds, references[scale]) for c in conditions
-                  if c.blurry and c.name in results]
-        table[scale] = ScaleRoutes(wins[lossless[0]], bands, lossy,
-                                   blurry[0] if blurry else None)
+        routes = ScaleRoutes(wins[lossless[0]], bands, lossy)
+        table[scale] = replace(routes, blurry=blurry_winner(
+            routes, scale, [c for c in conditions if c.blurry and c.name in results],
+            results, speeds, references[scale]))
     return RoutingTable(table, measured)
+
+
+def blurry_winner(routes: ScaleRoutes, scale: int, blurred: list[Condition],
+                  results: Mapping[str, Mapping[str, Outcome]], speeds: Mapping[str, float],
+                  reference: str) -> str | None:
+    """The blurry route: the winner of the blurred condition, where it is not the model the
+    header already gives those files (else checking their pixels would change nothing)."""
+    if not blurred:
+        return None
+    condition = blurred[0]
+    best = winner(results[condition.name], speeds, reference)
+    header = route(condition.facts(), scale, RoutingTable({scale: routes}))
+    return None if best == header.model else best

@@ -201,6 +201,10 @@ def test_the_table_is_built_from_the_outcomes_with_bands_halfway_between_qualiti
     table = build_table({2: results}, conditions, SPEEDS, {2: "sharp"}, "run 1")
     assert table.scales[2].blurry == "clean"
     assert table.scales[2].jpeg[0].model == "sharp", "the bands are what they were"
+    # Where the blurred files' winner is what their header gets anyway, there is no route.
+    results["blur-q85"] = {"sharp": good, "clean": bad}
+    table = build_table({2: results}, conditions, SPEEDS, {2: "sharp"}, "run 1")
+    assert table.scales[2].blurry is None
 
 
 @pytest.mark.parametrize("quality", [30, 50, 75, 80, 90, 95])
