@@ -25,6 +25,7 @@ from metrics import scores
 from PIL import Image, ImageFilter
 
 from upscale.routing import (
+    BLUR_CHECKED_FROM_QUALITY,
     SPEED_FACTOR,
     Condition,
     Outcome,
@@ -523,8 +524,10 @@ def section(real: dict) -> list[str]:
     out += table_section(table, real)
     for scale, by_condition in real["outcomes"].items():
         out += [f"### x{scale}: every model (mean of the photos)", "",
-                "★: the routing rule's winner for the condition (blur and noise are not routed: "
-                "a file's header cannot tell them from a sharp JPEG q85).", "",
+                "★: the routing rule's winner for the condition; blur is routed by the decoded "
+                "pixels (routing.sharpness), where its winner is not the header's model; noise "
+                "is not routed (neither the header nor the estimate tells it from a sharp JPEG "
+                "q85).", "",
                 "| condition | model | PSNR-Y gain | worst | SSIM gain | SSIMULACRA2 gain | "
                 "Butteraugli reduction | 3-norm reduction |",
                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -579,6 +582,9 @@ def table_section(table: RoutingTable, real: dict) -> list[str]:
             upper = band.at_least - 1
         for kind, model in sorted(routes.lossy.items()):
             out.append(f"| x{scale} | {kind.upper()} (lossy) | {model} | {kind} |")
+        if routes.blurry:
+            out.append(f"| x{scale} | pixels that read blurred (lossless, WebP, JPEG ≥ "
+                       f"{BLUR_CHECKED_FROM_QUALITY}) | {routes.blurry} | blur |")
     return [*out, ""]
 
 
