@@ -267,7 +267,7 @@ function findModel(modelId) {
 // (the catalogue's weightBytes; TF.js holds them as float32). The models `auto` routes photos to
 // at one scale are SPAN and waifu2x, 0.5 to 2.2 MB each; a GPU also keeps each one's compiled
 // programs. The least recently used goes first; the current model always stays.
-const MODELS_KEPT = 4;
+const MODELS_KEPT = 5; // auto's five at x2: SPAN, SPAN wide, two waifu2x, restore
 const MODEL_BUDGET_BYTES = 64 * 2 ** 20;
 
 /** Keep `entry` loaded under `id`, freeing the least recently used over the budget. */

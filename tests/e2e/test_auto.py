@@ -143,7 +143,7 @@ def test_switching_back_and_forth_downloads_once_and_leaks_nothing(shared_app, s
     assert memory[5]["tilesRun"] > memory[3]["tilesRun"]
     print("TF.js memory with the models kept:", memory[5]["bytes"], "bytes,",
           memory[5]["tensors"], "tensors")  # the README's budget line quotes it
-    # the fifth model kept pushes the least recently used one out (MODELS_KEPT), which may
+    # a model kept beyond MODELS_KEPT pushes the least recently used one out, which may
     # be fetched again once; the round trips after that fetch nothing
     ids = [re.search(r"/models/(.+)-[0-9a-f]+/model\.json$", url)[1] for url in fetched]
     assert ids[0] == "waifu2x-photo-x2" and len(ids) == len(set(ids)), fetched

@@ -4,6 +4,7 @@ upscale in the same worker works; nothing is left behind."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 from pathlib import Path
@@ -12,12 +13,12 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from harness import BOOT_TIMEOUT_MS
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from sitebuild import assemble, common
 from tests.corpus import LEVEL_TOLERANCE, encode, hostile_inputs, linear_rgb_profile, photo
 from upscale.imaging import Limits
-from upscale.routing import RoutingTable, read_facts, route
+from upscale.routing import RoutingTable, read_facts, route_decoded
 
 # One Upscaler ('auto'): a file for each model the routing table names first, so the models it
 # keeps are loaded; then each hostile file, then a good one, in turn; then the worker's memory.
@@ -53,14 +54,21 @@ EACH_THEN_GOOD = """async ({ cases, good, prime }) => {
 
 def routed_files() -> list[bytes]:
     """A small file for each kind `auto` routes at x2 (PNG, a JPEG in each quality band, each
-    lossy format): every model the hostile files may run is loaded before the tensors are
-    counted. They fit the models kept (MODELS_KEPT in web/worker.js): none is pushed out."""
+    lossy format, and pixels that read blurred): every model the hostile files may run is
+    loaded before the tensors are counted. They fit the models kept (MODELS_KEPT in
+    web/worker.js): none is pushed out."""
     table = RoutingTable.from_json(json.loads(assemble.ROUTING.read_text()))
     routes = table.routes(2)
     files = [encode(photo(12, 10), "PNG")]
     files += [encode(photo(12, 10), "JPEG", quality=max(band.at_least, 1)) for band in routes.jpeg]
     files += [encode(photo(12, 10), kind.upper(), quality=70) for kind in routes.lossy]
-    assert len({route(read_facts(data), 2, table).model for data in files}) <= 4
+    soft = photo(24, 24).filter(ImageFilter.GaussianBlur(2))
+    files.append(encode(soft, "PNG"))
+    models = {route_decoded(read_facts(data), 2, table,
+                            np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))).model
+              for data in files}
+    assert routes.blurry is None or routes.blurry in models
+    assert len(models) <= 5
     return files
 
 
