@@ -61,9 +61,13 @@ def selected(manifests: list[dict], ids: list[str] | None) -> tuple[list[dict], 
     for scale, routes in sorted(table.scales.items()):
         if scale not in routing.scales:
             log(f"package: no ×{scale} for `auto` ({routes.lossless} is not selected)")
-        elif lost := sorted(routes.models() - set(ids)):
-            log(f"package: ×{scale} `auto` runs {routes.lossless} where the table names "
-                f"{', '.join(lost)} (not selected)")
+        else:
+            if routes.blurry and routes.blurry not in ids:
+                log(f"package: ×{scale} `auto` leaves blurred files to their header's model "
+                    f"({routes.blurry} is not selected)")
+            if lost := sorted((routes.models() - {routes.blurry}) - set(ids)):
+                log(f"package: ×{scale} `auto` runs {routes.lossless} where the table names "
+                    f"{', '.join(lost)} (not selected)")
     return [m for m in manifests if m["id"] in ids], routing
 
 
