@@ -19,6 +19,7 @@ from .common import DIST, NODE_MODULES, PYODIDE_DIR, ROOT, BuildError, cache_dir
 from .demo import embed_integrity, shop_photos
 from .models import converted_models, load_manifests, model_files, network_scale
 from .provision import ensure_env
+from .pyodide_patch import PATCHED, patched
 from .serving import COMPRESSIBLE, ENCODINGS, HASHED_PREFIXES, headers_file
 from .vendor import (
     PYODIDE_CORE,
@@ -237,6 +238,7 @@ def assemble(manifests: list[dict], full_lock: dict, wheels: dict[str, Path],
     served_wheels = {name: (path.name, zips[name]) for name, path in wheels.items()}
     pyodide, files = hashed_folder("vendor/pyodide", {
         **{name: PYODIDE_DIR / name for name in PYODIDE_CORE},
+        PATCHED: patched((PYODIDE_DIR / PATCHED).read_text()).encode(),
         PYODIDE_STDLIB: zips["stdlib"], **dict(served_wheels.values())})
     served.update(files)
     wheel = zips["upscale"]
