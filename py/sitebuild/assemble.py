@@ -155,7 +155,7 @@ def assets_script(pyodide: str, tfjs: str, shell: list[str]) -> bytes:
 # upscale.js carries. A page on another origin checks each before it runs (upscale.js
 # checkedStart); the models are checked against the catalogue's sha256.
 ENGINE_WEB = ("assets.js", "rpc.js", "worker.js", "tfbridge.js", "tilepool.js", "modelfiles.js",
-              "tileworker.js", "models.json", "routing.json", "pyodide-lock.json")
+              "pysnapshot.js", "tileworker.js", "models.json", "routing.json", "pyodide-lock.json")
 INTEGRITY_MARK = "const INTEGRITY = {};"
 # upscale.js speaks the workers' protocol: the build writes web/rpc.js in at this line.
 RPC_MARK = "// web/rpc.js: the build writes it here (the message protocol the workers speak too)."
