@@ -148,8 +148,12 @@ const PySnapshot = (() => {
 
   /** The snapshot's packages' wheels, fetched (from the browser's cache on a repeat visit). */
   async function wheels(meta, lock, pyodideBase) {
+    // loadedPackages names a package as its wheel does (Pillow), the lock by its key (pillow)
+    const byName = new Map(Object.values(lock.packages).map((entry) => [entry.name, entry]));
     return Promise.all(Object.keys(meta.packages).map(async (name) => {
-      const url = new URL(lock.packages[name].file_name, pyodideBase);
+      const entry = byName.get(name) || lock.packages[name];
+      if (!entry) throw new Error(`the lock has no package ${name}`);
+      const url = new URL(entry.file_name, pyodideBase);
       const response = await fetch(url);
       if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
       return storedZip(await response.arrayBuffer());
