@@ -96,11 +96,13 @@ const PySnapshot = (() => {
     return packed.size;
   }
 
-  /** The entry at `url` as { meta, heap }, null when there is none; throws when it is unusable. */
-  async function open(url, expectedKey) {
-    const cache = await caches.open(CACHE_NAME);
-    const response = await cache.match(url);
-    if (!response) return null;
+  /** The stored entry at `url` (a Response), or undefined. */
+  async function find(url) {
+    return (await caches.open(CACHE_NAME)).match(url);
+  }
+
+  /** A found entry as { meta, heap }; throws when it is unusable. */
+  async function unpack(response, expectedKey) {
     const stream = response.body.pipeThrough(new DecompressionStream('gzip'));
     const bytes = new Uint8Array(await new Response(stream).arrayBuffer());
     if (bytes.length < HEADER || new TextDecoder().decode(bytes.subarray(0, 8)) !== MAGIC) {
@@ -146,18 +148,29 @@ const PySnapshot = (() => {
     return members;
   }
 
-  /** The snapshot's packages' wheels, fetched (from the browser's cache on a repeat visit). */
-  async function wheels(meta, lock, pyodideBase) {
+  /**
+   * A fetcher of the packages' wheels (from the browser's cache on a repeat visit), each
+   * fetched once: `fetcher(names)` resolves to their members, in the order named.
+   */
+  function wheels(lock, pyodideBase) {
     // loadedPackages names a package as its wheel does (Pillow), the lock by its key (pillow)
     const byName = new Map(Object.values(lock.packages).map((entry) => [entry.name, entry]));
-    return Promise.all(Object.keys(meta.packages).map(async (name) => {
-      const entry = byName.get(name) || lock.packages[name];
-      if (!entry) throw new Error(`the lock has no package ${name}`);
-      const url = new URL(entry.file_name, pyodideBase);
-      const response = await fetch(url);
-      if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
-      return storedZip(await response.arrayBuffer());
-    }));
+    const fetched = new Map();
+    const one = (name) => {
+      if (!fetched.has(name)) {
+        fetched.set(name, (async () => {
+          const entry = byName.get(name) || lock.packages[name];
+          if (!entry) throw new Error(`the lock has no package ${name}`);
+          const url = new URL(entry.file_name, pyodideBase);
+          const response = await fetch(url);
+          if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+          return storedZip(await response.arrayBuffer());
+        })());
+        fetched.get(name).catch(() => {}); // whoever needs it hears of its failure
+      }
+      return fetched.get(name);
+    };
+    return (names) => Promise.all(names.map(one));
   }
 
   /**
@@ -219,5 +232,5 @@ const PySnapshot = (() => {
     }
   }
 
-  return { usable, key, recorder, pack, save, open, drop, wheels, beforeHeapRestore, heapCopy };
+  return { usable, key, recorder, pack, save, find, unpack, drop, wheels, beforeHeapRestore, heapCopy };
 })();

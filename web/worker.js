@@ -151,8 +151,7 @@ async function loadPython() {
     const lockText = await (await fetch(BASE + 'pyodide-lock.json')).text();
     state.snapshotKey = await PySnapshot.key(PYODIDE_BASE, lockText);
     try {
-      const saved = await PySnapshot.open(state.snapshotKey, state.snapshotKey);
-      if (saved) pyodide = await restoredPython(saved, JSON.parse(lockText));
+      pyodide = await restoredPython(state.snapshotKey, JSON.parse(lockText));
     } catch (error) {
       note = SNAPSHOT_DROPPED(error && error.message ? error.message : String(error));
       console.warn(note);
@@ -182,19 +181,38 @@ async function freshPython(keeping) {
   return pyodide;
 }
 
-/** Python restored from `saved`, checked against the self-check of the start that saved it. */
-async function restoredPython(saved, lock) {
-  const members = await PySnapshot.wheels(saved.meta, lock, PYODIDE_BASE);
+// What every snapshot holds (the engine loads them at its start): their wheels are fetched
+// while the entry unpacks, before it says so.
+const SNAPSHOT_PACKAGES = ['numpy', 'upscale'];
+
+/**
+ * Python restored from the entry at `key` (null when there is none), checked against the
+ * self-check of the start that saved it. The entry unpacks and the wheels download while
+ * Pyodide loads its own script: Pyodide wants the heap only to size its memory.
+ */
+async function restoredPython(key, lock) {
+  const found = await PySnapshot.find(key);
+  if (!found) return null;
+  const saved = PySnapshot.unpack(found, key);
+  const wheels = PySnapshot.wheels(lock, PYODIDE_BASE);
+  wheels(SNAPSHOT_PACKAGES).catch(() => {}); // a head start; awaited below
+  let restore = null;
+  const heap = saved.then(async ({ meta, heap }) => {
+    restore = PySnapshot.beforeHeapRestore(meta, await wheels(Object.keys(meta.packages)));
+    return heap;
+  });
+  heap.catch(() => {}); // loadPyodide reports it (a failure before it asks would go unheard)
   const pyodide = await loadPyodide({
     indexURL: PYODIDE_BASE,
     lockFileURL: BASE + 'pyodide-lock.json',
-    _loadSnapshot: saved.heap,
-    _beforeHeapRestore: PySnapshot.beforeHeapRestore(saved.meta, members),
+    _loadSnapshot: heap,
+    _beforeHeapRestore: (module) => restore(module),
   });
+  const { meta } = await saved;
   // Pyodide forgets what it installed: its record is empty in a snapshot (heapCopy).
-  Object.assign(pyodide.loadedPackages, saved.meta.packages);
+  Object.assign(pyodide.loadedPackages, meta.packages);
   const check = await pyodide.pyimport('upscale.bridge').self_check();
-  if (check !== saved.meta.check) throw new Error(SELF_CHECK_DIFFERS);
+  if (check !== meta.check) throw new Error(SELF_CHECK_DIFFERS);
   return pyodide;
 }
 
