@@ -178,6 +178,16 @@ const PySnapshot = (() => {
    * the file system, then every library loaded at its recorded place, in the recorded order.
    */
   function beforeHeapRestore(meta, members) {
+    // The libraries compile in the background while Pyodide instantiates; one not compiled
+    // by the time the hook runs compiles there, synchronously, as Emscripten would.
+    const compiled = new Map();
+    const wanted = new Set(meta.libs.map((lib) => lib.name));
+    for (const files of members) {
+      for (const [name, data] of files) {
+        const path = SITE_PACKAGES + name;
+        if (wanted.has(path)) WebAssembly.compile(data).then((m) => compiled.set(path, m), () => {});
+      }
+    }
     return (module) => {
       for (const files of members) {
         for (const [name, data] of files) {
@@ -198,9 +208,19 @@ const PySnapshot = (() => {
         for (const lib of meta.libs) {
           if (module.LDSO.loadedLibsByName[lib.name]) continue; // a dependency loaded it
           // The flags Pyodide's own loader gives a package's library (loadDynlib).
-          module.loadDynamicLibrary(lib.name, {
-            loadAsync: false, nodelete: true, allowUndefined: true, global: lib.global, fs,
-          }, lib.global ? null : {});
+          const flags = { loadAsync: false, nodelete: true, allowUndefined: true, global: lib.global, fs };
+          const scope = lib.global ? null : {};
+          const ready = compiled.get(lib.name);
+          if (!ready) {
+            module.loadDynamicLibrary(lib.name, flags, scope);
+          } else { // what loadDynamicLibrary does with a library's bytes, given it compiled
+            const dso = module.newDSO(lib.name, undefined, 'loading');
+            dso.refcount = Infinity;
+            dso.global = lib.global;
+            const exports = module.loadWebAssemblyModule(ready, flags, lib.name, scope);
+            if (lib.global) module.mergeLibSymbols(exports, lib.name);
+            dso.exports = exports;
+          }
           const base = lib.name.split('/').at(-1);
           module.LDSO.loadedLibsByName[base] ||= module.LDSO.loadedLibsByName[lib.name];
         }

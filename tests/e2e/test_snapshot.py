@@ -119,3 +119,31 @@ def test_a_bad_snapshot_means_a_fresh_start_and_no_error(app, console_log, how):
     assert after["sha256"] == fresh["sha256"]
     assert after["entriesAtReady"] == 0, "the bad entry is deleted"
     assert not errors_in(console_log), errors_in(console_log)
+
+
+def restored_without_a_note(console: list[str]) -> bool:
+    return not any("the saved Python could not be used" in line for line in console)
+
+
+def test_a_restored_engine_passes_the_hostile_corpus(app, console_log, record_property):
+    import test_hostile
+
+    fresh = one_engine(app, golden_input(app), wait_for_snapshot=True)
+    assert fresh["kept"]
+    test_hostile.test_each_hostile_input_gets_a_result_or_its_error_then_the_next_works(
+        app, record_property)
+    assert restored_without_a_note(console_log), console_log
+
+
+def test_a_restored_engine_survives_a_worker_crash(app, console_log):
+    """The restarted worker restores the snapshot too, and the next job runs there."""
+    import test_hostile
+
+    fresh = one_engine(app, golden_input(app), wait_for_snapshot=True)
+    assert fresh["kept"]
+    test_hostile.test_a_worker_that_dies_rejects_what_is_pending_and_the_next_call_starts_afresh(
+        app)
+    assert restored_without_a_note(console_log), console_log
+    restored = one_engine(app, golden_input(app))
+    assert restored["python"] == {"from": "snapshot", "note": None}
+    assert restored["sha256"] == fresh["sha256"]
