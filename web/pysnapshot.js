@@ -43,12 +43,13 @@ const PySnapshot = (() => {
   }
 
   /**
-   * The entry's address: a digest of what makes a heap valid here. Pyodide's folder and the
-   * lock are content-addressed by the build (the patched pyodide.asm.js, the wheels' sha256,
-   * the upscale wheel), and a heap is only ever restored into the browser that made it.
+   * The entry's address: a digest of what makes a heap valid here, with nothing to download.
+   * The build names both folders by a hash of their content: Pyodide's (the patched
+   * pyodide.asm.js, the wheels) and the web folder (the lock, with the wheels' sha256 and the
+   * upscale wheel's address). A heap is only ever restored into the browser that made it.
    */
-  async function key(pyodideBase, lockText) {
-    const text = [pyodideBase, lockText, self.navigator ? navigator.userAgent : ''].join('\n');
+  async function key(webBase, pyodideBase) {
+    const text = [webBase, pyodideBase, self.navigator ? navigator.userAgent : ''].join('\n');
     const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text));
     const hex = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
     // Cache Storage wants an http(s) address; a blob: worker (a shop's page) has none itself.

@@ -148,10 +148,9 @@ async function loadPython() {
   let note = null;
   const keeps = PySnapshot.usable();
   if (keeps) {
-    const lockText = await (await fetch(BASE + 'pyodide-lock.json')).text();
-    state.snapshotKey = await PySnapshot.key(PYODIDE_BASE, lockText);
+    state.snapshotKey = await PySnapshot.key(BASE, PYODIDE_BASE);
     try {
-      pyodide = await restoredPython(state.snapshotKey, JSON.parse(lockText));
+      pyodide = await restoredPython(state.snapshotKey);
     } catch (error) {
       note = SNAPSHOT_DROPPED(error && error.message ? error.message : String(error));
       console.warn(note);
@@ -190,15 +189,19 @@ const SNAPSHOT_PACKAGES = ['numpy', 'upscale'];
  * self-check of the start that saved it. The entry unpacks and the wheels download while
  * Pyodide loads its own script: Pyodide wants the heap only to size its memory.
  */
-async function restoredPython(key, lock) {
+async function restoredPython(key) {
   const found = await PySnapshot.find(key);
   if (!found) return null;
   const saved = PySnapshot.unpack(found, key);
-  const wheels = PySnapshot.wheels(lock, PYODIDE_BASE);
-  wheels(SNAPSHOT_PACKAGES).catch(() => {}); // a head start; awaited below
+  const wheels = fetch(BASE + 'pyodide-lock.json').then(async (response) => {
+    if (!response.ok) throw new Error(`pyodide-lock.json: HTTP ${response.status}`);
+    return PySnapshot.wheels(await response.json(), PYODIDE_BASE);
+  });
+  wheels.then((fetcher) => fetcher(SNAPSHOT_PACKAGES)).catch(() => {}); // a head start
   let restore = null;
   const heap = saved.then(async ({ meta, heap }) => {
-    restore = PySnapshot.beforeHeapRestore(meta, await wheels(Object.keys(meta.packages)));
+    const members = await (await wheels)(Object.keys(meta.packages));
+    restore = PySnapshot.beforeHeapRestore(meta, members);
     return heap;
   });
   heap.catch(() => {}); // loadPyodide reports it (a failure before it asks would go unheard)
