@@ -181,7 +181,7 @@ async function freshPython(keeping) {
 }
 
 // What every snapshot holds (the engine loads them at its start): their wheels are fetched
-// while the entry unpacks, before it says so.
+// while the entry unpacks, before its list of packages can be read.
 const SNAPSHOT_PACKAGES = ['numpy', 'upscale'];
 
 /**
