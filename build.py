@@ -10,6 +10,7 @@ py/sitebuild/, one module per concern (see its __init__); this file is the comma
     python build.py bench [--quick] build, then benchmark in Chromium (bench/REPORT.md)
     python build.py bench --only real   only the real-input section, merged into results.json
     python build.py bench --only auto   its routing table and 'auto' again, on stored outcomes
+    python build.py bench --only cold   only the cold start, merged into results.json
     python build.py package [--models a,b]   the npm package, dist-npm/<name>-<version>.tgz
 """
 

@@ -278,9 +278,12 @@ def harness_page(context, base: str, isolated: bool = True):
 
 
 def measure_cold_start(browser, base: str, runs: int, size: int = 256) -> dict:
-    """Navigation to the first `size` px result, in a fresh profile, then again on reload; and
-    the same for a bare loadPyodide() (the yardstick: Pyodide's own start, in a worker)."""
-    first, second, bare_first, bare_second = [], [], [], []
+    """Navigation to the first `size` px result, in a fresh profile, then again on reload
+    (Python restored from the snapshot the first visit kept), and once more on reload with
+    that snapshot deleted (Python started fresh, everything else cached); and the same for a
+    bare loadPyodide() (the yardstick: Pyodide's own start, in a worker)."""
+    first, second, second_fresh, bare_first, bare_second = [], [], [], [], []
+    job = {"model": "esrgan-slim-x2", "size": size}
     for _ in range(runs):
         context = browser.new_context()
         page = harness_page(context, base)
@@ -291,15 +294,31 @@ def measure_cold_start(browser, base: str, runs: int, size: int = 256) -> dict:
         context.close()
         context = browser.new_context()
         page = harness_page(context, base)
-        first.append(page.evaluate("(a) => bench.firstResult(a)",
-                                   {"model": "esrgan-slim-x2", "size": size}))
+        first.append(page.evaluate("(a) => bench.firstResult(a)", {**job, "keep": True}))
         page.reload()
         page.add_script_tag(path=str(ROOT / "bench" / "measure.js"))
-        second.append(page.evaluate("(a) => bench.firstResult(a)",
-                                    {"model": "esrgan-slim-x2", "size": size}))
+        second.append(page.evaluate("(a) => bench.firstResult(a)", job))
+        page.evaluate("() => caches.delete('upscale-python')")
+        page.reload()
+        page.add_script_tag(path=str(ROOT / "bench" / "measure.js"))
+        second_fresh.append(page.evaluate("(a) => bench.firstResult(a)", job))
         context.close()
     return {"size": size, "first_visit": first, "second_visit": second,
+            "second_visit_fresh": second_fresh,
             "bare_first_visit": bare_first, "bare_second_visit": bare_second}
+
+
+def snapshot_line(visits: list[dict]) -> str:
+    """What the first visits' Python snapshots weighed and took to make (median)."""
+    kept = [v["snapshot"] for v in visits if v.get("snapshot")]
+    if not kept:
+        return "none was kept"
+    size = median([k["bytes"] for k in kept])["median"]
+    heap = median([k["heapBytes"] for k in kept])["median"]
+    copy = median([k["copyMs"] for k in kept])["median"]
+    total = median([k["totalMs"] for k in kept])["median"]
+    return (f"{size / 1e6:.1f} MB gzipped ({heap / 2**20:.0f} MiB heap); the heap copy held "
+            f"the engine {copy:.0f} ms, compressing and storing took {total:.0f} ms in all")
 
 
 # --- quality: PSNR (Y) and SSIM of each model against bicubic, on real photos ---------------
@@ -551,6 +570,25 @@ def measure_real(browser, base: str, quick: bool, catalogue: dict, speeds: dict,
     return real
 
 
+def run_cold_only(previous: dict) -> dict:
+    """`--only cold`: the cold start alone (as a full run measures it), merged into the stored
+    results."""
+    measured = commit(), time.strftime("%Y-%m-%d")
+    base, server = serve()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+                args=provision.CHROMIUM_ARGS)
+            cold = measure_cold_start(browser, base, plan(False)["cold_runs"])
+            browser.close()
+    finally:
+        server.shutdown()
+    cold["command"] = "python build.py bench --only cold"
+    cold["commit"], cold["date"] = measured
+    return {**previous, "cold_start": cold}
+
+
 def run_real_only(previous: dict, auto_only: bool = False) -> dict:
     """`--only real`: the real-input section alone, with the speeds of the stored results,
     merged into them; `--only auto`: the models added since measured, the table built again
@@ -797,6 +835,7 @@ def report(results: dict) -> str:
     cold = results["cold_start"]
     firsts = [r["ms"] for r in cold["first_visit"]]
     seconds = [r["ms"] for r in cold["second_visit"]]
+    fresh_seconds = [r["ms"] for r in cold.get("second_visit_fresh", [])]
     timings = cold["first_visit"][0]["timings"]
     bares = [[r["ms"] for r in cold.get(key, [])] for key in ("bare_first_visit",
                                                               "bare_second_visit")]
@@ -804,7 +843,11 @@ def report(results: dict) -> str:
             f"From navigation to the first {cold['size']} px result (esrgan-slim-x2, the "
             f"backend Upscale picks), {len(firsts)} fresh profile(s):", "",
             f"- first visit: {fmt(median(firsts))} ms",
-            f"- second visit (reload, same profile): {fmt(median(seconds))} ms",
+            f"- second visit (reload, same profile; Python restored from its snapshot): "
+            f"{fmt(median(seconds))} ms",
+            f"- second visit with the snapshot deleted (Python started fresh): "
+            f"{fmt(median(fresh_seconds)) if fresh_seconds else '-'} ms",
+            f"- the Python snapshot: {snapshot_line(cold['first_visit'])}",
             "- the yardstick, a bare `loadPyodide()` in a worker (no packages), from navigation: "
             f"first visit {fmt(median(bares[0])) if bares[0] else '-'} ms, second "
             f"{fmt(median(bares[1])) if bares[1] else '-'} ms",
@@ -1085,12 +1128,15 @@ def main(argv: list[str]) -> int:
         out = Path(argv[argv.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
     only = argv[argv.index("--only") + 1] if "--only" in argv else None
-    if only not in (None, "real", "auto"):
-        raise SystemExit(f"bench: --only {only}: the sections run alone are 'real' and 'auto'")
+    if only not in (None, "real", "auto", "cold"):
+        raise SystemExit(f"bench: --only {only}: the sections run alone are 'real', 'auto' "
+                         "and 'cold'")
     if only:
         if quick:
             raise SystemExit(f"bench: --only {only} is a full run of that section, not --quick")
-        results = run_real_only(json.loads((out / "results.json").read_text()), only == "auto")
+        previous = json.loads((out / "results.json").read_text())
+        results = (run_cold_only(previous) if only == "cold"
+                   else run_real_only(previous, only == "auto"))
     else:
         results = run(quick)
     if not quick:  # the table `auto` ran with, built from this run's outcomes

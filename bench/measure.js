@@ -171,7 +171,7 @@
   }
 
   /** From navigation to the first upscaled `size` px image (this page load's engine). */
-  async function firstResult({ model, size }) {
+  async function firstResult({ model, size, keep = false }) {
     const { Upscaler } = await import('./upscale.js');
     const image = await crop(size);
     const up = new Upscaler({ model });
@@ -179,8 +179,16 @@
     const readyAt = performance.now();
     const result = await up.upscale(image);
     const doneAt = performance.now();
+    // With `keep`, the Python snapshot the engine keeps after its first job, once kept: the
+    // next visit's start depends on it (it is made after the result, so `ms` is unchanged).
+    let snapshot = null;
+    for (let i = 0; keep && !snapshot && i < 600; i++) {
+      snapshot = (await up.memory()).pythonSnapshot;
+      if (!snapshot) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     up.dispose();
-    return { ms: doneAt, readyMs: readyAt, width: result.width, timings: info.timings, workers: info.workers };
+    return { ms: doneAt, readyMs: readyAt, width: result.width, timings: info.timings, workers: info.workers,
+             python: info.python, snapshot };
   }
 
   /**

@@ -25,7 +25,7 @@ const TF_BASE = new URL(self.UPSCALE_ASSETS.tfjs, BASE).href;
 // TF.js itself loads only if this worker runs the model (TfBridge.loadTf): on WebAssembly with
 // several cores the tile workers do, and this worker's thread is left to Python.
 importScripts(BASE + 'rpc.js', PYODIDE_BASE + 'pyodide.js', BASE + 'tfbridge.js',
-  BASE + 'tilepool.js', BASE + 'modelfiles.js');
+  BASE + 'tilepool.js', BASE + 'modelfiles.js', BASE + 'pysnapshot.js');
 
 const state = {
   bridge: null, // the Python module upscale.bridge
@@ -57,7 +57,17 @@ const state = {
   stepLimitMs: 180_000,
   info: null,
   cancelled: new Set(),
+  // Python's snapshot (pysnapshot.js): where this start's Python came from ({ from: 'snapshot'
+  // or 'fresh', note: why a snapshot was not used, or null }), the entry's address, and on a
+  // fresh start that may keep one, the library recorder (null once made or given up).
+  pythonStart: null,
+  snapshotKey: null,
+  snapshotPlan: null,
+  snapshotMade: null,
 };
+
+const SNAPSHOT_DROPPED = (why) => `the saved Python could not be used (${why}), so Python started fresh`;
+const SELF_CHECK_DIFFERS = 'its self-check differs from the start that saved it';
 
 function post(message, transfer = []) {
   Rpc.post(self, message, transfer);
@@ -134,14 +144,105 @@ function dictFromPython(value) {
 
 async function loadPython() {
   const started = performance.now();
-  const pyodide = await loadPyodide({
-    indexURL: PYODIDE_BASE,
-    lockFileURL: BASE + 'pyodide-lock.json',
-    packages: ['numpy', 'upscale'],
-  });
+  let pyodide = null;
+  let note = null;
+  const keeps = PySnapshot.usable();
+  if (keeps) {
+    state.snapshotKey = await PySnapshot.key(BASE, PYODIDE_BASE);
+    try {
+      pyodide = await restoredPython(state.snapshotKey);
+    } catch (error) {
+      note = SNAPSHOT_DROPPED(error && error.message ? error.message : String(error));
+      console.warn(note);
+      await PySnapshot.drop(state.snapshotKey);
+    }
+  }
+  state.pythonStart = { from: pyodide ? 'snapshot' : 'fresh', note };
+  if (!pyodide) pyodide = await freshPython(keeps);
   state.pyodide = pyodide;
   state.bridge = pyodide.pyimport('upscale.bridge');
   return performance.now() - started;
+}
+
+/** Python started as usual; with `keeping`, able to make a snapshot later (makeSnapshot). */
+async function freshPython(keeping) {
+  const pyodide = await loadPyodide({
+    indexURL: PYODIDE_BASE,
+    lockFileURL: BASE + 'pyodide-lock.json',
+    _makeSnapshot: keeping,
+  });
+  if (keeping) {
+    const place = PySnapshot.recorder();
+    pyodide._module.placeLibrary = place; // every library from here on, Pillow's included
+    state.snapshotPlan = { place };
+  }
+  await pyodide.loadPackage(['numpy', 'upscale'], { messageCallback: () => {} });
+  return pyodide;
+}
+
+// What every snapshot holds (the engine loads them at its start): their wheels are fetched
+// while the entry unpacks, before its list of packages can be read.
+const SNAPSHOT_PACKAGES = ['numpy', 'upscale'];
+
+/**
+ * Python restored from the entry at `key` (null when there is none), checked against the
+ * self-check of the start that saved it. The entry unpacks and the wheels download while
+ * Pyodide loads its own script: Pyodide wants the heap only to size its memory.
+ */
+async function restoredPython(key) {
+  const found = await PySnapshot.find(key);
+  if (!found) return null;
+  const saved = PySnapshot.unpack(found, key);
+  const wheels = fetch(BASE + 'pyodide-lock.json').then(async (response) => {
+    if (!response.ok) throw new Error(`pyodide-lock.json: HTTP ${response.status}`);
+    return PySnapshot.wheels(await response.json(), PYODIDE_BASE);
+  });
+  wheels.then((fetcher) => fetcher(SNAPSHOT_PACKAGES)).catch(() => {}); // a head start
+  let restore = null;
+  const heap = saved.then(async ({ meta, heap }) => {
+    const members = await (await wheels)(Object.keys(meta.packages));
+    restore = PySnapshot.beforeHeapRestore(meta, members);
+    return heap;
+  });
+  heap.catch(() => {}); // loadPyodide reports it (a failure before it asks would go unheard)
+  const pyodide = await loadPyodide({
+    indexURL: PYODIDE_BASE,
+    lockFileURL: BASE + 'pyodide-lock.json',
+    _loadSnapshot: heap,
+    _beforeHeapRestore: (module) => restore(module),
+  });
+  const { meta } = await saved;
+  // Pyodide forgets what it installed: its record is empty in a snapshot (heapCopy).
+  Object.assign(pyodide.loadedPackages, meta.packages);
+  const check = await pyodide.pyimport('upscale.bridge').self_check();
+  if (check !== meta.check) throw new Error(SELF_CHECK_DIFFERS);
+  return pyodide;
+}
+
+/**
+ * After the first job, between requests: copy Python's heap (synchronous, so nothing of
+ * Python runs meanwhile), then compress and keep it without holding up the next request.
+ * Once per engine; a failure costs nothing but the next visit's shortcut.
+ */
+async function makeSnapshot() {
+  const plan = state.snapshotPlan;
+  if (!plan) return;
+  state.snapshotPlan = null;
+  const started = performance.now();
+  try { // this runs in the request queue, which must never reject
+    const copy = PySnapshot.heapCopy(state.pyodide);
+    const copyMs = performance.now() - started;
+    const check = await state.bridge.self_check();
+    const blob = PySnapshot.pack(state.pyodide, copy.heap, {
+      key: state.snapshotKey, libs: plan.place.libs, packages: copy.packages, check,
+      heapLength: copy.heap.length,
+    });
+    PySnapshot.save(state.snapshotKey, blob).then((bytes) => {
+      state.snapshotMade = { bytes, heapBytes: copy.heap.length, copyMs, totalMs: performance.now() - started };
+    }, (error) => console.warn(`the Python snapshot was not kept: ${error && error.message}`));
+  } catch (error) {
+    console.warn(`no Python snapshot: ${error && error.message}`);
+  }
 }
 
 /**
@@ -581,7 +682,8 @@ const methods = {
     const pythonMs = await python;
     state.info = {
       backend: choice.backend,
-      reason: reasonFor(choice) + halfFloatNote,
+      reason: reasonFor(choice) + halfFloatNote + (state.pythonStart.note ? `; ${state.pythonStart.note}` : ''),
+      python: state.pythonStart,
       model: manifest,
       auto: state.defaultModel === 'auto' ? { scale: state.autoScale } : null,
       limits: state.bridge.device_limits(DEVICE_MEMORY).toJs({ dict_converter: Object.fromEntries }),
@@ -699,6 +801,8 @@ const methods = {
       bytes: here.bytes + pool.bytes,
       tfHeapBytes: here.heapBytes + pool.heapBytes, // their WASM heaps (each only grows)
       pyHeapBytes: state.pyodide ? state.pyodide._module.HEAP8.length : 0,
+      // the Python snapshot this engine kept ({ bytes compressed, heapBytes, copyMs, totalMs }), if any
+      pythonSnapshot: state.snapshotMade || null,
     };
   },
 };
@@ -881,7 +985,9 @@ self.onmessage = (event) => {
       if (method !== 'init' && method !== 'memory' && !state.model && !state.recovering) {
         throw new Error('the engine is not initialised');
       }
-      return await run(params || {}, id);
+      const result = await run(params || {}, id);
+      if (method === 'upscale' && state.snapshotPlan) queue = queue.then(makeSnapshot);
+      return result;
     } catch (error) {
       throw plain(error);
     } finally {

@@ -19,6 +19,7 @@ from .common import DIST, NODE_MODULES, PYODIDE_DIR, ROOT, BuildError, cache_dir
 from .demo import embed_integrity, shop_photos
 from .models import converted_models, load_manifests, model_files, network_scale
 from .provision import ensure_env
+from .pyodide_patch import PATCHED, patched
 from .serving import COMPRESSIBLE, ENCODINGS, HASHED_PREFIXES, headers_file
 from .vendor import (
     PYODIDE_CORE,
@@ -154,7 +155,7 @@ def assets_script(pyodide: str, tfjs: str, shell: list[str]) -> bytes:
 # upscale.js carries. A page on another origin checks each before it runs (upscale.js
 # checkedStart); the models are checked against the catalogue's sha256.
 ENGINE_WEB = ("assets.js", "rpc.js", "worker.js", "tfbridge.js", "tilepool.js", "modelfiles.js",
-              "tileworker.js", "models.json", "routing.json", "pyodide-lock.json")
+              "pysnapshot.js", "tileworker.js", "models.json", "routing.json", "pyodide-lock.json")
 INTEGRITY_MARK = "const INTEGRITY = {};"
 # upscale.js speaks the workers' protocol: the build writes web/rpc.js in at this line.
 RPC_MARK = "// web/rpc.js: the build writes it here (the message protocol the workers speak too)."
@@ -237,6 +238,7 @@ def assemble(manifests: list[dict], full_lock: dict, wheels: dict[str, Path],
     served_wheels = {name: (path.name, zips[name]) for name, path in wheels.items()}
     pyodide, files = hashed_folder("vendor/pyodide", {
         **{name: PYODIDE_DIR / name for name in PYODIDE_CORE},
+        PATCHED: patched((PYODIDE_DIR / PATCHED).read_text()).encode(),
         PYODIDE_STDLIB: zips["stdlib"], **dict(served_wheels.values())})
     served.update(files)
     wheel = zips["upscale"]

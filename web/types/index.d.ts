@@ -390,6 +390,12 @@ export interface UpscalerInfo {
   limits: Limits;
   timings: Timings;
   versions: Versions;
+  /**
+   * Where this start's Python came from: `'snapshot'`, the memory snapshot an earlier engine
+   * of this build kept in this browser, or `'fresh'`; `note` says why a snapshot found was not
+   * used (it is then deleted, and `reason` says so too).
+   */
+  python: { from: 'snapshot' | 'fresh'; note: string | null };
 }
 
 /** A file format as Pillow names it; AVIF and HEIF are decoded by the browser. */
@@ -437,6 +443,12 @@ export interface MemoryInfo {
   pyHeapBytes: number;
   /** Tiles handed to the model since the engine started; a cancelled job stops adding. */
   tilesRun: number;
+  /**
+   * The Python snapshot this engine kept after its first job, once kept: its gzipped
+   * `bytes`, the `heapBytes` it holds, `copyMs` the engine was held for the heap copy and
+   * `totalMs` with compressing and storing. `null` before, or where none is kept.
+   */
+  pythonSnapshot: { bytes: number; heapBytes: number; copyMs: number; totalMs: number } | null;
 }
 
 /** One band of JPEG quality in the routing table. */
