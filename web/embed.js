@@ -182,6 +182,7 @@ const results = {
   /** Once per page: drop what the index does not know (an older CACHE_VERSION's results). */
   async prune(cache) {
     localStorage.getItem(INDEX_KEY); // throws where storage is blocked: then keep everything
+    await this.resultBytes(); // a Python snapshot over the whole cap goes
     const index = this.index();
     const orphans = (await cache.keys()).filter((request) => !index[request.url]);
     await Promise.all(orphans.map((request) => cache.delete(request)));
@@ -214,16 +215,28 @@ const results = {
     }
     return hit;
   },
+  /**
+   * What the cap leaves the results: the engine's Python snapshot (a returning visit starts
+   * from it) counts against it too; one larger than the whole cap is deleted.
+   */
+  async resultBytes() {
+    const limit = this.limitBytes();
+    const python = await Upscaler.pythonSnapshots().catch(() => ({ bytes: 0 }));
+    if (python.bytes <= limit) return limit - python.bytes;
+    await Upscaler.pythonSnapshots({ drop: true }).catch(() => {});
+    return limit;
+  },
   /** Keep `blob` under `key`: older results for the same address go, then the least recently
    * shown ones until everything fits under the cap. */
   async put(cache, key, src, blob, ran = {}) {
+    const limit = await this.resultBytes();
     const index = this.index();
     const drop = Object.keys(index).filter((other) => other !== key && index[other].src === src);
     index[key] = { src, bytes: blob.size, used: Date.now() };
     const byAge = Object.keys(index).sort((a, b) => index[a].used - index[b].used);
     let total = byAge.reduce((sum, k) => sum + index[k].bytes, 0);
     for (const old of byAge) {
-      if (total <= this.limitBytes()) break;
+      if (total <= limit) break;
       if (drop.includes(old)) continue;
       drop.push(old);
       total -= index[old].bytes;

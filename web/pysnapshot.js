@@ -93,7 +93,9 @@ const PySnapshot = (() => {
     const stream = blob.stream().pipeThrough(new CompressionStream('gzip'));
     const packed = await new Response(stream).blob();
     const cache = await caches.open(CACHE_NAME);
-    await cache.put(url, new Response(packed, { headers: { 'content-type': 'application/octet-stream' } }));
+    // Its size in a header: the embed counts it against its cache cap without reading it.
+    const headers = { 'content-type': 'application/octet-stream', 'x-upscale-bytes': String(packed.size) };
+    await cache.put(url, new Response(packed, { headers }));
     return packed.size;
   }
 

@@ -425,6 +425,8 @@ class Connection {
 }
 
 const MIN_STALL_MS = 1000;
+// The Cache Storage cache the worker keeps Python's snapshots in (web/pysnapshot.js CACHE_NAME).
+const PYTHON_CACHE = 'upscale-python';
 const NO_WORKER = 'the Upscale engine\'s worker did not load from';
 const NO_WORKER_FIX = 'serve the package\'s assets/ folder there, or pass assetsURL (where it is served)';
 // Failures that a fresh worker would meet again: a bad option, a backend this browser lacks,
@@ -648,6 +650,19 @@ export class Upscaler {
     if (this.disposed) return;
     this.disposed = true;
     if (this.connection) this.connection.crash(new UpscaleError('this Upscaler was disposed', { name: 'Disposed' }));
+  }
+
+  /**
+   * The Python snapshots this origin keeps (a returning visit restores Python from one: see
+   * info.python), as { bytes } (compressed, all builds'). With `{ drop: true }` they are deleted
+   * first: the next start is a fresh one. The embed counts them against its cache cap.
+   */
+  static async pythonSnapshots({ drop = false } = {}) {
+    if (typeof caches === 'undefined') return { bytes: 0 };
+    const cache = await caches.open(PYTHON_CACHE);
+    if (drop) await Promise.all((await cache.keys()).map((request) => cache.delete(request)));
+    const kept = await Promise.all((await cache.keys()).map((request) => cache.match(request)));
+    return { bytes: kept.reduce((sum, r) => sum + (Number(r && r.headers.get('x-upscale-bytes')) || 0), 0) };
   }
 
   /** The model manifests this site serves (or `assetsURL`'s), each `url` absolute. */

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -335,6 +336,45 @@ def test_the_result_cache_stays_under_the_shops_cap(shop, site):
     cached = shop.evaluate(CACHED)
     assert 0 < len(cached) < len(near), (len(cached), len(near))
     assert sum(entry["bytes"] for entry in cached) <= 0.25 * 2**20
+
+
+PYTHON_SNAPSHOTS = """async () => {
+  const cache = await caches.open('upscale-python');
+  const kept = await Promise.all((await cache.keys()).map((r) => cache.match(r)));
+  return kept.map((r) => Number(r.headers.get('x-upscale-bytes')));
+}"""
+
+
+def snapshots_when(page, done, timeout_s: float = 120) -> list[int]:
+    """The snapshots' sizes once `done(sizes)` holds (kept in the background: polled)."""
+    deadline = time.monotonic() + timeout_s
+    while not done(sizes := page.evaluate(PYTHON_SNAPSHOTS)) and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+    return sizes
+
+
+def test_the_python_snapshot_counts_against_the_cap(shop, site):
+    """An engine on the shop's origin keeps Python's snapshot after its first job (a returning
+    visit starts from it): a shop page whose cap is smaller deletes it."""
+    def with_cap(route):
+        page = route.fetch().text()
+        meta = '<meta name="upscale-img-cache-mb" content="2">'
+        route.fulfill(body=page.replace("<head>", f"<head>{meta}", 1),
+                      content_type="text/html", headers=serving.SERVE_HEADERS)
+
+    shop.set_default_timeout(WAIT_MS)
+    shop.evaluate("""async () => {
+        const { Upscaler } = await import('./upscale.js');
+        const up = new Upscaler({ model: 'span-x2', backend: 'wasm' });
+        const canvas = new OffscreenCanvas(24, 16);
+        canvas.getContext('2d').fillRect(4, 4, 8, 8);
+        await up.upscale(await canvas.convertToBlob({ type: 'image/png' }));
+    }""")
+    (size,) = snapshots_when(shop, lambda sizes: len(sizes) == 1)
+    assert 2 * 2**20 < size < 50 * 2**20, size
+    shop.route(f"{site}/shop.html", with_cap)
+    shop.goto(f"{site}/shop.html")
+    assert snapshots_when(shop, lambda sizes: not sizes) == []
 
 
 def test_a_new_src_while_the_cached_result_loads_never_paints_the_old_one(shop, site):

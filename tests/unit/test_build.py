@@ -493,3 +493,12 @@ def test_the_build_imports_only_the_standard_library():
             for name in names:
                 top = name.split(".")[0]
                 assert top in sys.stdlib_module_names or top == "sitebuild", (path.name, name)
+
+
+def test_the_module_and_the_worker_name_one_cache_for_pythons_snapshot():
+    """upscale.js (Upscaler.pythonSnapshots, the embed's cap) reads the cache the worker's
+    pysnapshot.js writes."""
+    module = (common.ROOT / "web" / "upscale.js").read_text()
+    worker = (common.ROOT / "web" / "pysnapshot.js").read_text()
+    (name,) = re.findall(r"^const PYTHON_CACHE = '([\w-]+)';", module, re.M)
+    assert f"const CACHE_NAME = '{name}';" in worker
