@@ -840,7 +840,10 @@ async function jobModel(header, options) {
   let blurry = null; // 'auto': the model for this file if its pixels read blurred
   if (named === 'auto') {
     const scale = fromPython(state.bridge.auto_scale(options.scale ?? state.autoScale, state.routing));
-    const chosen = dictFromPython(state.bridge.choose_model(header, scale, state.routing));
+    // The first bytes only, cut here: Python calls no method of a JS object it is handed (a
+    // method's proxy outlived the call, and Python's snapshot refuses a JS object it holds).
+    const head = header && header.subarray(0, state.bridge.HEADER_BYTES);
+    const chosen = dictFromPython(state.bridge.choose_model(head, scale, state.routing));
     ({ model: id, reason, blurry } = chosen);
   }
   return { ...(await modelFor(id, reason)), blurry };

@@ -390,12 +390,13 @@ def auto_scale(scale: object, table: str) -> int:
 
 @crossing
 def choose_model(header: JsProxy | None, scale: int, table: str) -> dict:
-    """`model: 'auto'`: the model for a file whose first bytes are `header` (None: pixels with
-    no file) at `scale`, and why: {model, reason, facts, blurry}. The facts (format, a JPEG's
-    quality and subsampling) come from the header alone, with no Pillow; see
-    routing.read_facts. `blurry`: the model to run instead if the decoded pixels read blurred
-    (run() checks them), or None where the table has no such route for this file."""
-    facts = Facts() if header is None else read_facts(header.subarray(0, HEADER_BYTES).to_bytes())
+    """`model: 'auto'`: the model for a file whose first bytes (HEADER_BYTES, cut by the
+    caller) are `header` (None: pixels with no file) at `scale`, and why: {model, reason,
+    facts, blurry}. The facts (format, a JPEG's quality and subsampling) come from the header
+    alone, with no Pillow; see routing.read_facts. `blurry`: the model to run instead if the
+    decoded pixels read blurred (run() checks them), or None where the table has no such route
+    for this file."""
+    facts = Facts() if header is None else read_facts(header.to_bytes()[:HEADER_BYTES])
     routes = _routing(table)
     return {**route(facts, scale, routes).to_js(), "facts": facts.to_js(),
             "blurry": blur_route(facts, scale, routes)}

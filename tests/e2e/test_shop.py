@@ -354,8 +354,9 @@ def snapshots_when(page, done, timeout_s: float = 120) -> list[int]:
 
 
 def test_the_python_snapshot_counts_against_the_cap(shop, site):
-    """An engine on the shop's origin keeps Python's snapshot after its first job (a returning
-    visit starts from it): a shop page whose cap is smaller deletes it."""
+    """An engine on the shop's origin keeps Python's snapshot after its first job, an `auto`
+    one on a file (a returning visit starts from it): a shop page whose cap is smaller deletes
+    it."""
     def with_cap(route):
         page = route.fetch().text()
         meta = '<meta name="upscale-img-cache-mb" content="2">'
@@ -365,7 +366,7 @@ def test_the_python_snapshot_counts_against_the_cap(shop, site):
     shop.set_default_timeout(WAIT_MS)
     shop.evaluate("""async () => {
         const { Upscaler } = await import('./upscale.js');
-        const up = new Upscaler({ model: 'span-x2', backend: 'wasm' });
+        const up = new Upscaler({ backend: 'wasm' });  // 'auto', as the embed runs
         const canvas = new OffscreenCanvas(24, 16);
         canvas.getContext('2d').fillRect(4, 4, 8, 8);
         await up.upscale(await canvas.convertToBlob({ type: 'image/png' }));
