@@ -11,6 +11,7 @@ Every figure is the median of repeated runs, with min and max.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import http.server
 import io
@@ -570,20 +571,29 @@ def measure_real(browser, base: str, quick: bool, catalogue: dict, speeds: dict,
     return real
 
 
-def run_cold_only(previous: dict) -> dict:
-    """`--only cold`: the cold start alone (as a full run measures it), merged into the stored
-    results."""
-    measured = commit(), time.strftime("%Y-%m-%d")
+@contextlib.contextmanager
+def served_browser():
+    """dist/ served and Chromium as users get it, for a section run alone: (browser, base)."""
     base, server = serve()
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
                 args=provision.CHROMIUM_ARGS)
-            cold = measure_cold_start(browser, base, plan(False)["cold_runs"])
-            browser.close()
+            try:
+                yield browser, base
+            finally:
+                browser.close()
     finally:
         server.shutdown()
+
+
+def run_cold_only(previous: dict) -> dict:
+    """`--only cold`: the cold start alone (as a full run measures it), merged into the stored
+    results."""
+    measured = commit(), time.strftime("%Y-%m-%d")
+    with served_browser() as (browser, base):
+        cold = measure_cold_start(browser, base, plan(False)["cold_runs"])
     cold["command"] = "python build.py bench --only cold"
     cold["commit"], cold["date"] = measured
     return {**previous, "cold_start": cold}
@@ -596,20 +606,12 @@ def run_real_only(previous: dict, auto_only: bool = False) -> dict:
     measured again with it."""
     catalogue = {m["id"]: m for m in served_catalogue()}
     measured = commit(), time.strftime("%Y-%m-%d")  # what runs, before a long run
-    base, server = serve()
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-                args=provision.CHROMIUM_ARGS)
-            if auto_only:
-                previous = with_added_models(browser, base, previous, catalogue)
-            real = measure_real(browser, base, False, catalogue, previous["ms_per_megapixel"],
-                                previous["real"] if auto_only else None)
-            real["browser"] = f"Chromium {browser.version} (headless)"
-            browser.close()
-    finally:
-        server.shutdown()
+    with served_browser() as (browser, base):
+        if auto_only:
+            previous = with_added_models(browser, base, previous, catalogue)
+        real = measure_real(browser, base, False, catalogue, previous["ms_per_megapixel"],
+                            previous["real"] if auto_only else None)
+        real["browser"] = f"Chromium {browser.version} (headless)"
     if auto_only:
         before = previous["real"]
         real = {**real, "command": before["command"], "commit": before["commit"],
