@@ -295,8 +295,12 @@ export interface NcnnModelManifest extends ModelManifestBase {
 /** An entry of the model catalogue ({@link Upscaler.listModels}, `info.model`). */
 export type ModelManifest = TfjsModelManifest | NcnnModelManifest;
 
-/** `info.model` while a model of your own ({@link OwnModel}) is in use. */
-export interface OwnModelManifest {
+/**
+ * `info.model` while a model of your own ({@link OwnModel}) is in use: the catalogue's fields
+ * a conversion knows, and these.
+ */
+export interface OwnModelManifest extends Pick<ModelManifestBase,
+  'scale' | 'inputRange' | 'outputRange' | 'customLayers' | 'patchSize' | 'padding' | 'weightBytes'> {
   /** `'custom:'` and its name: what results' `model` says. */
   id: string;
   /** A key unique to this conversion. */
@@ -305,17 +309,10 @@ export interface OwnModelManifest {
   label: string;
   custom: true;
   format: 'ncnn';
-  scale: number;
   /** Input pixels the network reads beyond each tile's edge. */
   margin: number;
   /** The ncnn layer types it uses. */
   layerTypes: string[];
-  inputRange: [number, number];
-  outputRange: [number, number];
-  customLayers: string[];
-  patchSize: number;
-  padding: number;
-  weightBytes: number;
 }
 
 /** How the current model is tiled on this device (`info.tile`), decided by upscale.policy. */
