@@ -333,7 +333,7 @@ def quality_inputs(models: list[dict], names: list[str]) -> tuple[dict, dict]:
     photos = vendor.ensure_photos()
     originals, inputs = {}, {}
     for name in names:
-        image = Image.open(photos[name]).convert("RGB")
+        image = realinputs.as_seen(photos[name])
         left, top = (image.width - QUALITY_SIDE) // 2, (image.height - QUALITY_SIDE) // 2
         originals[name] = image.crop((left, top, left + QUALITY_SIDE, top + QUALITY_SIDE))
     for model in models:
@@ -355,7 +355,7 @@ SPEED_SIDES = {"realesrgan-x4plus": 64}
 
 
 def speed_inputs(models: list[dict]) -> dict:
-    image = Image.open(vendor.ensure_photos()[SPEED_PHOTO]).convert("RGB")
+    image = realinputs.as_seen(vendor.ensure_photos()[SPEED_PHOTO])
 
     def centre(side: int) -> str:
         left, top = (image.width - side) // 2, (image.height - side) // 2

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from metrics import scores
-from PIL import Image, ImageFilter
+from PIL import Image, ImageCms, ImageFilter
 
 from upscale.routing import (
     BLUR_CHECKED_FROM_QUALITY,
@@ -135,8 +135,27 @@ def plan(quick: bool, catalogue: dict[str, dict], speeds: dict[str, float]) -> P
     return Plan(REAL_PHOTOS, CONDITIONS, models, skipped)
 
 
+def as_seen(photo: Path) -> Image.Image:
+    """The photo as a browser shows it: RGB in sRGB, with no colour profile left. One that
+    carries another profile (rocket.jpg: Adobe RGB) is converted to sRGB here, with
+    littlecms; else its PNG and AVIF files would carry the profile (Pillow keeps it) and the
+    engine, which converts such files to sRGB as a browser does, would be scored against
+    pixels nobody sees (-0.7 dB on rocket's clean PNG for every model, -1.6 on its AVIF)."""
+    image = Image.open(photo)
+    icc = image.info.get("icc_profile")
+    image = image.convert("RGB")
+    if icc:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" not in ImageCms.getProfileDescription(source).lower():
+            image = ImageCms.profileToProfile(
+                image, source, ImageCms.createProfile("sRGB"),
+                renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, outputMode="RGB")
+    image.info.pop("icc_profile", None)
+    return image
+
+
 def crop(photo: Path) -> Image.Image:
-    image = Image.open(photo).convert("RGB")
+    image = as_seen(photo)
     left, top = (image.width - CROP) // 2, (image.height - CROP) // 2
     return image.crop((left, top, left + CROP, top + CROP))
 
