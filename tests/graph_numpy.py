@@ -86,7 +86,7 @@ def _depth_to_space(x: np.ndarray, r: int) -> np.ndarray:
     return x.reshape(n, h, w, r, r, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * r, w * r, c)
 
 
-UNARY = {"Sigmoid": _sigmoid, "Relu": lambda x: np.maximum(x, 0)}
+UNARY = {"Sigmoid": _sigmoid, "Tanh": np.tanh, "Relu": lambda x: np.maximum(x, 0)}
 BINARY = {"AddV2": np.add, "Sub": np.subtract, "Mul": np.multiply, "RealDiv": np.divide}
 
 

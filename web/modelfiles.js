@@ -108,6 +108,7 @@ const ModelFiles = (() => {
       weightSpecs: groups.flatMap((group) => group.weights),
       weightData: joined(shards),
       format: model.format,
+      userDefinedMetadata: model.userDefinedMetadata,
       generatedBy: model.generatedBy,
       convertedBy: model.convertedBy,
     };

@@ -259,6 +259,39 @@ const TfBridge = (() => {
     }
   }
 
+  /**
+   * `topology` with each of the converter's centred sigmoids ([Sigmoid node, Sub node, its
+   * 0.5 constant]: sigmoid(z) - 0.5, read by nothing else) run as tanh(z / 2) / 2, with that
+   * same 0.5: z * 0.5, Tanh, * 0.5. The same values; on half floats sigmoid(z) is rounded to
+   * 2^-12 near 0.5 before 0.5 goes, and SPAN's six attention blocks multiply that on hard
+   * edges (upscale.ncnn). A triple that does not match the graph is an IntegrityError.
+   */
+  function centredSigmoidsAsTanh(topology, centred) {
+    const nodes = topology.node.map((node) => ({ ...node, input: node.input && [...node.input] }));
+    const byName = new Map(nodes.map((node) => [node.name, node]));
+    const moved = new Map(); // Sub node name -> the nodes now before it: z * 0.5, its Tanh
+    for (const triple of centred) {
+      const [sigmoid, sub, half] = Array.isArray(triple) ? triple : [];
+      const s = byName.get(sigmoid);
+      const d = byName.get(sub);
+      const c = byName.get(half);
+      if (!s || !d || !c || s.op !== 'Sigmoid' || d.op !== 'Sub' || c.op !== 'Const'
+          || d.input[0] !== sigmoid || d.input[1] !== half) {
+        throw Object.assign(new Error(`the model's centredSigmoids name no sigmoid(z) - 0.5 in its graph: ${JSON.stringify(triple)}`), { name: 'IntegrityError' });
+      }
+      s.op = 'Mul';
+      s.input = [s.input[0], half];
+      moved.set(sub, [s, { name: `${sigmoid}/tanh`, op: 'Tanh', input: [sigmoid], attr: s.attr }]);
+      d.op = 'Mul';
+      d.input = [`${sigmoid}/tanh`, half];
+    }
+    // In an order that runs as listed: the 0.5 may come after the sigmoid, never after the Sub.
+    const halved = new Set([...moved.values()].map(([s]) => s));
+    const out = nodes.filter((node) => !halved.has(node))
+      .flatMap((node) => [...(moved.get(node.name) || []), node]);
+    return { ...topology, node: out };
+  }
+
   /** A loaded model: predict() maps a uint8 RGB tile to a uint8 RGB tile `scale` times larger. */
   class Model {
     constructor(manifest, layersModel) {
@@ -288,6 +321,11 @@ const TfBridge = (() => {
      */
     static async load(manifest, baseUrl, artifacts = null) {
       if (manifest.customLayers && manifest.customLayers.length) registerCustomLayers();
+      const centred = artifacts && artifacts.userDefinedMetadata
+        && artifacts.userDefinedMetadata.centredSigmoids;
+      if (centred && centred.length && halfFloat()) {
+        artifacts = { ...artifacts, modelTopology: centredSigmoidsAsTanh(artifacts.modelTopology, centred) };
+      }
       const source = artifacts ? tf.io.fromMemory(artifacts) : new URL(manifest.url, baseUrl).href;
       const net = manifest.format === 'ncnn'
         ? await tf.loadGraphModel(source)
@@ -341,6 +379,6 @@ const TfBridge = (() => {
 
   return {
     chooseBackend, useFlags, wasmFlavour, watchGpuLoss, softwareAdapter, softwareRenderer, webglRenderer,
-    halfFloat, gpuLimits, Model, memory,
+    halfFloat, gpuLimits, Model, memory, centredSigmoidsAsTanh,
   };
 })();

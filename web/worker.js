@@ -573,8 +573,9 @@ async function moveToWasm(why, manifest, artifacts = null) {
  * multiply) says `"float16": false`; on a half-float WebGL (a phone without float32 render
  * targets) the engine runs it on WebAssembly. No catalogue model says so today. SPAN did, for
  * a black and white pattern, but nothing in it comes near 65504 on photos, where it keeps 60 dB
- * of float32, nor on black and white bars (57 dB; span-x4 41.6 dB); on checkerboards SPAN's own
- * float32 output is noise, which half floats only change into other noise. README: Models.
+ * of float32, nor on black and white bars (57 dB; span-x4 50 dB, its attention run as tanh there:
+ * TfBridge.centredSigmoidsAsTanh); on checkerboards SPAN's own float32 output is noise, which
+ * half floats only change into other noise. README: Models.
  */
 function overflowsHere(manifest) {
   return manifest.float16 === false && state.backend === 'webgl' && !state.pool && TfBridge.halfFloat();
@@ -622,6 +623,7 @@ function convertOwnModel({ param, bin }, { scale, inputRange, name }) {
     weightSpecs: model.weightsManifest[0].weights,
     weightData: weights,
     format: 'graph-model',
+    userDefinedMetadata: model.userDefinedMetadata,
   };
   return { manifest, artifacts };
 }

@@ -21,6 +21,14 @@ zero padding included: s * 0 = 0). SPAN subtracts a mean from its [0, 1] input a
 by 255; the 255 goes into the first convolution, the subtraction stays as it is, because a
 mean folded into the bias would be wrong at the image border, where that convolution pads
 (x - mean) * 255 with zeros, not x.
+
+One more is left to the GPU that needs it: sigmoid(z) - 0.5, where nothing else reads the
+sigmoid, is named in the model's metadata (`centredSigmoids`), and TF.js on half-float WebGL
+runs it as tanh(z / 2) / 2 (web/tfbridge.js). The values are the same; in float16 sigmoid(z)
+is rounded to 2^-12 near 0.5 before 0.5 goes, tanh(z / 2) to its own size. SPAN's attention is
+such a difference, and its six blocks multiply that rounding on hard edges (span-x4 on black
+and white bars: 41 dB of float32, 50 dB as tanh). Elsewhere the sigmoid stays: WASM's tanh
+costs SPAN 15-20 %.
 """
 
 from __future__ import annotations
@@ -271,15 +279,20 @@ class Converted:
     scale: int
     margin: int  # input pixels the network reads beyond its output on each side
     layer_types: tuple[str, ...]
+    # (Sigmoid node, Sub node, its 0.5): sigmoid(z) - 0.5 where nothing else reads the sigmoid
+    centred_sigmoids: tuple[tuple[str, str, str], ...] = ()
 
     def model_json(self, shard_paths: list[str]) -> dict:
+        metadata = {"scale": self.scale, "margin": self.margin}
+        if self.centred_sigmoids:
+            metadata["centredSigmoids"] = [list(c) for c in self.centred_sigmoids]
         return {
             "format": "graph-model",
             "generatedBy": "ncnn",
             "convertedBy": "upscale.ncnn",
             "modelTopology": self.topology,
             "weightsManifest": [{"paths": shard_paths, "weights": self.weight_specs}],
-            "userDefinedMetadata": {"scale": self.scale, "margin": self.margin},
+            "userDefinedMetadata": metadata,
         }
 
     def shards(self, stem: str = "group1") -> dict[str, bytes]:
@@ -304,6 +317,8 @@ class _Converter:
         self.fusable: dict[str, dict] = {}
         self.produced_by_conv: dict[str, dict] = {}  # blob: the plain conv node making it
         self.applied: dict[tuple[str, float], str] = {}  # a deferred factor, once it ran
+        self.sigmoids: set[str] = set()  # Sigmoid nodes of their own (not fused into a conv)
+        self.centred: list[tuple[str, str, str]] = []  # Converted.centred_sigmoids
 
     # helpers
 
@@ -382,7 +397,8 @@ class _Converter:
         topology = {"node": self.graph.nodes, "library": {},
                     "versions": {"producer": 1, "minConsumer": 0}}
         types = tuple(dict.fromkeys(layer.type for layer in self.layers))
-        return Converted(topology, specs, b"".join(chunks), scale, margin, types)
+        return Converted(topology, specs, b"".join(chunks), scale, margin, types,
+                         tuple(self.centred))
 
     # layers
 
@@ -718,7 +734,10 @@ class _Converter:
             self._fuse(node, "Sigmoid")
             return self.output(layer, node["name"], self.input(layer).channels,
                                self.input(layer).side)
-        return self._elementwise(layer, lambda x: self._activation_op(layer, x, 4, ()))
+        x = self.input(layer)
+        ref = self._activation_op(layer, x.ref, 4, ())
+        self.sigmoids.add(ref)
+        self.output(layer, ref, x.channels, x.side)
 
     def layer_Swish(self, layer: Layer) -> None:
         def swish(x: str) -> str:
@@ -770,9 +789,11 @@ class _Converter:
         if 1 < min(a.channels, b.channels) != channels:
             raise InvalidModel(BAD_MODEL.format(detail=f"{layer.name}: {a.channels} and "
                                                        f"{b.channels} channels do not broadcast"))
-        self.output(layer, self._binary(self.BINARY_OPS[kind], layer.name, first.ref,
-                                        second.ref), channels, self.same_side(layer, [a.side,
-                                                                                      b.side]))
+        ref = self._binary(self.BINARY_OPS[kind], layer.name, first.ref, second.ref)
+        if (kind == 1 and scalar and layer.float(2, 0.0) == 0.5 and a.ref in self.sigmoids
+                and self.consumers.get(layer.inputs[0], 0) == 1):
+            self.centred.append((a.ref, ref, b.ref))
+        self.output(layer, ref, channels, self.same_side(layer, [a.side, b.side]))
 
     def layer_Eltwise(self, layer: Layer) -> None:
         kind = layer.int(0, 1)

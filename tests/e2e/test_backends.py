@@ -22,6 +22,7 @@ from tests.corpus import bars
 GOLDEN_DB = 45.0  # the publisher's reference vs ours: same model, another tiler and backend
 PARITY_DB = 45.0  # TF.js (float32, another summation order) vs the numpy reference
 SPAN = next(m for m in models.load_manifests() if m["id"] == "span-x2")
+SPAN_X4 = next(m for m in models.load_manifests() if m["id"] == "span-x4")
 SLIM = next(m for m in models.load_manifests() if m["id"] == "esrgan-slim-x2")
 SIDE = 32  # the converted model's input, as one tile
 SMALL = 20  # the repeated jobs' input: 16 px tiles at padding 2, four of them
@@ -33,9 +34,9 @@ SMALL = 20  # the repeated jobs' input: 16 px tiles at padding 2, four of them
 GOLDEN_CUT, GOLDEN_SIDE, REACH = 32, 64, 10
 
 # One engine: the golden cut in 32 px tiles, then span-x2 (setModel) as one tile (and, on half
-# floats, black and white bars as one tile), two more jobs counting tensors, a job cancelled at
-# its first tile, and on half floats a model marked "float16": false (setModel), which moves the
-# engine to WASM.
+# floats, black and white bars as one tile, by span-x2 and span-x4), two more jobs counting
+# tensors, a job cancelled at its first tile, and on half floats a model marked "float16": false
+# (setModel), which moves the engine to WASM.
 MATRIX = """async ({ backend, tfFlags, fixture, crop, pattern, small, side, marked }) => {
   const { Upscaler } = await import('./upscale.js');
 """ + TO_BASE64 + """
@@ -50,6 +51,13 @@ MATRIX = """async ({ backend, tfFlags, fixture, crop, pattern, small, side, mark
   const oneTile = { patchSize: side, padding: 0 };
   const span = image(await up.upscale(await file(crop), oneTile));
   const bars = pattern && image(await up.upscale(await file(pattern), oneTile));
+  // span-x4 too: on half floats its attention runs as tanh, or the bars lose 4 dB past 45.
+  let barsX4 = null;
+  if (pattern) {
+    await up.setModel('span-x4');
+    barsX4 = image(await up.upscale(await file(pattern), oneTile));
+    await up.setModel('span-x2');
+  }
   const tiled = { patchSize: 16, padding: 2 };
   await up.upscale(await file(small), tiled);
   const before = await up.memory();
@@ -68,7 +76,7 @@ MATRIX = """async ({ backend, tfFlags, fixture, crop, pattern, small, side, mark
   const afterCancel = await up.memory();
   const infoAfter = await up.ready;
   const moved = marked && await up.setModel(marked);
-  return { info, golden, span, bars, before, after, cancelled, progress, ranCancelled,
+  return { info, golden, span, bars, barsX4, before, after, cancelled, progress, ranCancelled,
            next: [next.width, next.height], afterCancel, infoAfter, moved };
 }"""
 
@@ -165,6 +173,8 @@ def test_every_backend_matches_the_references_leaks_nothing_and_cancels(
         assert "half floats" not in got["infoAfter"]["reason"], got["infoAfter"]["reason"]
         pattern = rgb(got["bars"], SIDE * 2, SIDE * 2)
         assert psnr(pattern, reference(ncnn_by_id, SPAN, bars(SIDE))) >= PARITY_DB
+        pattern = rgb(got["barsX4"], SIDE * 4, SIDE * 4)
+        assert psnr(pattern, reference(ncnn_by_id, SPAN_X4, bars(SIDE))) >= PARITY_DB
         assert got["moved"]["backend"] == "wasm", got["moved"]
         assert f"{MARKED} overflows WebGL's half floats here" in got["moved"]["reason"]
     if backend not in LOSE or flags == F16:  # losing WebGL is the plain webgl case's
