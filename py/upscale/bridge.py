@@ -41,16 +41,14 @@ from .imaging import Limits, check_encoding, decode, describe_file, encode_png
 from .pipeline import Options, upscale
 from .policy import TileRule, check_patch, gpu_patch, gpu_side, smaller_patch, tile_rule
 from .routing import (
-    BLURRY_BELOW,
     BROWSER_FORMATS,
     HEADER_BYTES,
     Facts,
     RoutingTable,
     blur_route,
-    blurred,
     read_facts,
+    restore_reason,
     route,
-    sharpness,
     sniff,
 )
 from .tiling import Region, check_integer
@@ -244,10 +242,10 @@ async def run(source: JsProxy, tile: JsProxy, asked: JsProxy, predict: JsProxy,
     `busy(None)` when the first tile goes to the model; the caller ends the last one.
 
     With `reroute` (an `auto` job whose table routes blurred files elsewhere; see
-    choose_model), the decoded pixels are scored (routing.sharpness); if they read blurred,
-    `await reroute(why)` switches the job to that model and answers its tile rule, which the
-    job then runs with, if this device may run it on this image (else `await reroute(None)`
-    switches back).
+    choose_model), the decoded pixels are scored (routing.restore_reason); if they read blurred
+    and hold enough contrast to restore, `await reroute(why)` switches the job to that model
+    and answers its tile rule, which the job then runs with, if this device may run it on this
+    image (else `await reroute(None)` switches back).
     """
 
     def mark(what: str | None) -> None:
@@ -298,11 +296,12 @@ async def run(source: JsProxy, tile: JsProxy, asked: JsProxy, predict: JsProxy,
 async def _rerouted(image: np.ndarray, settings: Options, asked: dict, limits: Limits,
                     reroute: JsProxy) -> Options:
     """The job's options after the blur check: the blurry route's where `image` reads blurred
-    and fits this device's limits with that model, else `settings` as they were."""
-    score = sharpness(image[..., :3])
-    if not score < BLURRY_BELOW:
+    (with the contrast to restore) and fits this device's limits with that model, else
+    `settings` as they were."""
+    why = restore_reason(image[..., :3], settings.result_scale)
+    if why is None:
         return settings
-    other = _job(await reroute(blurred(score)), asked.get("patchSize"), asked.get("padding"))
+    other = _job(await reroute(why), asked.get("patchSize"), asked.get("padding"))
     try:
         limits.check(image.shape[1], image.shape[0], other.result_scale, other.patch_size,
                      other.scale)

@@ -424,12 +424,45 @@ def blur_route(facts: Facts, scale: int, table: RoutingTable) -> str | None:
     return None if routes.blurry == route(facts, scale, table).model else routes.blurry
 
 
+# The restore model invents texture where a picture has little contrast to restore. At x2, on
+# bench/restoretest.py's 68 crops of 14 photos blurred as the bench blurs them, each of the 10
+# whose luma varies by less than 15 levels (standard deviation; retina.jpg and moon.png) lost
+# to bicubic with it (-0.6 to -3.5 dB PSNR-Y), and 57 of the 58 from 16.9 levels up gained
+# (+0.2 to +2.8 dB; one brick crop -0.08). Such a file keeps the model its header gives. At x4
+# no floor parts them (brick gains 5 dB at 12 levels, retina loses 1.5 at 12.5): none is set.
+RESTORE_FROM_CONTRAST = {2: 16.0}
+# Luma is sampled on an even grid past this many pixels: a 2 MP photo costs what 512 px does.
+CONTRAST_PIXELS = 512 * 512
+
+
+def contrast(pixels: np.ndarray) -> float:
+    """Luma's standard deviation in levels of 255, of `pixels` (H, W) or (H, W, 3)."""
+    step = max(1, math.ceil(math.sqrt(pixels.shape[0] * pixels.shape[1] / CONTRAST_PIXELS)))
+    sample = pixels[::step, ::step].astype(np.float64)
+    if sample.ndim == 3:
+        sample = sample[..., :3] @ np.array([0.299, 0.587, 0.114])
+    return float(sample.std())
+
+
+def restore_reason(pixels: np.ndarray, scale: int) -> str | None:
+    """Why a file whose decoded `pixels` these are goes to the blurry route at `scale` (the
+    words added to its header's reason), or None: they must read blurred and, where the scale
+    has a floor, hold the contrast the restore model needs."""
+    score = sharpness(pixels)
+    if not score < BLURRY_BELOW:
+        return None
+    floor = RESTORE_FROM_CONTRAST.get(scale)
+    if floor is not None and contrast(pixels) < floor:
+        return None
+    return blurred(score)
+
+
 def route_decoded(facts: Facts, scale: int, table: RoutingTable, pixels: np.ndarray) -> Route:
     """`auto`'s whole rule, as the engine applies it (bridge.choose_model, then run()'s check of
     the decoded `pixels`): for the bench and the tests, in CPython."""
     chosen = route(facts, scale, table)
-    if (blurry := blur_route(facts, scale, table)) and (score := sharpness(pixels)) < BLURRY_BELOW:
-        return Route(blurry, f"{chosen.why}; {blurred(score)}")
+    if (blurry := blur_route(facts, scale, table)) and (why := restore_reason(pixels, scale)):
+        return Route(blurry, f"{chosen.why}; {why}")
     return chosen
 
 

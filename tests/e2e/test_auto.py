@@ -16,7 +16,16 @@ from harness import TO_BASE64, photo_crop, psnr, serve_bytes
 from PIL import Image, ImageFilter
 
 from sitebuild import assemble
-from upscale.routing import RoutingTable, ScaleRoutes, read_facts, route_decoded
+from upscale.routing import (
+    BLURRY_BELOW,
+    RESTORE_FROM_CONTRAST,
+    RoutingTable,
+    ScaleRoutes,
+    contrast,
+    read_facts,
+    route_decoded,
+    sharpness,
+)
 
 TABLE = RoutingTable.from_json(json.loads(assemble.ROUTING.read_text()))
 
@@ -174,10 +183,13 @@ def test_a_blurred_photo_goes_to_the_blurry_route_and_a_sharp_one_does_not(app, 
                                                              content_type="application/json"))
     crop = Image.fromarray(photo_crop(photos, "chelsea.png", 128, 100, 60)).resize((64, 64))
     sharp = encoded(np.asarray(crop), "JPEG", quality=85)
-    soft = encoded(np.asarray(crop.filter(ImageFilter.GaussianBlur(1))), "JPEG", quality=85)
+    blurred = np.asarray(crop.filter(ImageFilter.GaussianBlur(1)), np.float64)
+    soft = encoded(blurred.astype(np.uint8), "JPEG", quality=85)
+    # the same, its contrast cut to a quarter: too little for the restore model at x2
+    faint = encoded(np.rint(blurred / 4 + 96).astype(np.uint8), "JPEG", quality=85)
     jobs = [{"url": serve_bytes(app, f"blur-{name}", data, "image/jpeg")}
-            for name, data in (("sharp.jpg", sharp), ("soft.jpg", soft))]
-    got_sharp, got_soft = run(app, jobs)["results"]
+            for name, data in (("sharp.jpg", sharp), ("soft.jpg", soft), ("faint.jpg", faint))]
+    got_sharp, got_soft, got_faint = run(app, jobs)["results"]
     want = expected(soft, 2, table)
     assert want.model == "realesr-general-x2", "the rule in CPython reads it blurred"
     assert (got_soft["model"], got_soft["reason"]) == (want.model, want.why)
@@ -186,3 +198,8 @@ def test_a_blurred_photo_goes_to_the_blurry_route_and_a_sharp_one_does_not(app, 
     assert got_soft["progress"] == [f"{want.model}|{want.why}"], "progress says it too"
     assert got_soft["image"].shape == (128, 128, 4)
     assert got_sharp["model"] == expected(sharp, 2, table).model != "realesr-general-x2"
+    decoded = np.asarray(Image.open(io.BytesIO(faint)).convert("RGB"))
+    assert sharpness(decoded) < BLURRY_BELOW and contrast(decoded) < RESTORE_FROM_CONTRAST[2]
+    want = expected(faint, 2, table)
+    assert want.model != "realesr-general-x2"
+    assert (got_faint["model"], got_faint["reason"]) == (want.model, want.why)

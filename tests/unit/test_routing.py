@@ -15,6 +15,7 @@ from upscale.imaging import describe_file, open_image
 from upscale.routing import (
     BLUR_CHECKED_FROM_QUALITY,
     BLURRY_BELOW,
+    RESTORE_FROM_CONTRAST,
     Band,
     Condition,
     Facts,
@@ -23,10 +24,13 @@ from upscale.routing import (
     ScaleRoutes,
     blur_route,
     build_table,
+    contrast,
     jpeg_header,
     jpeg_quality,
     read_facts,
+    restore_reason,
     route,
+    route_decoded,
     sharpness,
     webp_is_lossless,
     winner,
@@ -310,3 +314,30 @@ def test_the_bench_photos_read_sharp_as_files_and_blurry_when_blurred(photos, na
                    saved(small, "WEBP", quality=80), saved(small, "AVIF", quality=60)):
         assert sharpness(pixels) > BLURRY_BELOW
     assert sharpness(saved(soft(small), quality=85, subsampling="4:2:0")) < BLURRY_BELOW
+
+
+def test_a_blurred_picture_with_little_contrast_keeps_its_headers_model_at_x2():
+    """routing.RESTORE_FROM_CONTRAST: at x2 the restore model loses to bicubic on blurred
+    pictures whose luma varies by less than 16 levels (bench/restoretest.py); at x4 no floor."""
+    image = soft(natural(150, 150))
+    pixels = np.asarray(image, np.float64)
+    faint = np.rint((pixels - pixels.mean()) * 10 / pixels.std() + 128).astype(np.uint8)
+    assert contrast(faint) == pytest.approx(10, abs=0.2)
+    assert contrast(faint) < RESTORE_FROM_CONTRAST[2]
+    assert contrast(np.asarray(image)) > RESTORE_FROM_CONTRAST[2]
+    assert sharpness(faint) < BLURRY_BELOW and sharpness(np.asarray(image)) < BLURRY_BELOW
+    assert restore_reason(faint, 2) is None
+    assert restore_reason(faint, 4).startswith("looks blurred")
+    assert restore_reason(np.asarray(image), 2).startswith("looks blurred")
+    table = RoutingTable({**TABLE.scales, 2: ScaleRoutes(
+        "sharp-x2", TABLE.scales[2].jpeg, TABLE.scales[2].lossy, "restore-x2")}, "test")
+    assert route_decoded(Facts("PNG"), 2, table, faint).model == "sharp-x2"
+    assert route_decoded(Facts("PNG"), 2, table, np.asarray(image)).model == "restore-x2"
+
+
+def test_contrast_samples_a_large_picture_and_reads_grey_and_rgb_alike():
+    grey = np.asarray(natural(1200, 1600).convert("L"))
+    rgb = np.stack([grey] * 3, axis=-1)
+    assert contrast(rgb) == pytest.approx(contrast(grey))
+    assert contrast(grey) == pytest.approx(float(grey.std()), rel=0.02)
+    assert contrast(np.full((40, 40, 3), 200, np.uint8)) == 0
