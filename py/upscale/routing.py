@@ -424,7 +424,7 @@ def blur_route(facts: Facts, scale: int, table: RoutingTable) -> str | None:
     return None if routes.blurry == route(facts, scale, table).model else routes.blurry
 
 
-# The restore model invents texture where a picture has little contrast to restore. At x2, on
+# The restore model wipes faint texture away as noise where a picture has little else. At x2, on
 # bench/restoretest.py's 68 crops of 14 photos blurred as the bench blurs them, each of the 10
 # whose luma varies by less than 15 levels (standard deviation; retina.jpg and moon.png) lost
 # to bicubic with it (-0.6 to -3.5 dB PSNR-Y), and 57 of the 58 from 16.9 levels up gained
