@@ -270,13 +270,20 @@ const TfBridge = (() => {
     const nodes = topology.node.map((node) => ({ ...node, input: node.input && [...node.input] }));
     const byName = new Map(nodes.map((node) => [node.name, node]));
     const moved = new Map(); // Sub node name -> the nodes now before it: z * 0.5, its Tanh
+    const readers = new Map(); // node name -> how many inputs name it
+    for (const node of nodes) {
+      for (const input of node.input || []) {
+        const name = input.split(':')[0];
+        readers.set(name, (readers.get(name) || 0) + 1);
+      }
+    }
     for (const triple of centred) {
       const [sigmoid, sub, half] = Array.isArray(triple) ? triple : [];
       const s = byName.get(sigmoid);
       const d = byName.get(sub);
       const c = byName.get(half);
       if (!s || !d || !c || s.op !== 'Sigmoid' || d.op !== 'Sub' || c.op !== 'Const'
-          || d.input[0] !== sigmoid || d.input[1] !== half) {
+          || d.input[0] !== sigmoid || d.input[1] !== half || readers.get(sigmoid) !== 1) {
         throw Object.assign(new Error(`the model's centredSigmoids name no sigmoid(z) - 0.5 in its graph: ${JSON.stringify(triple)}`), { name: 'IntegrityError' });
       }
       s.op = 'Mul';

@@ -317,7 +317,8 @@ class _Converter:
         self.fusable: dict[str, dict] = {}
         self.produced_by_conv: dict[str, dict] = {}  # blob: the plain conv node making it
         self.applied: dict[tuple[str, float], str] = {}  # a deferred factor, once it ran
-        self.sigmoids: set[str] = set()  # Sigmoid nodes of their own (not fused into a conv)
+        # Sigmoid nodes of their own (not fused into a conv): the blob each makes
+        self.sigmoids: dict[str, str] = {}
         self.centred: list[tuple[str, str, str]] = []  # Converted.centred_sigmoids
 
     # helpers
@@ -736,7 +737,7 @@ class _Converter:
                                self.input(layer).side)
         x = self.input(layer)
         ref = self._activation_op(layer, x.ref, 4, ())
-        self.sigmoids.add(ref)
+        self.sigmoids[ref] = layer.outputs[0]
         self.output(layer, ref, x.channels, x.side)
 
     def layer_Swish(self, layer: Layer) -> None:
@@ -790,7 +791,9 @@ class _Converter:
             raise InvalidModel(BAD_MODEL.format(detail=f"{layer.name}: {a.channels} and "
                                                        f"{b.channels} channels do not broadcast"))
         ref = self._binary(self.BINARY_OPS[kind], layer.name, first.ref, second.ref)
-        if (kind == 1 and scalar and layer.float(2, 0.0) == 0.5 and a.ref in self.sigmoids
+        # the sigmoid's own blob, read by this layer alone (not through a Split)
+        if (kind == 1 and scalar and layer.float(2, 0.0) == 0.5
+                and self.sigmoids.get(a.ref) == layer.inputs[0]
                 and self.consumers.get(layer.inputs[0], 0) == 1):
             self.centred.append((a.ref, ref, b.ref))
         self.output(layer, ref, channels, self.same_side(layer, [a.side, b.side]))

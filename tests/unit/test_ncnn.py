@@ -259,3 +259,37 @@ def test_a_conv_padding_with_a_value_takes_the_multiplied_blob():
     image = np.random.default_rng(3).random((5, 5, 3)).astype(np.float32)
     assert_runs_as_the_reference(text, weights, model, image)
 
+
+
+# SPAN's attention: (c + x) * (sigmoid(c) - 0.5); `also` reads the sigmoid a second time.
+def attention(also: bool) -> str:
+    return param(
+        "Input in 0 1 data",
+        "Split split 1 2 data x1 x2",
+        "Convolution conv 1 1 x1 c 0=3 1=3 4=1 5=1 6=81",
+        "Split split2 1 2 c c1 c2",
+        "Sigmoid sig 1 1 c1 s",
+        *(["Split split3 1 2 s s1 s2", "BinaryOp centre 1 1 s1 att 0=1 1=1 2=5.000000e-01"]
+          if also else ["BinaryOp centre 1 1 s att 0=1 1=1 2=5.000000e-01"]),
+        "BinaryOp add 2 1 c2 x2 sum 0=0",
+        *(["BinaryOp mul 2 1 sum att m 0=2", "BinaryOp add2 2 1 m s2 out 0=0"]
+          if also else ["BinaryOp mul 2 1 sum att out 0=2"]),
+    )
+
+
+def test_a_sigmoid_less_a_half_is_named_for_half_float_gpus():
+    model = convert(attention(False), conv_weights(3, 3, 3))
+    assert len(model.centred_sigmoids) == 1
+    sigmoid, sub, half = model.centred_sigmoids[0]
+    nodes = {node["name"]: node for node in model.topology["node"]}
+    assert nodes[sigmoid]["op"] == "Sigmoid" and nodes[half]["op"] == "Const"
+    assert nodes[sub]["op"] == "Sub" and nodes[sub]["input"] == [sigmoid, half]
+    assert model.model_json([])["userDefinedMetadata"]["centredSigmoids"] == [
+        [sigmoid, sub, half]]
+
+
+def test_a_sigmoid_another_layer_also_reads_is_not_named():
+    """Run as tanh, its other reader would get z * 0.5 instead of sigmoid(z)."""
+    model = convert(attention(True), conv_weights(3, 3, 3))
+    assert model.centred_sigmoids == ()
+    assert "centredSigmoids" not in model.model_json([])["userDefinedMetadata"]

@@ -164,11 +164,24 @@ def test_the_attention_is_named_and_as_tanh_keeps_45_db_on_half_floats(runs, ncn
                                                                               run.full.output))
 
 
-def test_a_centred_sigmoid_that_is_not_in_the_graph_is_refused():
+GRAPH = [{"name": "x", "op": "Placeholder"}, {"name": "half", "op": "Const"},
+         {"name": "s", "op": "Sigmoid", "input": ["x"]},
+         {"name": "d", "op": "Sub", "input": ["s", "half"]}]
+
+
+@pytest.mark.parametrize("nodes, triple", [
+    (GRAPH[:1], ("x", "y", "z")),  # not in the graph
+    (GRAPH, ("s", "half", "d")),  # in the wrong order
+    (GRAPH + [{"name": "e", "op": "AddV2", "input": ["s:0", "x"]}], ("s", "d", "half")),
+], ids=["absent", "misnamed", "read-twice"])
+def test_a_centred_sigmoid_that_is_not_one_in_the_graph_is_refused(nodes, triple):
+    """The JS checks the metadata against the graph: a sigmoid anything else reads stays."""
     from upscale.ncnn import Converted
 
-    model = Converted({"node": [{"name": "x", "op": "Placeholder"}]}, [], b"", 2, 0, (),
-                      (("x", "y", "z"),))
+    model = Converted({"node": nodes}, [], b"", 2, 0, (), (triple,))
     with pytest.raises(subprocess.CalledProcessError) as failure:
         as_on_half_float_webgl(model)
     assert "name no sigmoid(z) - 0.5 in its graph" in failure.value.stderr
+    alone = Converted({"node": GRAPH}, [], b"", 2, 0, (), (("s", "d", "half"),))
+    assert [n["op"] for n in as_on_half_float_webgl(alone).topology["node"]] == [
+        "Placeholder", "Const", "Mul", "Tanh", "Mul"]
