@@ -66,7 +66,16 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "py"))
 
-from realinputs import CONDITIONS, CROP, REAL_PHOTOS, crop, decoded, encoded, jpeg  # noqa: E402
+from realinputs import (  # noqa: E402
+    CONDITIONS,
+    CROP,
+    REAL_PHOTOS,
+    as_seen,
+    crop,
+    decoded,
+    encoded,
+    jpeg,
+)
 
 from upscale.routing import (  # noqa: E402
     BLURRY_BELOW,
@@ -131,10 +140,10 @@ def photos() -> dict[str, Path]:
 
 def crops(path: Path, centre: bool) -> list[tuple[str, Image.Image]]:
     """The bench's centre crop, or the off-centre ones that differ from it and each other."""
+    image = as_seen(path)  # as the bench's own crop is taken
     if centre:
-        return [("centre", crop(path))]
-    image = Image.open(path).convert("RGB")
-    seen = {crop(path).tobytes()}
+        return [("centre", crop_of(image, 0.5, 0.5))]
+    seen = {crop_of(image, 0.5, 0.5).tobytes()}
     out = []
     for across, down in OFF_CENTRE:
         piece = crop_of(image, across, down)

@@ -236,16 +236,16 @@ def measure(new_engine_page, real_plan: Plan, speeds: dict[str, float], measured
         folder = Path(tmp)
         scorer = Scorer(folder)
         try:
-            truths = {p: png(crop(sources[p]), folder / f"truth-{p}.png") for p in real_plan.photos}
+            crops = {p: crop(sources[p]) for p in real_plan.photos}
+            truths = {p: png(crops[p], folder / f"truth-{p}.png") for p in real_plan.photos}
             files: dict[int, dict[str, dict[str, bytes]]] = {}
             for scale in real_plan.models:
                 side = CROP // scale
-                files[scale] = {}
-                for made in real_plan.conditions:
-                    files[scale][made.condition.name] = {
-                        p: made.make(crop(sources[p]).resize((side, side),
-                                                            Image.Resampling.BICUBIC))
-                        for p in real_plan.photos}
+                small = {p: crops[p].resize((side, side), Image.Resampling.BICUBIC)
+                         for p in real_plan.photos}
+                files[scale] = {made.condition.name: {p: made.make(small[p])
+                                                      for p in real_plan.photos}
+                                for made in real_plan.conditions}
             mimes = {m.condition.name: m.mime for m in real_plan.conditions}
             pending = {}  # (scale, condition, model, photo) -> Future of the scores
 

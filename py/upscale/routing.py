@@ -119,6 +119,7 @@ def jpeg_quality(tables: Mapping[int, list[int]]) -> int | None:
 _DCT8 = np.cos(np.pi * np.outer(np.arange(8), 2 * np.arange(8) + 1) / 16) * 0.5
 _DCT8[0] /= math.sqrt(2)
 _BAND = np.maximum.outer(np.arange(8), np.arange(8))
+_LUMA = np.array([0.299, 0.587, 0.114])  # BT.601, as JPEG's Y
 # Sampled on an even grid of whole blocks past this many: a 2 MP photo costs what a 512 px
 # square does.
 SHARPNESS_BLOCKS = 4096
@@ -166,7 +167,7 @@ def sharpness_terms(pixels: np.ndarray) -> tuple[float, float] | None:
     grid = pixels[:rows * 8, :columns * 8].reshape(rows, 8, columns, 8, *pixels.shape[2:])
     blocks = np.moveaxis(grid[::step, :, ::step], 2, 1).astype(np.float64)
     if blocks.ndim == 5:
-        blocks = blocks @ np.array([0.299, 0.587, 0.114])
+        blocks = blocks @ _LUMA
     blocks = blocks.reshape(-1, 8, 8)
     energy = np.square(_DCT8 @ blocks @ _DCT8.T).sum(axis=0) + len(blocks) / 12
     share = energy[_BAND >= 4].sum() / energy[(_BAND >= 1) & (_BAND <= 2)].sum()
@@ -440,7 +441,7 @@ def contrast(pixels: np.ndarray) -> float:
     step = max(1, math.ceil(math.sqrt(pixels.shape[0] * pixels.shape[1] / CONTRAST_PIXELS)))
     sample = pixels[::step, ::step].astype(np.float64)
     if sample.ndim == 3:
-        sample = sample[..., :3] @ np.array([0.299, 0.587, 0.114])
+        sample = sample[..., :3] @ _LUMA
     return float(sample.std())
 
 
