@@ -40,7 +40,7 @@ const OTHER_PURPOSE = 'Other models';
 const AUTO_SCALES = { auto: 2, 'auto-x4': 4 };
 const AUTO_GROUP = 'Automatic';
 const AUTO_LABEL = (scale) => `Automatic ×${scale}: the best model for each photo`;
-const AUTO_HINT = 'Chooses per photo from what its file says: SPAN for clean photos, JPEG noise removal by how compressed a JPEG is. Each result says which model ran and why.';
+const AUTO_HINT = 'Chooses per photo from what its file says: SPAN for clean photos, JPEG noise removal by how compressed a JPEG is, restoring for blurred ones, and plain bicubic for a faint photo no model improves. Each result says which model ran and why.';
 const OWN_GROUP = 'Your model';
 // The bench measures msPerMegapixel on WebAssembly on a 2-core machine: say so, not more.
 const SPEED_HINT = (time) => `About ${time} per megapixel on a computer without a GPU (measured on 2 CPU cores).`;
@@ -173,6 +173,13 @@ function ownManifest(own) {
 function autoManifest(id) {
   const scale = AUTO_SCALES[id];
   return { id, label: AUTO_LABEL(scale), hint: AUTO_HINT, scale, auto: true };
+}
+
+/** What a result of `auto` names when no model ran: a faint photo gets bicubic (routing.PLAIN). */
+const PLAIN_MODEL = 'bicubic';
+
+function plainManifest(scale) {
+  return { id: PLAIN_MODEL, label: `Bicubic ×${scale}, no model`, scale, plain: true };
 }
 
 function manifestOf(id) {
@@ -753,9 +760,10 @@ async function runJob(job) {
     });
     if (manifest.auto) {
       // what ran: the queue entry, the viewer and the file name follow it
-      job.model = manifestOf(output.model) || job.model;
+      const plain = output.model === PLAIN_MODEL;
+      job.model = plain ? plainManifest(manifest.scale) : manifestOf(output.model) || job.model;
       job.reason = output.reason;
-      keepForOffline(output.model);
+      if (!plain) keepForOffline(output.model);
     }
     job.succeed(await createImageBitmap(output), performance.now() - started);
     if (state.engineRestarted) {

@@ -835,20 +835,21 @@ async function browserDecoded(source) {
 async function jobModel(header, options) {
   const named = options.model ?? state.defaultModel;
   if (named !== 'auto' && (options.model == null || named === state.model.manifest.id)) {
-    return { model: state.model, tile: state.tile, reason: 'named by the caller', blurry: null };
+    return { model: state.model, tile: state.tile, reason: 'named by the caller', blurry: null, plain: null };
   }
   let id = named;
   let reason = 'named by the caller'; // the job's model, or the engine's (setModel)
   let blurry = null; // 'auto': the model for this file if its pixels read blurred
+  let plain = null; // 'auto': the contrast under which its pixels get bicubic, no model
   if (named === 'auto') {
     const scale = fromPython(state.bridge.auto_scale(options.scale ?? state.autoScale, state.routing));
     // The first bytes only, cut here: Python calls no method of a JS object it is handed (a
     // method's proxy outlived the call, and Python's snapshot refuses a JS object it holds).
     const head = header && header.subarray(0, state.bridge.HEADER_BYTES);
     const chosen = dictFromPython(state.bridge.choose_model(head, scale, state.routing));
-    ({ model: id, reason, blurry } = chosen);
+    ({ model: id, reason, blurry, plain } = chosen);
   }
-  return { ...(await modelFor(id, reason)), blurry };
+  return { ...(await modelFor(id, reason)), blurry, plain };
 }
 
 /** The loaded model `id` (or the one in use), as a job's { model, tile, reason }. */
@@ -901,6 +902,11 @@ async function upscaleNow({ input, options = {} }, id) {
     state.running = job.model;
     return job.tile;
   } : null;
+  // `auto`: Python measures the decoded pixels' contrast and, if the file is too faint for any
+  // model, enlarges it with bicubic instead; the result then says so.
+  const plain = job.plain != null ? (why) => {
+    Object.assign(ran, { model: state.bridge.PLAIN, reason: `${routed.reason}; ${why}` });
+  } : null;
   // What the caller asked for; Python checks it against the tile rule (upscale.policy).
   const asked = { patchSize: options.patchSize ?? null, padding: options.padding ?? null, deviceMemory: DEVICE_MEMORY };
   // The tile is a numpy array proxied from Python: read it in place, synchronously.
@@ -937,7 +943,7 @@ async function upscaleNow({ input, options = {} }, id) {
   try {
     result = fromPython(await state.bridge.run(
       pyInput, job.tile, asked, predict, progress, cancelled, options.preview ? paint : null, busy,
-      reroute,
+      reroute, plain, job.plain,
     ));
   } finally {
     busy(null);

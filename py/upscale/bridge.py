@@ -38,14 +38,17 @@ from .errors import (
     UpscaleError,
 )
 from .imaging import Limits, check_encoding, decode, describe_file, encode_png
-from .pipeline import Options, upscale
+from .pipeline import Options, enlarge_plainly, upscale
 from .policy import TileRule, check_patch, gpu_patch, gpu_side, smaller_patch, tile_rule
 from .routing import (
     BROWSER_FORMATS,
     HEADER_BYTES,
+    PLAIN,  # noqa: F401 (worker.js names a plain result by it: state.bridge.PLAIN)
     Facts,
     RoutingTable,
     blur_route,
+    plain_below,
+    plain_reason,
     read_facts,
     restore_reason,
     route,
@@ -232,7 +235,8 @@ class Result:
 @crossing
 async def run(source: JsProxy, tile: JsProxy, asked: JsProxy, predict: JsProxy,
               progress: JsProxy, cancelled: JsProxy, paint: JsProxy | None = None,
-              busy: JsProxy | None = None, reroute: JsProxy | None = None) -> Result:
+              busy: JsProxy | None = None, reroute: JsProxy | None = None,
+              plain: JsProxy | None = None, plain_under: float | None = None) -> Result:
     """Upscale what the page sent with the current model's `tile` rule and the options the
     caller `asked` for ({patchSize, padding, deviceMemory}; each may be null).
 
@@ -246,6 +250,11 @@ async def run(source: JsProxy, tile: JsProxy, asked: JsProxy, predict: JsProxy,
     and hold enough contrast to restore, `await reroute(why)` switches the job to that model
     and answers its tile rule, which the job then runs with, if this device may run it on this
     image (else `await reroute(None)` switches back).
+
+    With `plain` (an `auto` job whose file may be too faint for any model; choose_model's
+    `plain`, the contrast `plain_under`), pixels that are not rerouted and read fainter than
+    that are enlarged with no model (pipeline.enlarge_plainly): `plain(why)` is told first, and
+    the result says patch 0, padding 0.
     """
 
     def mark(what: str | None) -> None:
@@ -263,7 +272,14 @@ async def run(source: JsProxy, tile: JsProxy, asked: JsProxy, predict: JsProxy,
         image = _rgba_from_js(source.data, source.width, source.height, limits,
                               settings.result_scale, settings.patch_size, settings.scale)
     if reroute is not None:
-        settings = await _rerouted(image, settings, asked, limits, reroute)
+        rerouted = await _rerouted(image, settings, asked, limits, reroute)
+        if rerouted is not settings:
+            plain, settings = None, rerouted
+    if plain is not None and (why := plain_reason(image[..., :3], plain_under)):
+        plain(why)
+        progress(1, 1, 0, 0, image.shape[1], image.shape[0])
+        mark(FINISHING)
+        return Result(enlarge_plainly(_with_alpha(image), settings.result_scale), 0, 0)
     settings = settings.for_image(image.shape[0], image.shape[1])
 
     decoding = True
@@ -391,14 +407,15 @@ def auto_scale(scale: object, table: str) -> int:
 def choose_model(header: JsProxy | None, scale: int, table: str) -> dict:
     """`model: 'auto'`: the model for a file whose first bytes (HEADER_BYTES, cut by the
     caller) are `header` (None: pixels with no file) at `scale`, and why: {model, reason,
-    facts, blurry}. The facts (format, a JPEG's quality and subsampling) come from the header
-    alone, with no Pillow; see routing.read_facts. `blurry`: the model to run instead if the
+    facts, blurry, plain}. The facts (format, a JPEG's quality and subsampling) come from the
+    header alone, with no Pillow; see routing.read_facts. `blurry`: the model to run instead if the
     decoded pixels read blurred (run() checks them), or None where the table has no such route
-    for this file."""
+    for this file. `plain`: the contrast under which run() gives the decoded pixels no model,
+    only bicubic (routing.plain_below), or None."""
     facts = Facts() if header is None else read_facts(header.to_bytes()[:HEADER_BYTES])
     routes = _routing(table)
     return {**route(facts, scale, routes).to_js(), "facts": facts.to_js(),
-            "blurry": blur_route(facts, scale, routes)}
+            "blurry": blur_route(facts, scale, routes), "plain": plain_below(facts, scale)}
 
 
 def sha256(data: JsProxy) -> str:

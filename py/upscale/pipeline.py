@@ -23,7 +23,7 @@ from .errors import (
     ModelOutputError,
 )
 from .imaging import resize_alpha
-from .stitch import Stitcher, reduce_into
+from .stitch import Stitcher, enlarge_into, reduce_into
 from .tiling import Region, Tile, TilePlan, choose_patch, cut, pad_up
 
 Predict = Callable[[np.ndarray], Awaitable[np.ndarray]]
@@ -133,6 +133,20 @@ async def upscale(
         reduce_into(network, output[..., :3], reduce)
     if channels == 4:
         output[..., 3] = resize_alpha(image[..., 3], options.result_scale)
+    return output
+
+
+def enlarge_plainly(image: np.ndarray, scale: int) -> np.ndarray:
+    """`image` (H, W, 3 or 4, uint8) enlarged `scale` times with no model: RGB as Pillow's
+    BICUBIC resize computes it, alpha as upscale() resizes it. `auto` gives this to files that
+    every model measured enlarges worse (routing.plain_reason)."""
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
+        raise InvalidImage(BAD_SHAPE.format(shape=image.shape, dtype=image.dtype))
+    height, width, channels = image.shape
+    output = np.empty((height * scale, width * scale, channels), np.uint8)
+    enlarge_into(image[..., :3], output[..., :3], scale)
+    if channels == 4:
+        output[..., 3] = resize_alpha(image[..., 3], scale)
     return output
 
 

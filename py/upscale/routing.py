@@ -458,12 +458,49 @@ def restore_reason(pixels: np.ndarray, scale: int) -> str | None:
     return blurred(score)
 
 
+# A faint photo saved as a light JPEG: its compression noise is large beside what detail it has,
+# and the models sharpen that noise or smooth the detail away. bench/contrasttest.py runs the
+# table's JPEG routes on 68 crops of 14 photos; the 10 crops whose luma varies by less than 16
+# levels (retina.jpg, moon.png) are the faint ones. At x2, 8 of them lost to bicubic with the
+# q95 route (mean -0.34 dB PSNR-Y) and 7 with the q90 route (mean 0.00); at x4, 5 with the q95
+# route (mean +0.01) and 9 with the q90 route (mean -0.24). Every one of the 58 crops from 16
+# levels up gained, at both qualities and scales. The table's own rule (the models whose PSNR-Y
+# gain keeps every photo at or above bicubic) then leaves only bicubic for faint q95 and q90
+# files. At x2 the q75 and q50 routes (the heavier clean-up) gained on all 10, so those keep
+# their model; at x4 theirs runs in TF.js only, and the bench's one faint photo is too little
+# to set a rule by. Such a file gets a plain bicubic enlargement: Pillow's BICUBIC, exactly.
+PLAIN = "bicubic"
+PLAIN_BELOW_CONTRAST = 16.0
+PLAIN_FROM_QUALITY = {2: 83, 4: 83}  # per scale: JPEGs of this estimated quality and above
+
+
+def plain_below(facts: Facts, scale: int) -> float | None:
+    """The contrast under which a file with these facts gets the plain enlargement at `scale`
+    (run() measures its decoded pixels), or None where no measurement says so."""
+    at_least = PLAIN_FROM_QUALITY.get(scale)
+    if at_least is None or facts.kind != "jpeg" or facts.quality is None:
+        return None
+    return PLAIN_BELOW_CONTRAST if facts.quality >= at_least else None
+
+
+def plain_reason(pixels: np.ndarray, below: float) -> str | None:
+    """Why a file whose decoded `pixels` these are gets the plain enlargement (the words added
+    to its header's reason), or None where its contrast reaches `below`."""
+    level = contrast(pixels)
+    if not level < below:
+        return None
+    return (f"faint (contrast {level:.1f}, under {below:g}): every model measured enlarges "
+            f"such a file worse than bicubic")
+
+
 def route_decoded(facts: Facts, scale: int, table: RoutingTable, pixels: np.ndarray) -> Route:
     """`auto`'s whole rule, as the engine applies it (bridge.choose_model, then run()'s check of
     the decoded `pixels`): for the bench and the tests, in CPython."""
     chosen = route(facts, scale, table)
     if (blurry := blur_route(facts, scale, table)) and (why := restore_reason(pixels, scale)):
         return Route(blurry, f"{chosen.why}; {why}")
+    if (below := plain_below(facts, scale)) is not None and (why := plain_reason(pixels, below)):
+        return Route(PLAIN, f"{chosen.why}; {why}")
     return chosen
 
 

@@ -116,3 +116,64 @@ def reduce_into(source: np.ndarray, target: np.ndarray, factor: int) -> np.ndarr
         np.clip(out, 0, 255, out=out)
         target[top:top + rows] = out
     return target
+
+
+# --- a plain enlargement, for files no model improves (routing.plain_reason) ---------------
+
+# Pillow's fixed-point resampling of 8-bit images: weights in 22 fractional bits.
+_PRECISION_BITS = 22
+
+
+def _bicubic(x: np.ndarray) -> np.ndarray:
+    """Pillow's bicubic kernel (a = -0.5)."""
+    a = -0.5
+    x = np.abs(x)
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return np.where(x < 1, near, np.where(x < 2, far, 0.0))
+
+
+def _bicubic_taps(length: int, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """(input indices, fixed-point weights), each (length * factor, 4): Pillow's coefficients
+    for enlarging `length` pixels `factor` times with BICUBIC (support 2; taps past the edge
+    left out and the rest renormalised, then rounded to _PRECISION_BITS as Pillow rounds)."""
+    centre = (np.arange(length * factor) + 0.5) / factor
+    first = np.maximum(np.trunc(centre - 2 + 0.5), 0).astype(np.intp)  # np.take's, in wasm32 too
+    last = np.minimum(np.trunc(centre + 2 + 0.5), length).astype(np.intp)
+    taps = first[:, None] + np.arange(4)
+    weights = np.where(taps < last[:, None], _bicubic(taps - centre[:, None] + 0.5), 0.0)
+    weights /= weights.sum(axis=1, keepdims=True)
+    scaled = weights * (1 << _PRECISION_BITS)
+    fixed = np.where(scaled < 0, np.trunc(scaled - 0.5), np.trunc(scaled + 0.5))
+    return np.minimum(taps, length - 1), fixed.astype(np.int32)
+
+
+def _resample_axis(pixels: np.ndarray, axis: int, factor: int, rows: slice) -> np.ndarray:
+    """`pixels` (uint8) enlarged `factor` times along `axis` (0 or 1), the result's positions
+    `rows` along it only, rounded and clipped to uint8 as Pillow does after each pass."""
+    index, fixed = _bicubic_taps(pixels.shape[axis], factor)
+    index, fixed = index[rows], fixed[rows]
+    shape = [1] * pixels.ndim
+    shape[axis] = len(index)
+    total = np.full(pixels.shape[:axis] + (len(index),) + pixels.shape[axis + 1:],
+                    1 << (_PRECISION_BITS - 1), np.int32)
+    for tap in range(index.shape[1]):
+        total += np.take(pixels, index[:, tap], axis=axis).astype(np.int32) \
+            * fixed[:, tap].reshape(shape)
+    np.right_shift(total, _PRECISION_BITS, out=total)
+    return np.clip(total, 0, 255).astype(np.uint8)
+
+
+def enlarge_into(source: np.ndarray, target: np.ndarray, factor: int) -> np.ndarray:
+    """Write `source` (H, W, C uint8) enlarged `factor` times into `target` (H * factor,
+    W * factor, C uint8, or a view), as Pillow's BICUBIC resize computes it (across, then down;
+    each pass rounded to uint8), a band of rows at a time: the result where no model betters
+    bicubic (`auto` on a faint, lightly compressed photo)."""
+    height, width = source.shape[:2]
+    if target.shape[:2] != (height * factor, width * factor):
+        raise ValueError(f"{target.shape[:2]} is not {factor} times {source.shape[:2]}")
+    across = _resample_axis(source, 1, factor, slice(None))
+    for top in range(0, height * factor, REDUCE_BAND_ROWS * factor):
+        rows = slice(top, min(top + REDUCE_BAND_ROWS * factor, height * factor))
+        target[rows] = _resample_axis(across, 0, factor, rows)
+    return target

@@ -525,8 +525,14 @@ def test_auto_runs_each_photo_with_its_model_and_the_queue_says_which_and_why(
         out = io.BytesIO()
         crop.save(out, kind, **options)
         files[name] = out.getvalue()
+    # the cat faint (its luma's variation cut to 8 levels), saved at q95: bicubic, no model
+    pixels = np.asarray(crop, np.float64)
+    faint = Image.fromarray(np.rint((pixels - pixels.mean()) * 8 / pixels.std() + 128)
+                            .astype(np.uint8))
+    out = io.BytesIO()
+    faint.save(out, "JPEG", quality=95)
     open_page(app, site)
-    hand_over(app, files)
+    hand_over(app, {**files, "faint.jpg": out.getvalue()})
     for name, data in files.items():
         wait_state(app, name, "done")
         chosen = route(read_facts(data), 2, table)
@@ -534,6 +540,10 @@ def test_auto_runs_each_photo_with_its_model_and_the_queue_says_which_and_why(
             f"{labels[chosen.model]} ({chosen.why})")
     expect(item(app, "cat.jpg").locator(".ran")).to_contain_text("JPEG, quality ≈ 60, 4:2:0")
     expect(item(app, "cat.avif").locator(".state")).to_contain_text("×2 · 192×128")
+    wait_state(app, "faint.jpg", "done")
+    expect(item(app, "faint.jpg").locator(".ran")).to_have_text(re.compile(
+        r"^Bicubic ×2, no model \(JPEG, quality ≈ 95, 4:2:0; faint \(contrast [\d.]+, under 16\): "
+        r"every model measured enlarges such a file worse than bicubic\)$"))
 
     # a blurry photo: one click runs it again with the model for blur and noise
     restore = next(m for m in assemble.built_catalogue()

@@ -14,7 +14,7 @@ from upscale.errors import (
     InvalidOptions,
     ModelOutputError,
 )
-from upscale.pipeline import Options, upscale
+from upscale.pipeline import Options, enlarge_plainly, upscale
 from upscale.stitch import reduce_into
 from upscale.tiling import TilePlan
 
@@ -306,3 +306,18 @@ def test_reduce_must_divide_the_scale(bad):
     with pytest.raises(InvalidOptions) as error:
         run_sync(upscale(random_image(8, 8), nearest(4), Options(4, 16, 2, reduce=bad)))
     assert str(error.value) == BAD_REDUCE.format(scale=4, reduce=bad)
+
+
+def test_a_plain_enlargement_is_bicubic_with_alpha_resized_as_a_model_run_resizes_it():
+    from PIL import Image
+
+    image = random_image(21, 34, 4, seed=8)
+    image[..., 3] = np.where(np.arange(34) < 17, 255, 40)
+    out = enlarge_plainly(image, 3)
+    rgb = np.asarray(Image.fromarray(image[..., :3]).resize((102, 63), Image.Resampling.BICUBIC))
+    assert out.shape == (63, 102, 4) and np.array_equal(out[..., :3], rgb)
+    modelled, _ = run(image, 3, 16, 4)
+    assert np.array_equal(out[..., 3], modelled[..., 3])
+    assert enlarge_plainly(image[..., :3], 2).shape == (42, 68, 3)
+    with pytest.raises(InvalidImage):
+        enlarge_plainly(image[..., 0], 2)

@@ -15,6 +15,9 @@ from upscale.imaging import describe_file, open_image
 from upscale.routing import (
     BLUR_CHECKED_FROM_QUALITY,
     BLURRY_BELOW,
+    PLAIN,
+    PLAIN_BELOW_CONTRAST,
+    PLAIN_FROM_QUALITY,
     RESTORE_FROM_CONTRAST,
     Band,
     Condition,
@@ -27,6 +30,8 @@ from upscale.routing import (
     contrast,
     jpeg_header,
     jpeg_quality,
+    plain_below,
+    plain_reason,
     read_facts,
     restore_reason,
     route,
@@ -341,3 +346,48 @@ def test_contrast_samples_a_large_picture_and_reads_grey_and_rgb_alike():
     assert contrast(rgb) == pytest.approx(contrast(grey))
     assert contrast(grey) == pytest.approx(float(grey.std()), rel=0.02)
     assert contrast(np.full((40, 40, 3), 200, np.uint8)) == 0
+
+
+def faint_version(image: Image.Image, level: float) -> np.ndarray:
+    """`image` with its luma's standard deviation brought to `level` about mid-grey."""
+    pixels = np.asarray(image, np.float64)
+    return np.rint((pixels - pixels.mean()) * level / pixels.std() + 128).astype(np.uint8)
+
+
+@pytest.mark.parametrize("facts, scale, below", [
+    (Facts("JPEG", 95), 2, PLAIN_BELOW_CONTRAST), (Facts("JPEG", 83), 2, PLAIN_BELOW_CONTRAST),
+    (Facts("JPEG", 82), 2, None), (Facts("JPEG", 50), 2, None), (Facts("JPEG", None), 2, None),
+    (Facts("PNG"), 2, None), (Facts("WEBP"), 2, None), (Facts(), 2, None),
+    (Facts("JPEG", 90), 4, PLAIN_BELOW_CONTRAST), (Facts("JPEG", 75), 4, None),
+    (Facts("JPEG", 95), 3, None)])
+def test_only_light_jpegs_at_a_measured_scale_may_go_plain(facts, scale, below):
+    """routing.PLAIN_FROM_QUALITY: the q95 and q90 routes lose to bicubic on faint files, the
+    q75 and q50 ones gain at x2 (bench/contrasttest.py); a clean file gains everywhere."""
+    assert PLAIN_FROM_QUALITY == {2: 83, 4: 83}
+    assert plain_below(facts, scale) == below
+
+
+def test_a_faint_light_jpeg_gets_bicubic_and_one_with_contrast_keeps_its_model():
+    sharp = natural(150, 150)
+    faint = faint_version(sharp, 10)
+    assert plain_reason(faint, PLAIN_BELOW_CONTRAST).startswith("faint (contrast 10.")
+    assert plain_reason(np.asarray(sharp), PLAIN_BELOW_CONTRAST) is None
+    assert plain_reason(faint_version(sharp, 17), PLAIN_BELOW_CONTRAST) is None
+    decided = route_decoded(Facts("JPEG", 95), 2, TABLE, faint)
+    assert decided.model == PLAIN
+    assert decided.why.startswith("JPEG, quality ≈ 95; faint (contrast")
+    assert route_decoded(Facts("JPEG", 95), 2, TABLE, np.asarray(sharp)).model == "sharp-x2"
+    assert route_decoded(Facts("JPEG", 75), 2, TABLE, faint).model == "clean1-x2"
+    assert route_decoded(Facts("PNG"), 2, TABLE, faint).model == "sharp-x2"
+
+
+def test_a_faint_blurred_light_jpeg_gets_bicubic_at_x2_and_the_restore_model_at_x4():
+    """At x2 the restore floor keeps it off the restore model and the plain floor takes it; at
+    x4 the restore model has no floor, and the blurry route is decided first."""
+    faint = faint_version(soft(natural(150, 150)), 10)
+    assert sharpness(faint) < BLURRY_BELOW
+    table = RoutingTable({2: ScaleRoutes("sharp-x2", TABLE.scales[2].jpeg, {}, "restore-x2"),
+                          4: ScaleRoutes("sharp-x4", TABLE.scales[4].jpeg, {}, "restore-x4")},
+                         "test")
+    assert route_decoded(Facts("JPEG", 85), 2, table, faint).model == PLAIN
+    assert route_decoded(Facts("JPEG", 85), 4, table, faint).model == "restore-x4"

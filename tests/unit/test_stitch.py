@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from upscale import stitch
-from upscale.stitch import Stitcher, reduce_into
+from upscale.stitch import Stitcher, enlarge_into, reduce_into
 from upscale.tiling import TilePlan
 
 
@@ -151,3 +151,30 @@ def test_the_blend_beats_a_hard_cut_at_the_seams_of_a_real_model(ncnn_by_id, pho
         crop = np.ascontiguousarray(image[top:top + 64, left:left + 64])
         blend, cut = _seam_psnr(model, crop, 32, padding, 4)
         assert blend >= cut + BLEND_MARGIN_DB, (name, blend, cut)
+
+
+@pytest.mark.parametrize("height, width, factor", [(1, 1, 2), (5, 7, 2), (31, 17, 3), (64, 65, 4),
+                                                   (3, 200, 8), (150, 150, 2)])
+def test_the_plain_enlargement_is_pillows_bicubic_pixel_for_pixel(height, width, factor):
+    """What auto gives a faint file must be bicubic exactly as the bench scores it (Pillow's
+    BICUBIC, fixed point, across then down): 0 dB from it, not about 0."""
+    from PIL import Image
+
+    pixels = np.random.default_rng(height * width).integers(0, 256, (height, width, 3), np.uint8)
+    pillow = np.asarray(Image.fromarray(pixels).resize((width * factor, height * factor),
+                                                       Image.Resampling.BICUBIC))
+    out = np.zeros((height * factor, width * factor, 4), np.uint8)
+    enlarge_into(pixels, out[..., :3], factor)
+    assert np.array_equal(out[..., :3], pillow)
+    assert (out[..., 3] == 0).all()
+
+
+def test_the_plain_enlargement_works_in_bands_and_refuses_a_wrong_target(monkeypatch):
+    monkeypatch.setattr(stitch, "REDUCE_BAND_ROWS", 3)
+    from PIL import Image
+
+    pixels = np.random.default_rng(5).integers(0, 256, (20, 9, 3), np.uint8)
+    pillow = np.asarray(Image.fromarray(pixels).resize((18, 40), Image.Resampling.BICUBIC))
+    assert np.array_equal(enlarge_into(pixels, np.empty((40, 18, 3), np.uint8), 2), pillow)
+    with pytest.raises(ValueError, match="is not 2 times"):
+        enlarge_into(pixels, np.empty((40, 19, 3), np.uint8), 2)

@@ -61,7 +61,10 @@ export interface UpscaleDoneDetail {
   /** The enlargement's pixel size. */
   width: number;
   height: number;
-  /** The model that ran (`null` for a result cached by an older build). */
+  /**
+   * The model that ran (`null` for a result cached by an older build); `'bicubic'` where
+   * `auto` found the photo too faint for any model (see `UpscaleResult.model`).
+   */
   model: string | null;
   /** Why that model, e.g. `'JPEG, quality ≈ 78, 4:2:0'` (`null` as `model`). */
   reason: string | null;

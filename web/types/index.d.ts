@@ -159,14 +159,18 @@ export interface Tiling {
  * says what ran.
  */
 export interface UpscaleResult extends ImageData {
-  /** The id of the model that ran, e.g. `'waifu2x-photo-x2-denoise1'`. */
+  /**
+   * The id of the model that ran, e.g. `'waifu2x-photo-x2-denoise1'`; with `'auto'`, also
+   * `'bicubic'`: a faint photo saved as a light JPEG, which every model measured enlarges worse
+   * than bicubic, was enlarged with no model (the reason then ends "faint (contrast ...)").
+   */
   model: string;
   /**
    * Why: `'JPEG, quality ≈ 78, 4:2:0'`, `'PNG: no compression noise'`,
    * `'named by the caller'`.
    */
   reason: string;
-  /** The tiling it ran with. */
+  /** The tiling it ran with (patch size and padding 0 where no model ran). */
   tiling: Tiling;
 }
 

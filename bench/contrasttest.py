@@ -1,0 +1,120 @@
+"""Do auto's JPEG routes lose to bicubic on faint, low-contrast photos? The evidence for
+upscale.routing.PLAIN_FROM_QUALITY, as restoretest.py is for the restore model's floor.
+
+Each crop of bench/blurtest.py's photos (14 scikit-image photos, the bench's centre crop and
+up to 4 off-centre ones: 68 crops) is shrunk with bicubic (150 px for x2, 75 px for x4) and
+saved as JPEG at the bench's qualities (95, 90, 75, 50; Pillow, 4:2:0). The model
+bench/routing.json routes that quality to runs on the decoded file in numpy
+(tests/ncnn_reference.py, as ncnn computes it; a model with a margin gets the file's edge
+repeated around it), where numpy can run it: a model converted from ncnn (at x4, q75 and q50
+go to esrgan-medium-x4, a TF.js model, and are left out). The gain is PSNR-Y over Pillow's
+bicubic of the same file, against the crop, as the bench scores it; `contrast` is
+routing.contrast of the decoded file (luma's standard deviation, levels of 255).
+
+Measured (2026-12-07, routing.json of commit 9b85f10): under 16 levels are the 10 crops of
+retina.jpg and moon.png; from 16 levels up, the 58 others.
+- x2, q95 (span-x2-wide): under 16, 8 of 10 lose (mean -0.34 dB, best +0.45); from 16, none
+  (mean +2.22, worst +0.89).
+- x2, q90 (waifu2x-photo-x2-denoise0): under 16, 7 of 10 lose (mean +0.00, best +0.56); from
+  16, none (mean +1.73, worst +0.49).
+- x2, q75 and q50 (waifu2x-photo-x2-denoise3): none loses under 16 (means +0.16 and +0.60)
+  or from it (worst +0.08 and +0.19).
+- x4, q95 (span-x4-wide): under 16, 5 of 10 lose (mean +0.01, best +0.29; retina's 5 all
+  lose); from 16, none (mean +1.81, worst +0.35).
+- x4, q90 (span-x4-wide): under 16, 9 of 10 lose (mean -0.24, best +0.01); from 16, none
+  (mean +1.22, worst +0.06).
+
+Run: PYTHONPATH=py .venv/bin/python bench/contrasttest.py (about 8 minutes on 2 cores)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "py"), str(ROOT / "bench")]
+
+from blurtest import crops, photos  # noqa: E402
+from metrics import psnr_y  # noqa: E402
+from realinputs import CROP, jpeg  # noqa: E402
+
+from sitebuild import models  # noqa: E402
+from tests.ncnn_reference import NcnnNet  # noqa: E402
+from upscale.routing import RESTORE_FROM_CONTRAST, contrast  # noqa: E402
+
+QUALITIES = (95, 90, 75, 50)
+SHAVE = 4  # as the bench's real-input section scores
+
+
+def routes(scale: int, runnable: set[str]) -> dict[int, str]:
+    """The model routing.json gives each of QUALITIES at `scale`, where numpy can run it
+    (a model converted from ncnn; the others run in TF.js only)."""
+    table = json.loads((ROOT / "bench" / "routing.json").read_text())["scales"][str(scale)]
+    chosen = {q: next(r["model"] for r in table["jpeg"] if q >= r["atLeast"]) for q in QUALITIES}
+    return {q: model for q, model in chosen.items() if model in runnable}
+
+
+def upscaled(net: NcnnNet, margin: int, pixels: np.ndarray) -> np.ndarray:
+    padded = np.pad(pixels, ((margin, margin), (margin, margin), (0, 0)), mode="edge")
+    network = net.forward(padded.astype(np.float32) / 255)
+    return np.clip(np.round(network * 255), 0, 255).astype(np.uint8)
+
+
+def main() -> None:
+    manifests = {m["id"]: m for m in models.load_manifests()}
+    sources = models.ncnn_sources(list(manifests.values()))
+    nets: dict[str, NcnnNet] = {}
+    for scale in (2, 4):
+        chosen = routes(scale, set(sources))
+        for model in set(chosen.values()) - set(nets):
+            param, weights = sources[model]
+            nets[model] = NcnnNet.load(param.read_text(), weights.read_bytes())
+        table(scale, chosen, nets, manifests)
+
+
+def table(scale: int, chosen: dict[int, str], nets: dict[str, NcnnNet],
+          manifests: dict[str, dict]) -> None:
+    floor = RESTORE_FROM_CONTRAST[2]
+    rows = []
+    for name, path in photos().items():
+        for centre in (True, False):
+            for where, piece in crops(path, centre):
+                small = piece.resize((CROP // scale,) * 2, Image.Resampling.BICUBIC)
+                truth = np.asarray(piece)
+                gains, level = [], None
+                for quality, model in chosen.items():
+                    data = jpeg(quality)(small)
+                    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+                    level = contrast(decoded) if level is None else level
+                    result = upscaled(nets[model], manifests[model].get("margin", 0), decoded)
+                    bicubic = np.asarray(Image.fromarray(decoded).resize(
+                        (CROP, CROP), Image.Resampling.BICUBIC))
+                    gains.append(psnr_y(result, truth, SHAVE) - psnr_y(bicubic, truth, SHAVE))
+                rows.append((level, name, where, gains))
+                print(f"x{scale} {name} {where} {level:.1f} "
+                      + " ".join(f"{g:+.2f}" for g in gains), file=sys.stderr, flush=True)
+    rows.sort(key=lambda row: row[0])
+    heads = " | ".join(f"q{q} ({model})" for q, model in chosen.items())
+    print(f"\nx{scale}: {len(rows)} crops, by contrast\n")
+    print(f"| photo | crop | contrast | {heads} |\n" + "| --- " * (3 + len(chosen)) + "|")
+    for level, name, where, gains in rows:
+        print(f"| {name} | {where} | {level:.1f} | " + " | ".join(f"{g:+.2f}" for g in gains)
+              + " |")
+    print()
+    for i, quality in enumerate(chosen):
+        below = [gains[i] for level, _, _, gains in rows if level < floor]
+        above = [gains[i] for level, _, _, gains in rows if level >= floor]
+        print(f"x{scale} q{quality}: under {floor:g} levels {sum(g < 0 for g in below)} of "
+              f"{len(below)} lose (mean {np.mean(below):+.2f}, best {max(below):+.2f}); from it "
+              f"{sum(g < 0 for g in above)} of {len(above)} lose (mean {np.mean(above):+.2f}, "
+              f"worst {min(above):+.2f})")
+
+
+if __name__ == "__main__":
+    main()
