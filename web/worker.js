@@ -220,8 +220,9 @@ async function restoredPython(key) {
 }
 
 /**
- * After the first job, between requests: copy Python's heap (synchronous, so nothing of
- * Python runs meanwhile), then compress and keep it without holding up the next request.
+ * After the first job, between requests: zero the heap's free memory and copy the heap (both
+ * synchronous, so nothing of Python runs meanwhile), then compress and keep it without holding
+ * up the next request.
  * Once per engine; a failure costs nothing but the next visit's shortcut.
  */
 async function makeSnapshot() {
@@ -230,6 +231,7 @@ async function makeSnapshot() {
   state.snapshotPlan = null;
   const started = performance.now();
   try { // this runs in the request queue, which must never reject
+    const zeroedBytes = PySnapshot.scrub(state.pyodide._module);
     const copy = PySnapshot.heapCopy(state.pyodide);
     const copyMs = performance.now() - started;
     const check = await state.bridge.self_check();
@@ -238,7 +240,7 @@ async function makeSnapshot() {
       heapLength: copy.heap.length,
     });
     PySnapshot.save(state.snapshotKey, blob).then((bytes) => {
-      state.snapshotMade = { bytes, heapBytes: copy.heap.length, copyMs, totalMs: performance.now() - started };
+      state.snapshotMade = { bytes, heapBytes: copy.heap.length, zeroedBytes, copyMs, totalMs: performance.now() - started };
     }, (error) => console.warn(`the Python snapshot was not kept: ${error && error.message}`));
   } catch (error) {
     console.warn(`no Python snapshot: ${error && error.message}`);

@@ -96,6 +96,9 @@ def test_a_restored_engine_paints_byte_for_byte_what_a_fresh_one_paints(app, con
     assert fresh["python"] == {"from": "fresh", "note": None}
     assert fresh["kept"], "the first engine keeps a Python snapshot after its first job"
     assert 0 < fresh["kept"]["bytes"] < fresh["kept"]["heapBytes"]
+    # the job's freed buffers were zeroed before the copy (PySnapshot.scrub): whole blocks
+    assert 0 < fresh["kept"]["zeroedBytes"] < fresh["kept"]["heapBytes"]
+    assert fresh["kept"]["zeroedBytes"] % 256 == 0
     restored = one_engine(app, src)
     assert restored["python"] == {"from": "snapshot", "note": None}
     assert restored["entriesAtReady"] == 1

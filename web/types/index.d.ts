@@ -446,10 +446,13 @@ export interface MemoryInfo {
   tilesRun: number;
   /**
    * The Python snapshot this engine kept after its first job, once kept: its gzipped
-   * `bytes`, the `heapBytes` it holds, `copyMs` the engine was held for the heap copy and
-   * `totalMs` with compressing and storing. `null` before, or where none is kept.
+   * `bytes`, the `heapBytes` it holds, `zeroedBytes` of them free memory zeroed before the
+   * copy, `copyMs` the engine was held for zeroing and copying and `totalMs` with compressing
+   * and storing. `null` before, or where none is kept.
    */
-  pythonSnapshot: { bytes: number; heapBytes: number; copyMs: number; totalMs: number } | null;
+  pythonSnapshot: {
+    bytes: number; heapBytes: number; zeroedBytes: number; copyMs: number; totalMs: number;
+  } | null;
 }
 
 /** One band of JPEG quality in the routing table. */
