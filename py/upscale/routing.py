@@ -458,20 +458,20 @@ def restore_reason(pixels: np.ndarray, scale: int) -> str | None:
     return blurred(score)
 
 
-# A faint photo saved as a light JPEG: its compression noise is large beside what detail it has,
-# and the models sharpen that noise or smooth the detail away. bench/contrasttest.py runs the
-# table's JPEG routes on 68 crops of 14 photos; the 10 crops whose luma varies by less than 16
-# levels (retina.jpg, moon.png) are the faint ones. At x2, 8 of them lost to bicubic with the
-# q95 route (mean -0.34 dB PSNR-Y) and 7 with the q90 route (mean 0.00); at x4, 5 with the q95
-# route (mean +0.01) and 9 with the q90 route (mean -0.24). Every one of the 58 crops from 16
-# levels up gained, at both qualities and scales. The table's own rule (the models whose PSNR-Y
-# gain keeps every photo at or above bicubic) then leaves only bicubic for faint q95 and q90
-# files. At x2 the q75 and q50 routes (the heavier clean-up) gained on all 10, so those keep
-# their model; at x4 theirs runs in TF.js only, and the bench's one faint photo is too little
-# to set a rule by. Such a file gets a plain bicubic enlargement: Pillow's BICUBIC, exactly.
+# A faint photo saved as JPEG: its compression noise is large beside what detail it has, and
+# the models sharpen that noise or smooth the detail away. bench/contrasttest.py runs the
+# table's JPEG routes on 68 crops of 14 photos (in numpy, or in the engine for a TF.js model);
+# the 10 crops whose luma varies by less than 16 levels (retina.jpg, moon.png) are the faint
+# ones. At x2, 8 of them lost to bicubic with the q95 route (mean -0.34 dB PSNR-Y) and 7 with
+# the q90 route (mean 0.00); at x4, 5, 9, 10 and 10 with the q95, q90, q75 and q50 routes
+# (means +0.01, -0.24, -0.48, -0.35). Every one of the 58 crops from 16 levels up gained with
+# the q95 and q90 routes, at both scales. The table's own rule (the models whose PSNR-Y gain
+# keeps every photo at or above bicubic) then leaves only bicubic for faint files there. At x2
+# the q75 and q50 routes (the heavier clean-up) gained on all 10 faint crops, so those keep
+# their model. Such a file gets a plain bicubic enlargement: Pillow's BICUBIC, exactly.
 PLAIN = "bicubic"
 PLAIN_BELOW_CONTRAST = 16.0
-PLAIN_FROM_QUALITY = {2: 83, 4: 83}  # per scale: JPEGs of this estimated quality and above
+PLAIN_FROM_QUALITY = {2: 83, 4: 0}  # per scale: JPEGs of this estimated quality and above
 
 
 def plain_below(facts: Facts, scale: int) -> float | None:

@@ -358,12 +358,13 @@ def faint_version(image: Image.Image, level: float) -> np.ndarray:
     (Facts("JPEG", 95), 2, PLAIN_BELOW_CONTRAST), (Facts("JPEG", 83), 2, PLAIN_BELOW_CONTRAST),
     (Facts("JPEG", 82), 2, None), (Facts("JPEG", 50), 2, None), (Facts("JPEG", None), 2, None),
     (Facts("PNG"), 2, None), (Facts("WEBP"), 2, None), (Facts(), 2, None),
-    (Facts("JPEG", 90), 4, PLAIN_BELOW_CONTRAST), (Facts("JPEG", 75), 4, None),
-    (Facts("JPEG", 95), 3, None)])
-def test_only_light_jpegs_at_a_measured_scale_may_go_plain(facts, scale, below):
-    """routing.PLAIN_FROM_QUALITY: the q95 and q90 routes lose to bicubic on faint files, the
-    q75 and q50 ones gain at x2 (bench/contrasttest.py); a clean file gains everywhere."""
-    assert PLAIN_FROM_QUALITY == {2: 83, 4: 83}
+    (Facts("JPEG", 90), 4, PLAIN_BELOW_CONTRAST), (Facts("JPEG", 30), 4, PLAIN_BELOW_CONTRAST),
+    (Facts("WEBP"), 4, None), (Facts("JPEG", 95), 3, None)])
+def test_only_jpegs_at_qualities_measured_to_lose_may_go_plain(facts, scale, below):
+    """routing.PLAIN_FROM_QUALITY: every JPEG route loses to bicubic on faint files at x4, the
+    q95 and q90 ones at x2, where q75 and q50 gain (bench/contrasttest.py); a lossless file
+    gains everywhere."""
+    assert PLAIN_FROM_QUALITY == {2: 83, 4: 0}
     assert plain_below(facts, scale) == below
 
 
