@@ -278,6 +278,12 @@ def harness_page(context, base: str, isolated: bool = True):
     return page
 
 
+def reload_harness(page) -> None:
+    """The harness page loaded again (the same profile: a returning visit), its bench ready."""
+    page.reload()
+    page.add_script_tag(path=str(ROOT / "bench" / "measure.js"))
+
+
 # A first job this large leaves its freed buffers in Python's heap, which never shrinks: the
 # snapshot the visit keeps, and the next visit's restore, with them.
 LARGE_FIRST_JOB = 1024
@@ -296,19 +302,16 @@ def measure_cold_start(browser, base: str, runs: int, size: int = 256,
         context = browser.new_context()
         page = harness_page(context, base)
         bare_first.append(page.evaluate("() => bench.barePyodide()"))
-        page.reload()
-        page.add_script_tag(path=str(ROOT / "bench" / "measure.js"))
+        reload_harness(page)
         bare_second.append(page.evaluate("() => bench.barePyodide()"))
         context.close()
         context = browser.new_context()
         page = harness_page(context, base)
         first.append(page.evaluate("(a) => bench.firstResult(a)", {**job, "keep": True}))
-        page.reload()
-        page.add_script_tag(path=str(ROOT / "bench" / "measure.js"))
+        reload_harness(page)
         second.append(page.evaluate("(a) => bench.firstResult(a)", job))
         page.evaluate("() => caches.delete('upscale-python')")
-        page.reload()
-        page.add_script_tag(path=str(ROOT / "bench" / "measure.js"))
+        reload_harness(page)
         second_fresh.append(page.evaluate("(a) => bench.firstResult(a)", job))
         context.close()
     out = {"size": size, "first_visit": first, "second_visit": second,
@@ -319,8 +322,7 @@ def measure_cold_start(browser, base: str, runs: int, size: int = 256,
         page = harness_page(context, base)
         kept = page.evaluate("(a) => bench.firstResult(a)",
                              {**job, "size": LARGE_FIRST_JOB, "keep": True})
-        page.reload()
-        page.add_script_tag(path=str(ROOT / "bench" / "measure.js"))
+        reload_harness(page)
         out["large_first_job"] = {"size": LARGE_FIRST_JOB, "first_visit": kept,
                                   "second_visit": page.evaluate("(a) => bench.firstResult(a)",
                                                                 job)}

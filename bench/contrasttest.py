@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import io
 import json
 import sys
 from pathlib import Path
@@ -46,7 +45,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "py"), str(ROOT / "bench")]
 
 from blurtest import crops, photos  # noqa: E402
 from metrics import psnr_y  # noqa: E402
-from realinputs import CROP, jpeg  # noqa: E402
+from realinputs import CROP, decoded, jpeg  # noqa: E402
 
 from sitebuild import models  # noqa: E402
 from tests.ncnn_reference import NcnnNet  # noqa: E402
@@ -73,17 +72,17 @@ class Runners:
         self.stack = stack
         self.page = None
 
-    def run(self, model: str, files: list[bytes]) -> list[np.ndarray]:
+    def run(self, model: str, files: list[bytes], pixels: list[np.ndarray]) -> list[np.ndarray]:
+        """`model` on each file (whose decoded `pixels` numpy starts from)."""
         if model in self.sources:
-            return [self.in_numpy(model, data) for data in files]
+            return [self.in_numpy(model, each) for each in pixels]
         return self.in_engine(model, files)
 
-    def in_numpy(self, model: str, data: bytes) -> np.ndarray:
+    def in_numpy(self, model: str, pixels: np.ndarray) -> np.ndarray:
         if model not in self.nets:
             param, weights = self.sources[model]
             self.nets[model] = NcnnNet.load(param.read_text(), weights.read_bytes())
         margin = self.manifests[model].get("margin", 0)
-        pixels = decoded(data)
         padded = np.pad(pixels, ((margin, margin), (margin, margin), (0, 0)), mode="edge")
         network = self.nets[model].forward(padded.astype(np.float32) / 255)
         return np.clip(np.round(network * 255), 0, 255).astype(np.uint8)
@@ -107,10 +106,6 @@ class Runners:
         return out
 
 
-def decoded(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
 def main() -> None:
     with contextlib.ExitStack() as stack:
         runners = Runners(stack)
@@ -128,16 +123,17 @@ def table(scale: int, chosen: dict[int, str], runners: Runners) -> None:
         for quality in chosen:
             files[quality].append(jpeg(quality)(small))
     gains = {}
+    pixels = {q: [np.asarray(decoded(data)) for data in files[q]] for q in chosen}
     for quality, model in chosen.items():
         print(f"x{scale} q{quality}: {model} on {len(pieces)} crops", file=sys.stderr, flush=True)
-        results = runners.run(model, files[quality])
-        for i, ((_, _, piece), data, result) in enumerate(
-                zip(pieces, files[quality], results, strict=True)):
+        results = runners.run(model, files[quality], pixels[quality])
+        for i, ((_, _, piece), each, result) in enumerate(
+                zip(pieces, pixels[quality], results, strict=True)):
             truth = np.asarray(piece)
-            bicubic = np.asarray(Image.fromarray(decoded(data)).resize(
-                (CROP, CROP), Image.Resampling.BICUBIC))
+            bicubic = np.asarray(Image.fromarray(each).resize((CROP, CROP),
+                                                              Image.Resampling.BICUBIC))
             gains[i, quality] = psnr_y(result, truth, SHAVE) - psnr_y(bicubic, truth, SHAVE)
-    rows = sorted(((contrast(decoded(files[next(iter(chosen))][i])), name, where,
+    rows = sorted(((contrast(pixels[next(iter(chosen))][i]), name, where,
                     [gains[i, q] for q in chosen]) for i, (name, where, _) in enumerate(pieces)),
                   key=lambda row: row[0])
     heads = " | ".join(f"q{q} ({model})" for q, model in chosen.items())

@@ -179,7 +179,7 @@ function autoManifest(id) {
 const PLAIN_MODEL = 'bicubic';
 
 function plainManifest(scale) {
-  return { id: PLAIN_MODEL, label: `Bicubic ×${scale}, no model`, scale, plain: true };
+  return { id: PLAIN_MODEL, label: `Bicubic ×${scale}, no model`, scale };
 }
 
 function manifestOf(id) {

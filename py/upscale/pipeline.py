@@ -79,8 +79,7 @@ async def upscale(
 
     Up to `options.parallel` predicts run at once; results are stitched in tile order.
     """
-    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
-        raise InvalidImage(BAD_SHAPE.format(shape=image.shape, dtype=image.dtype))
+    _check_image(image)
     height, width, channels = image.shape
     options = options.for_image(height, width)
     scale, reduce = options.scale, options.reduce
@@ -131,8 +130,7 @@ async def upscale(
     stitcher.finish()
     if reduce > 1:
         reduce_into(network, output[..., :3], reduce)
-    if channels == 4:
-        output[..., 3] = resize_alpha(image[..., 3], options.result_scale)
+    _resize_alpha_into(image, output, options.result_scale)
     return output
 
 
@@ -140,14 +138,23 @@ def enlarge_plainly(image: np.ndarray, scale: int) -> np.ndarray:
     """`image` (H, W, 3 or 4, uint8) enlarged `scale` times with no model: RGB as Pillow's
     BICUBIC resize computes it, alpha as upscale() resizes it. `auto` gives this to files that
     every model measured enlarges worse (routing.plain_reason)."""
-    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
-        raise InvalidImage(BAD_SHAPE.format(shape=image.shape, dtype=image.dtype))
+    _check_image(image)
     height, width, channels = image.shape
     output = np.empty((height * scale, width * scale, channels), np.uint8)
     enlarge_into(image[..., :3], output[..., :3], scale)
-    if channels == 4:
-        output[..., 3] = resize_alpha(image[..., 3], scale)
+    _resize_alpha_into(image, output, scale)
     return output
+
+
+def _check_image(image: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
+        raise InvalidImage(BAD_SHAPE.format(shape=image.shape, dtype=image.dtype))
+
+
+def _resize_alpha_into(image: np.ndarray, output: np.ndarray, scale: int) -> None:
+    """An RGBA `image`'s alpha plane, resized with Pillow, into `output`'s."""
+    if image.shape[2] == 4:
+        output[..., 3] = resize_alpha(image[..., 3], scale)
 
 
 def _preview(plan: TilePlan, tile: Tile, pixels: np.ndarray,

@@ -148,11 +148,11 @@ def _bicubic_taps(length: int, factor: int) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(taps, length - 1), fixed.astype(np.int32)
 
 
-def _resample_axis(pixels: np.ndarray, axis: int, factor: int, rows: slice) -> np.ndarray:
-    """`pixels` (uint8) enlarged `factor` times along `axis` (0 or 1), the result's positions
-    `rows` along it only, rounded and clipped to uint8 as Pillow does after each pass."""
-    index, fixed = _bicubic_taps(pixels.shape[axis], factor)
-    index, fixed = index[rows], fixed[rows]
+def _resample_axis(pixels: np.ndarray, axis: int, index: np.ndarray,
+                   fixed: np.ndarray) -> np.ndarray:
+    """`pixels` (uint8) resampled along `axis` (0 or 1) with taps `index` and weights `fixed`
+    (_bicubic_taps', or rows of them), rounded and clipped to uint8 as Pillow does after each
+    pass."""
     shape = [1] * pixels.ndim
     shape[axis] = len(index)
     total = np.full(pixels.shape[:axis] + (len(index),) + pixels.shape[axis + 1:],
@@ -172,8 +172,9 @@ def enlarge_into(source: np.ndarray, target: np.ndarray, factor: int) -> np.ndar
     height, width = source.shape[:2]
     if target.shape[:2] != (height * factor, width * factor):
         raise ValueError(f"{target.shape[:2]} is not {factor} times {source.shape[:2]}")
-    across = _resample_axis(source, 1, factor, slice(None))
+    across = _resample_axis(source, 1, *_bicubic_taps(width, factor))
+    index, fixed = _bicubic_taps(height, factor)
     for top in range(0, height * factor, REDUCE_BAND_ROWS * factor):
         rows = slice(top, min(top + REDUCE_BAND_ROWS * factor, height * factor))
-        target[rows] = _resample_axis(across, 0, factor, rows)
+        target[rows] = _resample_axis(across, 0, index[rows], fixed[rows])
     return target
